@@ -1,0 +1,32 @@
+# `make demo` and `make test` set up everything on a fresh machine: a virtualenv in .venv with the
+# pinned requirements and the package installed in editable mode.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: demo test bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Beam -> TFRecords -> class-balanced training -> evaluation on held-out classes -> export.
+demo: $(STAMP)
+	$(PY) -m tfmetric.train --dataset synthetic --workdir runs/demo --overwrite
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 tests
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache

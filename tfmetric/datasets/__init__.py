@@ -1,0 +1,28 @@
+"""Dataset modules: each parses one raw published layout (or generates data) into ImageRecords.
+
+Every module exposes:
+  NAME            the dataset name used by ``--dataset``
+  SPLITS          all split names, e.g. ("train", "test") or ("train", "query", "gallery")
+  TRAIN_SPLIT     the split training samples from
+  QUERY_SPLIT     the split evaluated as queries
+  GALLERY_SPLIT   the split searched by queries, or None for self-retrieval within QUERY_SPLIT
+  load(raw_dir)   -> dict split -> list[ImageRecord] (generated sets ignore raw_dir)
+  INSTRUCTIONS    what to download and where the files must end up
+"""
+import importlib
+
+from tfmetric.datasets.base import (DatasetFormatError, DatasetNotFoundError, ImageRecord,
+                                    default_data_dir, raw_dir, tfrecord_dir)
+
+DATASET_NAMES = ("synthetic", "digits", "cars196", "cub200", "sop", "inshop", "imagefolder")
+
+
+def get_dataset(name: str):
+    """The dataset module for ``name``; ValueError naming the allowed values otherwise."""
+    if name not in DATASET_NAMES:
+        raise ValueError(f"Unknown dataset {name!r}. Allowed values: {', '.join(DATASET_NAMES)}.")
+    return importlib.import_module(f"tfmetric.datasets.{name}")
+
+
+__all__ = ["DATASET_NAMES", "DatasetFormatError", "DatasetNotFoundError", "ImageRecord",
+           "default_data_dir", "get_dataset", "raw_dir", "tfrecord_dir"]

@@ -1,0 +1,58 @@
+"""The record every dataset module yields, and the errors they raise.
+
+A dataset module (``tfmetric/datasets/<name>.py``) parses one raw published layout into
+``ImageRecord``s with labels already assigned: contiguous ``0..C-1`` within a split, in the
+dataset's natural class order (numeric class ids sort numerically). Splits that share one label
+space (In-Shop query/gallery) use the same label for the same class.
+"""
+import dataclasses
+import os
+from typing import Optional
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """Raw files are missing; the message says which files are expected where and how to get them."""
+
+
+class DatasetFormatError(ValueError):
+    """The raw layout itself is wrong (unparsable annotation file); the message names file and line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One image of a dataset split.
+
+    Args:
+      image_id: stable unique id within the dataset, e.g. the path relative to the raw dir.
+      label: contiguous integer label within the split (``image/class/label``).
+      class_name: the original class id or name (``image/class/name``).
+      split: split name, e.g. ``train`` or ``test``.
+      path: absolute path of the image file for on-disk datasets, else None.
+      data: encoded image bytes for generated / in-memory datasets, else None.
+    """
+
+    image_id: str
+    label: int
+    class_name: str
+    split: str
+    path: Optional[str] = None
+    data: Optional[bytes] = None
+
+    def read_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        with open(self.path, "rb") as f:
+            return f.read()
+
+
+def default_data_dir() -> str:
+    """``$TFMETRIC_DATA_DIR``, else ``~/tfmetric_data``."""
+    return os.environ.get("TFMETRIC_DATA_DIR") or os.path.join(os.path.expanduser("~"), "tfmetric_data")
+
+
+def raw_dir(data_dir: str, dataset: str) -> str:
+    return os.path.join(data_dir, "raw", dataset)
+
+
+def tfrecord_dir(data_dir: str, dataset: str) -> str:
+    return os.path.join(data_dir, "tfrecords", dataset)
