@@ -1,0 +1,263 @@
+"""Typed experiment configuration and the per-dataset presets (the paper's recipe).
+
+Presets for cars196, cub200, sop and inshop equal the official code's README commands
+(github.com/azgo14/classification_metric_learning): ResNet50, 2048-d, batch 75, SGD momentum 0.9,
+weight decay 1e-4, one warm-up epoch on the new parameters, then 2 steps of 15 epochs with the lr
+divided by 10 at each step. ``synthetic`` and ``digits`` are small presets that run on a laptop CPU.
+"""
+import dataclasses
+import json
+import typing
+from typing import Optional, Tuple
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field / flag and allowed values."""
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the data comes from and how batches are formed.
+
+    Attributes:
+      dataset: dataset name (see tfmetric.datasets.DATASET_NAMES).
+      data_dir: root holding raw/ and tfrecords/; empty means $TFMETRIC_DATA_DIR or ~/tfmetric_data.
+      raw_dir: raw dataset directory; empty means <data_dir>/raw/<dataset>.
+      image_size: side of the square crop fed to the network (224 in the paper).
+      resize_size: both sides are resized to this before cropping, aspect ratio not kept (256).
+      batch_size: images per training batch (75 in the paper).
+      images_per_class: images of each class in a batch; batch_size // images_per_class classes.
+      sample_with_replacement: draw a class's images with replacement (the official sampler) or
+        without replacement while the class has enough images.
+      class_balanced: class-balanced batches (the paper) or plain shuffled batches (ablation).
+      eval_batch_size: batch size for embedding the evaluation splits.
+      cache: cache decoded evaluation images in memory (small datasets only).
+    """
+
+    dataset: str = "synthetic"
+    data_dir: str = ""
+    raw_dir: str = ""
+    image_size: int = 224
+    resize_size: int = 256
+    batch_size: int = 75
+    images_per_class: int = 25
+    sample_with_replacement: bool = True
+    class_balanced: bool = True
+    eval_batch_size: int = 128
+    cache: bool = False
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The embedding network.
+
+    Attributes:
+      backbone: "inception_v1" or "resnet50".
+      weights: None (random init), "imagenet", or a path to a weights file.
+      embedding_dim: embedding size; a bias-free Dense is added only when it differs from the
+        backbone width (1024 for InceptionV1, 2048 for ResNet50).
+      layer_norm: LayerNormalization without affine parameters on pool5 (the paper; ablation off).
+      temperature: softmax temperature of the CosineProxy layer (0.05 in the paper).
+    """
+
+    backbone: str = "resnet50"
+    weights: Optional[str] = None
+    embedding_dim: int = 2048
+    layer_norm: bool = True
+    temperature: float = 0.05
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation schedule of the official code.
+
+    Attributes:
+      lr: base learning rate of SGD with momentum.
+      lr_mult: the warm-up epochs use lr * lr_mult on the new parameters only.
+      momentum: SGD momentum (PyTorch semantics).
+      weight_decay: L2 weight decay added to every gradient, as PyTorch SGD does, on all weights.
+      warmup_epochs: epochs that train only the proxies and the new head layers.
+      epochs_per_step: epochs between learning-rate steps.
+      num_steps: number of lr steps; full training lasts epochs_per_step * num_steps epochs.
+      gamma: lr multiplier at every step.
+      test_every_n_epochs: evaluate on the held-out classes every this many epochs (and at the end).
+      steps_per_epoch: 0 means num_train_images // batch_size, as the official code.
+      seed: seeds weights initialisation, sampling and augmentation.
+    """
+
+    lr: float = 0.01
+    lr_mult: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 1
+    epochs_per_step: int = 15
+    num_steps: int = 2
+    gamma: float = 0.1
+    test_every_n_epochs: int = 5
+    steps_per_epoch: int = 0
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Evaluation on the held-out classes.
+
+    Attributes:
+      recall_ks: the K of Recall@K.
+      binary: also report metrics of sign-binarized embeddings ranked by Hamming distance.
+      nmi: also report NMI of k-means clustering.
+      raw_pixel_baseline: also report Recall@K of raw (preprocessed) pixels, for small datasets.
+    """
+
+    recall_ks: Tuple[int, ...] = (1, 2, 4, 8)
+    binary: bool = True
+    nmi: bool = True
+    raw_pixel_baseline: bool = False
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d):
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(d) - set(sections)
+        if unknown:
+            raise ConfigError(f"Unknown config section(s) {sorted(unknown)}. Allowed: {sorted(sections)}.")
+        config = cls()
+        for section, values in d.items():
+            for key, value in values.items():
+                _set_field(config, f"{section}.{key}", value)
+        return config
+
+
+def _paper(dataset, lr, images_per_class, ks):
+    return ExperimentConfig(
+        data=DataConfig(dataset=dataset, images_per_class=images_per_class),
+        model=ModelConfig(backbone="resnet50", weights="imagenet", embedding_dim=2048),
+        train=TrainConfig(lr=lr),
+        eval=EvalConfig(recall_ks=ks))
+
+
+def _small(dataset, image_size, resize_size, batch_size, images_per_class, epochs, dim, lr):
+    return ExperimentConfig(
+        data=DataConfig(dataset=dataset, image_size=image_size, resize_size=resize_size,
+                        batch_size=batch_size, images_per_class=images_per_class, cache=True),
+        model=ModelConfig(backbone="inception_v1", weights=None, embedding_dim=dim),
+        train=TrainConfig(lr=lr, epochs_per_step=epochs, num_steps=1, test_every_n_epochs=epochs),
+        eval=EvalConfig(recall_ks=(1, 2, 4, 8), raw_pixel_baseline=True))
+
+
+PRESETS = {
+    "cars196": lambda: _paper("cars196", 0.01, 25, (1, 2, 4, 8)),
+    "cub200": lambda: _paper("cub200", 0.001, 25, (1, 2, 4, 8)),
+    "sop": lambda: _paper("sop", 0.01, 5, (1, 10, 100, 1000)),
+    "inshop": lambda: _paper("inshop", 0.01, 5, (1, 10, 20, 30, 40, 50)),
+    "synthetic": lambda: _small("synthetic", 64, 72, 60, 6, 6, 128, 0.1),
+    "digits": lambda: _small("digits", 32, 36, 50, 10, 3, 64, 0.05),
+    "imagefolder": lambda: _small("imagefolder", 224, 256, 75, 5, 15, 512, 0.01),
+}
+
+
+def preset(dataset: str) -> ExperimentConfig:
+    """The preset config for ``dataset``."""
+    if dataset not in PRESETS:
+        raise ConfigError(f"--dataset: unknown dataset {dataset!r}. Allowed values: {', '.join(PRESETS)}.")
+    return PRESETS[dataset]()
+
+
+def _field_type(config, dotted):
+    section, _, key = dotted.partition(".")
+    sub = getattr(config, section, None)
+    if sub is None or not dataclasses.is_dataclass(sub) or not key:
+        raise ConfigError(f"--set {dotted}: unknown field. Allowed sections: data, model, train, eval.")
+    hints = typing.get_type_hints(type(sub))
+    if key not in hints:
+        raise ConfigError(f"--set {dotted}: unknown field. Fields of {section}: {', '.join(sorted(hints))}.")
+    return sub, key, hints[key]
+
+
+def _coerce(dotted, tp, value):
+    """Converts a string (from --set) or a JSON value to the field's declared type."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        origin = typing.get_origin(tp)
+    try:
+        if origin in (tuple, Tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(int(v) for v in items if str(v).strip())
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if tp is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--set {dotted}={value}: expected a value of type {getattr(tp, '__name__', tp)}.") from None
+
+
+def _set_field(config, dotted, value):
+    sub, key, tp = _field_type(config, dotted)
+    setattr(sub, key, _coerce(dotted, tp, value))
+
+
+def apply_overrides(config: ExperimentConfig, overrides) -> ExperimentConfig:
+    """Applies ``section.field=value`` strings (the ``--set`` flag) in place and returns config."""
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected section.field=value, e.g. train.lr=0.1.")
+        dotted, value = item.split("=", 1)
+        _set_field(config, dotted.strip(), value.strip())
+    return config
+
+
+def validate(config: ExperimentConfig) -> ExperimentConfig:
+    """Checks values that would otherwise fail deep inside training; ConfigError names the field."""
+    d, m, t = config.data, config.model, config.train
+    if m.temperature <= 0:
+        raise ConfigError(f"model.temperature must be > 0. Received: {m.temperature}.")
+    if d.images_per_class < 1:
+        raise ConfigError(f"data.images_per_class must be >= 1. Received: {d.images_per_class}.")
+    if d.batch_size < 1 or d.batch_size % d.images_per_class:
+        raise ConfigError(f"data.batch_size ({d.batch_size}) must be a positive multiple of "
+                          f"data.images_per_class ({d.images_per_class}).")
+    if d.image_size < 32 or d.resize_size < d.image_size:
+        raise ConfigError(f"data.image_size must be >= 32 and <= data.resize_size. "
+                          f"Received: image_size={d.image_size}, resize_size={d.resize_size}.")
+    if m.backbone not in ("inception_v1", "resnet50"):
+        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. Allowed values: inception_v1, resnet50.")
+    if m.embedding_dim < 1:
+        raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
+    if t.lr <= 0 or t.lr_mult <= 0:
+        raise ConfigError(f"train.lr and train.lr_mult must be > 0. Received: lr={t.lr}, lr_mult={t.lr_mult}.")
+    for name in ("warmup_epochs", "steps_per_epoch"):
+        if getattr(t, name) < 0:
+            raise ConfigError(f"train.{name} must be >= 0. Received: {getattr(t, name)}.")
+    for name in ("epochs_per_step", "num_steps", "test_every_n_epochs"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1. Received: {getattr(t, name)}.")
+    if not config.eval.recall_ks or min(config.eval.recall_ks) < 1:
+        raise ConfigError(f"eval.recall_ks must be positive integers. Received: {config.eval.recall_ks}.")
+    return config

@@ -1,0 +1,58 @@
+"""Normalized softmax loss (Zhai & Wu 2019, Sec. 3.1, Eq. 2).
+
+The class weights ("proxies") and the embeddings are both L2-normalised, so each logit is a cosine
+similarity; dividing by a temperature < 1 sharpens the softmax (the paper uses 0.05). There is no bias.
+"""
+import keras
+import tensorflow as tf
+
+
+def cosine_logits(embeddings, proxies, temperature=0.05):
+    """cos(embedding_i, proxy_c) / temperature, shape [batch, num_classes], computed in float32.
+
+    Args:
+      embeddings: [batch, dim] tensor, any float dtype, need not be normalised.
+      proxies: [num_classes, dim] tensor, need not be normalised.
+      temperature: positive float.
+    """
+    if temperature <= 0:
+        raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
+    embeddings = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
+    proxies = tf.math.l2_normalize(tf.cast(proxies, tf.float32), axis=-1)
+    return tf.matmul(embeddings, proxies, transpose_b=True) / temperature
+
+
+def normalized_softmax_loss(labels, embeddings, proxies, temperature=0.05):
+    """Mean softmax cross-entropy of the cosine logits: the paper's training objective.
+
+    Args:
+      labels: [batch] integer class ids in [0, num_classes).
+      embeddings: [batch, dim] float tensor (L2-normalised inside).
+      proxies: [num_classes, dim] float tensor (L2-normalised inside).
+      temperature: positive float; 0.05 in the paper.
+
+    Returns:
+      Scalar float32 mean loss over the batch.
+    """
+    logits = cosine_logits(embeddings, proxies, temperature)
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+@keras.saving.register_keras_serializable(package="tfmetric")
+class NormalizedSoftmaxLoss(keras.losses.Loss):
+    """Keras wiring of the normalized softmax loss for ``model.compile``.
+
+    The model's output must be the cosine logits of a ``tfmetric.layers.CosineProxy`` layer (which
+    already holds the temperature), so this is softmax cross-entropy on those logits, computed in
+    float32 even under mixed precision.
+    """
+
+    def __init__(self, name="normalized_softmax_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=tf.cast(y_pred, tf.float32))
