@@ -1,0 +1,181 @@
+"""Tiny images and fake raw datasets in the exact published layouts, for tests.
+
+Images are a few dozen pixels and a few hundred bytes; a fake dataset has a handful of classes.
+Every writer creates missing parent directories and returns the path it wrote.
+"""
+import io
+import os
+import struct
+
+import numpy as np
+from PIL import Image
+
+
+def color(i: int):
+    """A distinct, deterministic RGB colour for index ``i``."""
+    return ((37 * i + 60) % 256, (91 * i + 120) % 256, (53 * i + 200) % 256)
+
+
+def image_bytes(fmt: str = "JPEG", size=(32, 32), rgb=(128, 64, 32), mode: str = "RGB") -> bytes:
+    """An encoded flat image (``fmt`` as PIL names it: JPEG, PNG, GIF, BMP, WEBP, TIFF)."""
+    out = io.BytesIO()
+    Image.new(mode, size, rgb if mode == "RGB" else rgb[0]).save(out, fmt)
+    return out.getvalue()
+
+
+def jpeg_bytes(size=(32, 32), rgb=(128, 64, 32)) -> bytes:
+    return image_bytes("JPEG", size, rgb)
+
+
+def png_bytes(size=(32, 32), rgb=(128, 64, 32)) -> bytes:
+    return image_bytes("PNG", size, rgb)
+
+
+def noise_jpeg_bytes(size=(64, 64), seed: int = 0) -> bytes:
+    """A JPEG of random pixels: its entropy-coded data is long enough to cut or damage."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def truncated_jpeg_bytes() -> bytes:
+    data = noise_jpeg_bytes()
+    return data[:len(data) // 2]
+
+
+def corrupt_jpeg_bytes() -> bytes:
+    """Valid headers, then garbage in the scan data."""
+    data = bytearray(noise_jpeg_bytes())
+    for i in range(len(data) // 3, len(data) - 2, 7):
+        data[i] = 0xFF
+    return bytes(data)
+
+
+def jpeg_claiming_size(height: int, width: int) -> bytes:
+    """A tiny JPEG whose frame header announces ``height`` x ``width`` (a decompression bomb stand-in)."""
+    data = bytearray(jpeg_bytes((8, 8)))
+    i = 2
+    while True:
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xC2:
+            data[i + 5:i + 9] = struct.pack(">HH", height, width)
+            return bytes(data)
+        i += 2 + length
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def write_jpeg(path: str, size=(32, 32), rgb=(128, 64, 32)) -> str:
+    return write_bytes(path, jpeg_bytes(size, rgb))
+
+
+def write_png(path: str, size=(32, 32), rgb=(128, 64, 32)) -> str:
+    return write_bytes(path, png_bytes(size, rgb))
+
+
+def write_text(path: str, lines) -> str:
+    return write_bytes(path, "".join(f"{line}\n" for line in lines).encode("utf-8"))
+
+
+# Fake raw datasets. Each takes {class id: number of images} per split and writes real tiny JPEGs
+# (distinct colours) where the published layout puts them; the root is returned.
+
+def make_cars196(root: str, images_per_class=None) -> str:
+    """``cars_annos.mat`` (a MATLAB struct array, as scipy.io.savemat writes it) + ``car_ims/``."""
+    import scipy.io
+
+    images_per_class = images_per_class or {1: 3, 2: 2, 99: 2, 196: 3}
+    fields = ["relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "test"]
+    total = sum(images_per_class.values())
+    annotations = np.zeros((1, total), dtype=[(f, "O") for f in fields])
+    n = 0
+    for class_id, count in sorted(images_per_class.items()):
+        for k in range(count):
+            rel = f"car_ims/{n + 1:06d}.jpg"
+            write_jpeg(os.path.join(root, rel), rgb=color(n))
+            annotations[0, n] = (np.array([rel]), np.array([[1]], np.uint8), np.array([[2]], np.uint8),
+                                 np.array([[30]], np.uint16), np.array([[20]], np.uint16),
+                                 np.array([[class_id]], np.uint8), np.array([[k % 2]], np.uint8))
+            n += 1
+    class_names = np.empty((1, 196), dtype=object)
+    for i in range(196):
+        class_names[0, i] = np.array([f"Maker Model {i + 1} 2012"])
+    os.makedirs(root, exist_ok=True)
+    scipy.io.savemat(os.path.join(root, "cars_annos.mat"),
+                     {"annotations": annotations, "class_names": class_names})
+    return root
+
+
+def make_cub200(root: str, images_per_class=None) -> str:
+    """``CUB_200_2011/{images,image_class_labels,classes}.txt`` + ``images/NNN.Name/*.jpg``."""
+    images_per_class = images_per_class or {1: 3, 2: 2, 101: 2, 200: 3}
+    base = os.path.join(root, "CUB_200_2011")
+    class_dir = {c: f"{c:03d}.Bird_{c}" for c in range(1, 201)}
+    images, labels, n = [], [], 0
+    for class_id, count in sorted(images_per_class.items()):
+        for k in range(count):
+            n += 1
+            rel = f"{class_dir[class_id]}/Bird_{class_id}_{k:04d}.jpg"
+            write_jpeg(os.path.join(base, "images", rel), rgb=color(n))
+            images.append(f"{n} {rel}")
+            labels.append(f"{n} {class_id}")
+    write_text(os.path.join(base, "images.txt"), images)
+    write_text(os.path.join(base, "image_class_labels.txt"), labels)
+    write_text(os.path.join(base, "classes.txt"), [f"{c} {d}" for c, d in class_dir.items()])
+    return root
+
+
+def make_sop(root: str, train=None, test=None) -> str:
+    """``Stanford_Online_Products/Ebay_{train,test}.txt`` + ``<super>_final/*.JPG``."""
+    train = train or {1: 2, 2: 3, 3: 2}
+    test = test or {11319: 2, 11320: 3}
+    base = os.path.join(root, "Stanford_Online_Products")
+    n = 0
+    for name, classes in (("Ebay_train.txt", train), ("Ebay_test.txt", test)):
+        rows = ["image_id class_id super_class_id path"]
+        for i, (class_id, count) in enumerate(sorted(classes.items())):
+            super_id = 1 + class_id % 2
+            folder = ("bicycle_final", "chair_final")[super_id - 1]
+            for k in range(count):
+                n += 1
+                rel = f"{folder}/{100000000000 + class_id}_{k}.JPG"
+                write_jpeg(os.path.join(base, rel), rgb=color(n))
+                rows.append(f"{len(rows)} {class_id} {super_id} {rel}")
+        write_text(os.path.join(base, name), rows)
+    return root
+
+
+def make_inshop(root: str, train=None, query=None, gallery=None) -> str:
+    """``list_eval_partition.txt`` (count, header, rows) + ``img/<GENDER>/<Cat>/<item>/*.jpg``."""
+    train = train or {"id_00000001": 2, "id_00000003": 3}
+    query = query or {"id_00000002": 1, "id_00000004": 2}
+    gallery = gallery or {"id_00000002": 2, "id_00000004": 1, "id_00000005": 1}
+    rows, n = [], 0
+    for split, items in (("train", train), ("query", query), ("gallery", gallery)):
+        for item, count in sorted(items.items()):
+            for k in range(count):
+                n += 1
+                rel = f"img/WOMEN/Dresses/{item}/{k + 1:02d}_{n}_{split[:5]}.jpg"
+                write_jpeg(os.path.join(root, rel), rgb=color(n))
+                # The real file pads columns with runs of spaces.
+                rows.append(f"{rel:<60} {item:<20} {split}")
+    write_text(os.path.join(root, "list_eval_partition.txt"),
+               [str(len(rows)), "image_name item_id evaluation_status", *rows])
+    return root
+
+
+def make_imagefolder(root: str, images_per_class=None) -> str:
+    """``<root>/<class_name>/<image>.jpg``."""
+    images_per_class = images_per_class or {"apple": 2, "banana": 3, "cherry": 2, "date": 2}
+    n = 0
+    for name, count in sorted(images_per_class.items()):
+        for k in range(count):
+            n += 1
+            write_jpeg(os.path.join(root, name, f"img_{k}.jpg"), rgb=color(n))
+    return root

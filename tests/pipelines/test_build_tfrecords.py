@@ -1,0 +1,277 @@
+"""build_tfrecords on tiny fakes of each published layout: counts, labels, class grouping, manifest."""
+import collections
+import os
+import types
+
+import pytest
+import tensorflow as tf
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+
+from pipelines import build_tfrecords
+from tests import fixtures as fx
+from tfmetric import datasets
+from tfmetric.data import manifest as manifest_lib
+from tfmetric.data import schema
+from tfmetric.datasets.base import ImageRecord
+
+FAKES = {"cars196": fx.make_cars196, "cub200": fx.make_cub200, "sop": fx.make_sop,
+         "inshop": fx.make_inshop, "imagefolder": fx.make_imagefolder}
+
+
+def convert(dataset, raw, data, *extra, test_pipeline=None):
+    argv = ["--dataset", dataset, "--data-dir", str(data), *extra]
+    if raw is not None:
+        argv += ["--raw-dir", str(raw)]
+    result = build_tfrecords.run(argv, test_pipeline=test_pipeline)
+    return manifest_lib.load_manifest(str(data), dataset), result
+
+
+def read_shards(data, dataset, split):
+    """{shard path: [feature dict of each record]} in file order."""
+    shards = {}
+    for path in manifest_lib.shard_paths(str(data), dataset, split):
+        records = []
+        for features in tf.data.TFRecordDataset(path).map(schema.parse_example):
+            records.append({k: v.numpy() for k, v in features.items()})
+        shards[path] = records
+    return shards
+
+
+def counter(result, name):
+    found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    return sum(c.committed for c in found)
+
+
+def all_files(directory):
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), directory)] = f.read()
+    return out
+
+
+@pytest.mark.parametrize("dataset", sorted(FAKES))
+def test_converts_published_layout(tmp_path, dataset):
+    raw = FAKES[dataset](str(tmp_path / "raw"))
+    expected = datasets.get_dataset(dataset).load(raw)
+    manifest, result = convert(dataset, raw, tmp_path / "data", "--num-shards", "2")
+
+    module = datasets.get_dataset(dataset)
+    assert manifest["schema_version"] == schema.SCHEMA_VERSION
+    assert manifest["dataset"] == dataset and set(manifest["splits"]) == set(module.SPLITS)
+    assert (manifest["train_split"], manifest["query_split"], manifest["gallery_split"]) == (
+        module.TRAIN_SPLIT, module.QUERY_SPLIT, module.GALLERY_SPLIT)
+    assert manifest["num_skipped"] == 0 and manifest["fingerprint"].startswith("sha256:")
+    assert manifest["arguments"]["raw_dir"] == raw and manifest["arguments"]["num_shards"] == 2
+    assert counter(result, "images_written") == sum(len(r) for r in expected.values())
+
+    names_to_labels = {}
+    for split, records in expected.items():
+        info = manifest["splits"][split]
+        shards = read_shards(tmp_path / "data", dataset, split)
+        classes = {r.class_name for r in records}
+        assert info["num_images"] == info["num_listed"] == len(records)
+        assert info["num_classes"] == len(classes)
+        assert len(shards) == len(info["shards"]) == min(2, len(classes))
+        for shard, entry in zip(shards, info["shards"]):
+            assert shard.endswith(entry["path"])
+            assert f"-of-{len(shards):05d}.tfrecord" in entry["path"]
+            assert entry["num_images"] == len(shards[shard])
+        # Every class lives in exactly one shard, and records are sorted by (label, id).
+        shard_of = {}
+        for shard, rows in shards.items():
+            keys = [(int(r[schema.LABEL]), r[schema.IMAGE_ID]) for r in rows]
+            assert keys == sorted(keys)
+            for row in rows:
+                assert shard_of.setdefault(int(row[schema.LABEL]), shard) == shard
+        rows = [row for shard_rows in shards.values() for row in shard_rows]
+        assert sorted(shard_of) == list(range(len(classes)))  # contiguous 0..C-1
+        by_id = {r.image_id: r for r in records}
+        assert sorted(row[schema.IMAGE_ID].decode() for row in rows) == sorted(by_id)
+        for row in rows:
+            record = by_id[row[schema.IMAGE_ID].decode()]
+            assert int(row[schema.LABEL]) == record.label
+            assert row[schema.CLASS_NAME].decode() == record.class_name
+            assert row[schema.ENCODED] == record.read_bytes()  # original bytes kept
+            assert row[schema.FORMAT] == b"jpeg"
+            assert (row[schema.HEIGHT], row[schema.WIDTH]) == (32, 32)
+            names_to_labels.setdefault((split != module.TRAIN_SPLIT, record.class_name),
+                                       set()).add(record.label)
+    # One label per class, across query and gallery too (In-Shop's shared label space).
+    assert all(len(labels) == 1 for labels in names_to_labels.values())
+
+
+def test_bad_images_are_counted_reported_and_skipped(tmp_path):
+    raw = fx.make_imagefolder(str(tmp_path / "raw"), {"a": 3, "b": 2, "c": 2, "d": 2})
+    bad = {
+        "a/img_1.jpg": ("truncated", fx.truncated_jpeg_bytes()),
+        "a/img_2.jpg": ("empty", b""),
+        "c/img_0.jpg": ("corrupt", fx.corrupt_jpeg_bytes()),
+        "c/notes.jpg": ("unsupported_format", b"these are not pixels\n"),
+        "d/img_0.jpg": ("too_many_pixels", fx.jpeg_claiming_size(60000, 60000)),
+    }
+    for rel, (_, data) in bad.items():
+        fx.write_bytes(os.path.join(raw, rel), data)
+    fx.write_bytes(os.path.join(raw, "b", "anim.gif"), fx.image_bytes("GIF", (20, 10)))
+    fx.write_png(os.path.join(raw, "d", "img_2.png"), size=(16, 8))
+
+    manifest, result = convert("imagefolder", raw, tmp_path / "data")
+
+    skipped = {s["image_id"]: s for split in manifest["splits"].values() for s in split["skipped"]}
+    expected_reasons = {rel: reason for rel, (reason, _) in bad.items()}
+    assert {k: s["reason"] for k, s in skipped.items()} == expected_reasons
+    assert skipped["a/img_1.jpg"]["path"] == os.path.join(raw, "a", "img_1.jpg")
+    assert "truncated" in skipped["a/img_1.jpg"]["detail"]
+    assert manifest["num_skipped"] == len(expected_reasons)
+    assert manifest["skipped_by_reason"] == dict(collections.Counter(expected_reasons.values()))
+    assert counter(result, "images_read") == 12
+    assert counter(result, "skipped_truncated") == 1 and counter(result, "skipped_empty") == 1
+    assert counter(result, "images_reencoded") == 1
+    assert counter(result, "images_written") == 12 - len(expected_reasons)
+
+    rows = {r[schema.IMAGE_ID].decode(): r for split in ("train", "test")
+            for shard in read_shards(tmp_path / "data", "imagefolder", split).values() for r in shard}
+    assert set(rows) == {"a/img_0.jpg", "b/anim.gif", "b/img_0.jpg", "b/img_1.jpg", "c/img_1.jpg",
+                         "d/img_1.jpg", "d/img_2.png"}
+    assert rows["b/anim.gif"][schema.FORMAT] == b"jpeg"  # re-encoded
+    assert tf.io.decode_jpeg(rows["b/anim.gif"][schema.ENCODED]).shape == (10, 20, 3)
+    assert rows["d/img_2.png"][schema.FORMAT] == b"png"
+    assert (rows["d/img_2.png"][schema.HEIGHT], rows["d/img_2.png"][schema.WIDTH]) == (8, 16)
+
+
+def test_class_without_good_images_leaves_labels_contiguous(tmp_path):
+    raw = fx.make_imagefolder(str(tmp_path / "raw"), {"a": 2, "b": 2, "c": 2, "x": 1, "y": 1})
+    for k in range(2):
+        fx.write_bytes(os.path.join(raw, "b", f"img_{k}.jpg"), b"")
+    manifest, _ = convert("imagefolder", raw, tmp_path / "data", "--num-shards", "5")
+    train = manifest["splits"]["train"]
+    assert train["empty_classes"] == ["b"]
+    assert (train["num_classes"], train["num_images"], len(train["shards"])) == (2, 4, 2)
+    rows = [r for shard in read_shards(tmp_path / "data", "imagefolder", "train").values()
+            for r in shard]
+    assert {(r[schema.CLASS_NAME], int(r[schema.LABEL])) for r in rows} == {(b"a", 0), (b"c", 1)}
+
+
+def test_rerun_is_byte_identical_and_replaces_the_output(tmp_path):
+    raw = fx.make_sop(str(tmp_path / "raw"))
+    out = datasets.tfrecord_dir(str(tmp_path / "data"), "sop")
+    convert("sop", raw, tmp_path / "data", "--num-shards", "2")
+    first = all_files(out)
+    convert("sop", raw, tmp_path / "data", "--num-shards", "2")
+    assert all_files(out) == first
+    assert any(k.endswith(".tfrecord") for k in first) and "manifest.json" in first
+
+
+def test_runs_on_a_test_pipeline(tmp_path):
+    raw = fx.make_cub200(str(tmp_path / "raw"))
+    manifest, result = convert("cub200", raw, tmp_path / "data",
+                               test_pipeline=BeamTestPipeline(runner="FnApiRunner"))
+    assert manifest["splits"]["train"]["num_images"] == 5
+    assert counter(result, "images_read") == 10
+
+
+def test_in_memory_records_are_written(tmp_path, monkeypatch):
+    encoded = {"jpeg": fx.jpeg_bytes((12, 6)), "png": fx.png_bytes((12, 6))}
+    records = {split: [ImageRecord(f"{split}/{c}/{k}", c, str(c + offset), split,
+                                   data=encoded["png" if k else "jpeg"])
+                       for c in range(3) for k in range(2)]
+               for split, offset in (("train", 0), ("test", 3))}
+    fake = types.SimpleNamespace(NAME="synthetic", SPLITS=("train", "test"), TRAIN_SPLIT="train",
+                                 QUERY_SPLIT="test", GALLERY_SPLIT=None, INSTRUCTIONS="",
+                                 load=lambda raw_dir: records)
+    monkeypatch.setattr(datasets, "get_dataset", lambda name: fake)
+    manifest, _ = convert("synthetic", None, tmp_path / "data", "--num-shards", "2")
+    assert manifest["arguments"]["raw_dir"] is None
+    assert manifest["splits"]["test"]["num_images"] == 6
+    assert all(s["path"] is None for s in manifest["splits"]["test"]["skipped"])
+    rows = [r for shard in read_shards(tmp_path / "data", "synthetic", "test").values() for r in shard]
+    assert sorted(r[schema.FORMAT] for r in rows) == [b"jpeg"] * 3 + [b"png"] * 3
+    assert {(r[schema.HEIGHT], r[schema.WIDTH]) for r in rows} == {(6, 12)}
+
+
+def test_incomplete_outputs_are_never_read_and_are_cleaned(tmp_path, monkeypatch):
+    raw = fx.make_imagefolder(str(tmp_path / "raw"))
+    data = str(tmp_path / "data")
+    out = datasets.tfrecord_dir(data, "imagefolder")
+    convert("imagefolder", raw, data)
+    good = all_files(out)
+
+    # A run that dies while writing shards leaves the previous complete output untouched.
+    def broken(self, element):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(build_tfrecords.transforms.WriteShardFn, "process", broken)
+    with pytest.raises(Exception, match="disk full"):
+        convert("imagefolder", raw, data)
+    monkeypatch.undo()
+    assert all_files(out) == good
+    assert os.path.isdir(out + ".incomplete")
+    assert not os.path.exists(os.path.join(out + ".incomplete", "manifest.json"))
+
+    # An output without its manifest (interrupted while being replaced) reads as missing ...
+    os.remove(os.path.join(out, "manifest.json"))
+    fx.write_bytes(os.path.join(out, "train", "stale.tfrecord"), b"junk")
+    assert not manifest_lib.is_complete(out)
+    with pytest.raises(datasets.DatasetNotFoundError, match="incomplete"):
+        manifest_lib.load_manifest(data, "imagefolder")
+    # ... and the next run deletes both leftovers and writes a complete output.
+    convert("imagefolder", raw, data)
+    assert all_files(out) == good
+    assert not os.path.exists(out + ".incomplete")
+
+
+def test_wrong_layout_fails_with_file_and_line(tmp_path, capsys):
+    raw = fx.make_cub200(str(tmp_path / "raw"))
+    labels = os.path.join(raw, "CUB_200_2011", "image_class_labels.txt")
+    with open(labels, "a") as f:
+        f.write("oops\n")
+    with pytest.raises(datasets.DatasetFormatError, match=r"image_class_labels.txt:11"):
+        convert("cub200", raw, tmp_path / "data")
+    with pytest.raises(SystemExit) as exit_info:
+        build_tfrecords.main(["--dataset", "cub200", "--raw-dir", raw, "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 4
+    assert "build_tfrecords failed: DatasetFormatError" in capsys.readouterr().err
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_tfrecords.main(["--dataset", "cars196", "--raw-dir", str(tmp_path / "nothing"),
+                              "--data-dir", str(tmp_path)])
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert "cars_annos.mat" in err and "car_ims" in err
+    assert not os.path.exists(datasets.tfrecord_dir(str(tmp_path), "cars196"))
+
+
+def test_flags_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        build_tfrecords.parse_args(["--dataset", "cub200", "--train-classes", "x.txt"])
+    assert "imagefolder only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_tfrecords.parse_args(["--dataset", "mnist"])
+    assert "invalid choice" in capsys.readouterr().err
+    args, beam_args = build_tfrecords.parse_args(
+        ["--dataset", "sop", "--num-shards", "3", "--direct_num_workers", "2"])
+    assert (args.num_shards, beam_args) == (3, ["--direct_num_workers", "2"])
+    assert build_tfrecords.num_shards(0, 2500) == 3 and build_tfrecords.num_shards(5, 10) == 5
+
+
+def test_imagefolder_class_lists(tmp_path):
+    raw = fx.make_imagefolder(str(tmp_path / "raw"))
+    train_list = fx.write_text(str(tmp_path / "train.txt"), ["date", "# comment", "apple"])
+    manifest, _ = convert("imagefolder", raw, tmp_path / "data", "--train-classes", train_list)
+    assert manifest["splits"]["train"]["num_classes"] == 2
+    assert manifest["splits"]["test"]["num_classes"] == 2
+    names = {r[schema.CLASS_NAME] for shard in read_shards(tmp_path / "data", "imagefolder",
+                                                            "train").values() for r in shard}
+    assert names == {b"apple", b"date"}
+
+
+def test_read_image_fn_reports_unreadable_paths(tmp_path):
+    from pipelines.tfrecord_transforms import SKIPPED, ReadImageFn
+    fn = ReadImageFn(max_pixels=1000)
+    fn.setup()
+    directory = ImageRecord("a/dir.jpg", 0, "a", "train", path=str(tmp_path))
+    outputs = list(fn.process(directory))
+    skipped = [o.value for o in outputs if getattr(o, "tag", None) == SKIPPED]
+    assert [s["reason"] for s in skipped] == ["unreadable"]
+    assert skipped[0]["path"] == str(tmp_path)

@@ -1,0 +1,131 @@
+"""ensure_tfrecords (existing, built by the converter subprocess, or a clear error) and fetch_archive."""
+import hashlib
+import io
+import os
+import sys
+import tarfile
+import urllib.error
+
+import pytest
+
+from tests import fixtures as fx
+from tfmetric import datasets
+from tfmetric.data import manifest as manifest_lib
+from tfmetric.data import prepare
+from tfmetric.data.schema import SCHEMA_VERSION
+
+
+def no_subprocess(*args, **kwargs):
+    raise AssertionError("the converter must not run")
+
+
+def write_complete_output(data_dir, dataset="cub200"):
+    directory = datasets.tfrecord_dir(data_dir, dataset)
+    fx.write_bytes(os.path.join(directory, "train", "train-00000-of-00001.tfrecord"), b"")
+    manifest = {"schema_version": SCHEMA_VERSION, "dataset": dataset, "splits": {"train": {
+        "num_images": 0, "num_classes": 0, "skipped": [],
+        "shards": [{"path": "train/train-00000-of-00001.tfrecord", "num_images": 0,
+                    "num_classes": 0}]}}}
+    manifest_lib.write_manifest(directory, manifest)
+    return manifest
+
+
+def test_build_command_maps_arguments():
+    command = prepare.build_command("imagefolder", "/d", "/r", dict(
+        num_shards=4, train_classes="t.txt", download=True, max_pixels=None,
+        direct_num_workers=2, direct_running_mode="multi_processing"))
+    assert command[:3] == [sys.executable, "-m", "pipelines.build_tfrecords"]
+    flat = " ".join(command[3:])
+    assert flat == ("--dataset imagefolder --data-dir /d --raw-dir /r --direct_num_workers 2 "
+                    "--direct_running_mode multi_processing --download --num-shards 4 "
+                    "--train-classes t.txt")
+    with pytest.raises(ValueError, match="runner"):
+        prepare.build_command("cub200", "/d", None, {"runner": "DataflowRunner"})
+
+
+def test_existing_manifest_is_returned_without_converting(tmp_path, monkeypatch):
+    expected = write_complete_output(str(tmp_path))
+    monkeypatch.setattr(prepare, "_run_streaming", no_subprocess)
+    assert prepare.ensure_tfrecords("cub200", str(tmp_path)) == expected
+
+
+def test_neither_tfrecords_nor_raw_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare, "_run_streaming", no_subprocess)
+    os.makedirs(datasets.raw_dir(str(tmp_path), "cub200"))  # empty raw dir counts as missing
+    with pytest.raises(datasets.DatasetNotFoundError) as e:
+        prepare.ensure_tfrecords("cub200", str(tmp_path))
+    message = str(e.value)
+    assert datasets.raw_dir(str(tmp_path), "cub200") in message
+    assert "CUB_200_2011.tgz" in message and "image_class_labels.txt" in message
+    with pytest.raises(ValueError, match="Allowed values"):
+        prepare.ensure_tfrecords("mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize("status, error", [
+    (prepare.EXIT_NOT_FOUND, datasets.DatasetNotFoundError),
+    (prepare.EXIT_FORMAT, datasets.DatasetFormatError),
+    (1, prepare.ConversionError),
+])
+def test_converter_failures_become_errors(tmp_path, monkeypatch, status, error):
+    fx.make_cub200(datasets.raw_dir(str(tmp_path), "cub200"))
+    log = ["INFO reading\n", f"{prepare.ERROR_PREFIX} DatasetFormatError: /r/images.txt:3: bad\n",
+           "  second line\n"]
+    calls = []
+    monkeypatch.setattr(prepare, "_run_streaming", lambda command: calls.append(command) or (status, log))
+    with pytest.raises(error) as e:
+        prepare.ensure_tfrecords("cub200", str(tmp_path), num_shards=3)
+    assert "--num-shards" in calls[0] and "--raw-dir" in calls[0]
+    assert "/r/images.txt:3: bad\n  second line" in str(e.value)
+    assert not str(e.value).startswith("DatasetFormatError")
+
+
+def test_run_streaming_copies_the_log(capsys):
+    status, tail = prepare._run_streaming(
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(5)"])
+    assert status == 5 and sorted(tail) == ["err\n", "out\n"]
+    assert "out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_converts_raw_data_in_a_subprocess(tmp_path, monkeypatch):
+    data = str(tmp_path / "data")
+    fx.make_imagefolder(datasets.raw_dir(data, "imagefolder"))
+    monkeypatch.chdir(tmp_path)  # the subprocess must not depend on the working directory
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    manifest = prepare.ensure_tfrecords("imagefolder", data, num_shards=1)
+    assert manifest["splits"]["train"]["num_images"] == 5
+    assert manifest["arguments"]["num_shards"] == 1
+    assert manifest_lib.is_complete(datasets.tfrecord_dir(data, "imagefolder"))
+
+
+def tgz_with(files):
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_fetch_archive_verifies_and_extracts(tmp_path):
+    archive = tgz_with({"CUB_200_2011/images.txt": b"1 a/b.jpg\n"})
+    source = fx.write_bytes(str(tmp_path / "src" / "CUB_200_2011.tgz"), archive)
+    dest = str(tmp_path / "raw")
+    prepare.fetch_archive([f"file://{source}"], hashlib.md5(archive).hexdigest(), dest, "HOWTO")
+    assert open(os.path.join(dest, "CUB_200_2011", "images.txt")).read() == "1 a/b.jpg\n"
+    assert os.listdir(dest) == ["CUB_200_2011"]  # the archive is removed after extraction
+
+    with pytest.raises(datasets.DatasetNotFoundError, match="(?s)failed verification.*HOWTO"):
+        prepare.fetch_archive([f"file://{source}"], "0" * 32, str(tmp_path / "raw2"), "HOWTO")
+    assert os.listdir(tmp_path / "raw2") == []
+
+
+def test_fetch_archive_offline(tmp_path, monkeypatch):
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(prepare.urllib.request, "urlopen", offline)
+    with pytest.raises(datasets.DatasetNotFoundError) as e:
+        prepare.fetch_archive(["https://a/x.zip", "ftp://b/x.zip"], "0" * 32, str(tmp_path), "HOWTO")
+    assert "https://a/x.zip: [Errno -3]" in str(e.value) and "ftp://b/x.zip" in str(e.value)
+    assert str(e.value).endswith("HOWTO")

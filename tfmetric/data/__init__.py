@@ -1,0 +1,1 @@
+"""TFRecord schema and manifest, image headers, preparation of TFRecords, and input pipelines."""

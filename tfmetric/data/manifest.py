@@ -1,0 +1,140 @@
+"""``manifest.json``: what a TFRecord directory holds, written last so that it marks completion.
+
+A dataset's TFRecord directory ``<data-dir>/tfrecords/<dataset>/`` is complete only when its
+manifest exists and validates; a directory without one is a half-written output and every reader
+treats it as missing. The manifest is replaced atomically (a temporary file, then a rename).
+
+Layout of the manifest (``schema_version`` 1)::
+
+    {"schema_version": 1, "dataset": "cars196",
+     "train_split": "train", "query_split": "test", "gallery_split": null,
+     "splits": {"train": {"num_images": 8054, "num_classes": 98, "num_listed": 8054,
+                          "shards": [{"path": "train/train-00000-of-00008.tfrecord",
+                                      "num_images": 1003, "num_classes": 13}, ...],
+                          "skipped": [{"image_id": ..., "path": ..., "class_name": ...,
+                                       "reason": "truncated", "detail": ...}, ...],
+                          "empty_classes": []}, ...},
+     "num_skipped": 0, "skipped_by_reason": {},
+     "arguments": {...the converter's arguments...},
+     "fingerprint": "sha256:...",   # of every listed image's split, class, id and content
+     "features": {"image/encoded": "bytes", ...}}
+"""
+import json
+import os
+from typing import List, Optional
+
+import tensorflow as tf
+
+from tfmetric.data.schema import SCHEMA_VERSION
+from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, tfrecord_dir
+
+MANIFEST_NAME = "manifest.json"
+_SPLIT_KEYS = ("num_images", "num_classes", "shards", "skipped")
+
+
+class ManifestError(DatasetFormatError):
+    """A manifest exists but is unreadable, of another schema version, or inconsistent."""
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def manifest_path(directory: str) -> str:
+    return os.path.join(directory, MANIFEST_NAME)
+
+
+def write_manifest(directory: str, manifest: dict) -> str:
+    """Writes ``directory/manifest.json`` atomically and returns its path."""
+    path = manifest_path(directory)
+    text = json.dumps(manifest, indent=1) + "\n"
+    tmp = path + ".tmp"
+    if _is_remote(path):
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(text)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    else:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return path
+
+
+def read_manifest(directory: str) -> dict:
+    """The parsed manifest of ``directory``.
+
+    Raises:
+      DatasetNotFoundError: no manifest (the directory is missing or incomplete).
+      ManifestError: the file is not a JSON object.
+    """
+    path = manifest_path(directory)
+    if not tf.io.gfile.exists(path):
+        raise DatasetNotFoundError(
+            f"No complete TFRecords at {directory}: {MANIFEST_NAME} is missing (a directory "
+            f"without one is an incomplete conversion). Build them with "
+            f"`python -m pipelines.build_tfrecords --dataset <name>`.")
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            manifest = json.loads(f.read())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    return manifest
+
+
+def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
+    """Checks the manifest's structure and counts; with ``directory``, that every shard exists.
+
+    Returns the manifest. Raises ManifestError naming the first problem.
+    """
+    where = manifest_path(directory) if directory else "manifest"
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ManifestError(f"{where}: schema_version {version!r}, this code reads "
+                            f"{SCHEMA_VERSION}; rebuild the TFRecords.")
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        raise ManifestError(f"{where}: 'splits' must be a non-empty object")
+    for name, split in splits.items():
+        missing = [k for k in _SPLIT_KEYS if k not in split]
+        if missing:
+            raise ManifestError(f"{where}: split {name!r} lacks {', '.join(missing)}")
+        counted = sum(s["num_images"] for s in split["shards"])
+        if counted != split["num_images"]:
+            raise ManifestError(f"{where}: split {name!r} has num_images {split['num_images']} "
+                                f"but its shards hold {counted}")
+        if directory:
+            for shard in split["shards"]:
+                if not tf.io.gfile.exists(os.path.join(directory, shard["path"])):
+                    raise ManifestError(f"{where}: shard {shard['path']} is missing")
+    return manifest
+
+
+def load_manifest(data_dir: str, dataset: str) -> dict:
+    """The validated manifest of ``<data_dir>/tfrecords/<dataset>/`` (see ``read_manifest``)."""
+    directory = tfrecord_dir(data_dir, dataset)
+    return validate_manifest(read_manifest(directory), directory)
+
+
+def is_complete(directory: str) -> bool:
+    """Whether ``directory`` holds a valid manifest whose shards all exist."""
+    try:
+        validate_manifest(read_manifest(directory), directory)
+    except (DatasetNotFoundError, ManifestError):
+        return False
+    return True
+
+
+def shard_paths(data_dir: str, dataset: str, split: str,
+                manifest: Optional[dict] = None) -> List[str]:
+    """Full paths of ``split``'s shards, in shard order (loads the manifest if not given)."""
+    if manifest is None:
+        manifest = load_manifest(data_dir, dataset)
+    splits = manifest["splits"]
+    if split not in splits:
+        raise ValueError(f"Unknown split {split!r} for {dataset}. Allowed values: {', '.join(splits)}.")
+    directory = tfrecord_dir(data_dir, dataset)
+    return [os.path.join(directory, shard["path"]) for shard in splits[split]["shards"]]

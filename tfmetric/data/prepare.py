@@ -1,0 +1,192 @@
+"""Getting a dataset ready: TFRecords built on demand, and verified downloads of raw archives.
+
+``ensure_tfrecords`` is what training calls: it returns the manifest of a complete TFRecord
+directory, building it first with the Beam converter on the local direct runner when the raw data
+is there. The converter lives in ``pipelines/`` and nothing under ``tfmetric/`` imports that package,
+so it runs as a subprocess (``python -m pipelines.build_tfrecords``) whose log is streamed through;
+its exit status and last message tell a missing dataset from a malformed one.
+"""
+import hashlib
+import os
+import posixpath
+import sys
+import tarfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from collections import deque
+from typing import List, Optional, Sequence
+
+import tensorflow as tf
+
+from tfmetric import datasets
+from tfmetric.data import manifest as manifest_lib
+
+JOB_MODULE = "pipelines.build_tfrecords"
+# The job's protocol with this module: the exit status, and its last stderr line(s) start with
+# ERROR_PREFIX followed by the exception type and message.
+ERROR_PREFIX = "build_tfrecords failed:"
+EXIT_NOT_FOUND = 3
+EXIT_FORMAT = 4
+GENERATED = ("synthetic", "digits")
+APP_FLAGS = ("num_shards", "max_pixels", "train_classes", "test_classes", "download")
+
+
+class ConversionError(RuntimeError):
+    """The converter subprocess failed for a reason other than missing or malformed raw data."""
+
+
+def _repo_root() -> str:
+    # tfmetric/ and pipelines/ sit side by side (editable install or a source checkout).
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_command(dataset: str, data_dir: str, raw_dir: Optional[str], converter_args: dict) -> List[str]:
+    """The converter's command line: app flags with dashes, any other key as a Beam option."""
+    if "runner" in converter_args:
+        raise ValueError("ensure_tfrecords runs the converter locally; run `python -m "
+                         f"{JOB_MODULE} --runner ...` yourself for another runner. "
+                         f"Received: runner={converter_args['runner']!r}")
+    # No --runner: the job's local default (Beam's FnApiRunner, the DirectRunner's engine).
+    command = [sys.executable, "-m", JOB_MODULE, "--dataset", dataset, "--data-dir", data_dir]
+    if raw_dir:
+        command += ["--raw-dir", raw_dir]
+    for key, value in sorted(converter_args.items()):
+        flag = "--" + (key.replace("_", "-") if key in APP_FLAGS else key)
+        if value is None or value is False:
+            continue
+        command += [flag] if value is True else [flag, str(value)]
+    return command
+
+
+def _run_streaming(command: Sequence[str]):
+    """Runs ``command``, copying its merged output to stderr line by line; (exit status, tail)."""
+    import subprocess  # local: only this function starts processes
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tail = deque(maxlen=400)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                          text=True, errors="replace") as process:
+        for line in process.stdout:
+            sys.stderr.write(line)
+            tail.append(line)
+    return process.returncode, list(tail)
+
+
+def _job_error(lines: List[str]) -> Optional[str]:
+    """The error message the job printed last (from the ERROR_PREFIX line to the end)."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(ERROR_PREFIX):
+            message = "".join(lines[i:])[len(ERROR_PREFIX):].strip()
+            # Drop the "<ExceptionType>: " that the job puts in front of the message.
+            head, sep, rest = message.partition(": ")
+            return rest if sep and head.isidentifier() else message
+    return None
+
+
+def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Optional[str] = None,
+                     **converter_args) -> dict:
+    """The manifest of ``<data_dir>/tfrecords/<dataset>/``, converting the raw data first if needed.
+
+    An existing valid manifest is returned as is (delete the directory or run the converter to
+    rebuild with other arguments). Otherwise, if the raw data is present (or the dataset is
+    generated in memory: synthetic, digits), the converter runs locally (direct runner) with
+    ``converter_args`` (``num_shards=8`` -> ``--num-shards 8``, ``direct_num_workers=2`` ->
+    ``--direct_num_workers 2``, ``download=True`` -> ``--download``).
+
+    Raises:
+      ValueError: unknown dataset.
+      DatasetNotFoundError: neither TFRecords nor raw data; the message says what to get where.
+      DatasetFormatError: the raw layout is wrong (the message names file and line).
+      ConversionError: the converter failed otherwise (the message holds the end of its log).
+    """
+    module = datasets.get_dataset(dataset)
+    data_dir = data_dir or datasets.default_data_dir()
+    out_dir = datasets.tfrecord_dir(data_dir, dataset)
+    try:
+        return manifest_lib.load_manifest(data_dir, dataset)
+    except manifest_lib.ManifestError as e:
+        sys.stderr.write(f"Rebuilding {out_dir}: {e}\n")
+    except datasets.DatasetNotFoundError:
+        pass
+    raw = raw_dir or datasets.raw_dir(data_dir, dataset)
+    generated = dataset in GENERATED
+    if not generated and not converter_args.get("download") and not (
+            tf.io.gfile.isdir(raw) and tf.io.gfile.listdir(raw)):
+        raise datasets.DatasetNotFoundError(
+            f"No TFRecords for {dataset} at {out_dir} (no valid {manifest_lib.MANIFEST_NAME}) and "
+            f"no raw data at {raw} to build them from.\n\n{module.INSTRUCTIONS}")
+
+    command = build_command(dataset, data_dir, None if generated else raw, converter_args)
+    sys.stderr.write(f"Building TFRecords for {dataset}: {' '.join(command)}\n")
+    status, tail = _run_streaming(command)
+    if status == EXIT_NOT_FOUND:
+        raise datasets.DatasetNotFoundError(_job_error(tail) or "".join(tail[-20:]))
+    if status == EXIT_FORMAT:
+        raise datasets.DatasetFormatError(_job_error(tail) or "".join(tail[-20:]))
+    if status != 0:
+        raise ConversionError(f"{' '.join(command)} exited with status {status}; end of its log:\n"
+                              + "".join(tail[-40:]))
+    return manifest_lib.load_manifest(data_dir, dataset)
+
+
+def _md5(path: str) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _extract(archive: str, dest_dir: str) -> None:
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(dest_dir)  # zipfile strips absolute paths and ".." components
+    else:
+        with tarfile.open(archive) as t:
+            t.extractall(dest_dir, filter="data")  # refuses links and paths outside dest_dir
+
+
+def fetch_archive(urls: Sequence[str], md5: str, dest_dir: str, instructions: str,
+                  filename: Optional[str] = None, timeout: float = 60.0) -> None:
+    """Downloads the first reachable of ``urls``, checks its MD5, extracts it into ``dest_dir``.
+
+    Raises:
+      DatasetNotFoundError: no URL answered (offline machine, dead link) or the checksum differs;
+        the message carries ``instructions`` for getting the files by hand.
+    """
+    if "://" in dest_dir:
+        raise ValueError(f"Downloads go to a local directory; fetch the archive, extract it and "
+                         f"copy the files to the remote one. Received: dest_dir={dest_dir!r}")
+    os.makedirs(dest_dir, exist_ok=True)
+    name = filename or posixpath.basename(urllib.parse.urlparse(urls[0]).path)
+    archive = os.path.join(dest_dir, name)
+    partial = archive + ".part"
+    failures = []
+    for url in urls:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as f:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    f.write(block)
+            break
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            failures.append(f"{url}: {getattr(e, 'reason', e)}")
+    else:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise datasets.DatasetNotFoundError(
+            f"Could not download {name} ({'; '.join(failures)}).\n\n{instructions}")
+    actual = _md5(partial)
+    if actual != md5:
+        os.remove(partial)
+        raise datasets.DatasetNotFoundError(
+            f"{name} from {url} failed verification: md5 {actual}, expected {md5} (incomplete or "
+            f"changed download; it was deleted).\n\n{instructions}")
+    os.replace(partial, archive)
+    sys.stderr.write(f"Verified {name} (md5 {md5}); extracting into {dest_dir}\n")
+    _extract(archive, dest_dir)
+    os.remove(archive)
