@@ -58,6 +58,8 @@ class ModelConfig:
         backbone width (1024 for InceptionV1, 2048 for ResNet50).
       layer_norm: LayerNormalization without affine parameters on pool5 (the paper; ablation off).
       temperature: softmax temperature of the CosineProxy layer (0.05 in the paper).
+      bn_momentum: BatchNorm moving-average momentum (Keras convention); 0.9 is PyTorch's default
+        0.1, as in the official code. BatchNorm is not frozen.
     """
 
     backbone: str = "resnet50"
@@ -65,6 +67,7 @@ class ModelConfig:
     embedding_dim: int = 2048
     layer_norm: bool = True
     temperature: float = 0.05
+    bn_momentum: float = 0.9
 
 
 @dataclasses.dataclass

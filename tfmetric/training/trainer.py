@@ -53,7 +53,7 @@ class _Run:
     def __init__(self, config, num_classes, workdir):
         m, t = config.model, config.train
         self.embedding_model = build_embedding_model(m.backbone, m.embedding_dim, config.data.image_size,
-                                                     m.weights, m.layer_norm)
+                                                     m.weights, m.layer_norm, m.bn_momentum)
         self.model = build_training_model(self.embedding_model, num_classes, m.temperature)
         self.head_vars = head_variables(self.model)
         self.all_vars = self.model.trainable_variables

@@ -1,0 +1,58 @@
+"""The train CLI: flags -> config, one-line errors with exit code 2, and a tiny end-to-end run."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tfmetric import train
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tfmetric.train", *args], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=600)
+
+
+def test_print_config_resolves_preset_and_overrides(capsys):
+    assert train.main(["--dataset", "cub200", "--set", "train.seed=3", "--print-config"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["train"]["lr"] == 0.001 and config["train"]["seed"] == 3
+    assert config["data"]["images_per_class"] == 25 and config["model"]["backbone"] == "resnet50"
+
+
+def test_default_dataset_is_synthetic(capsys):
+    train.main(["--print-config"])
+    assert json.loads(capsys.readouterr().out)["data"]["dataset"] == "synthetic"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--dataset", "mnist"], "--dataset: unknown dataset 'mnist'. Allowed values: cars196"),
+    (["--set", "data.batch_size=61"], "must be a positive multiple of data.images_per_class"),
+    (["--set", "model.temperature=0"], "model.temperature must be > 0"),
+    (["--set", "data.batch_size=6000", "--set", "data.images_per_class=10"], "distinct classes"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
+    result = run_cli(*args, "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("python -m tfmetric.train: error: ")
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_dataset_explains_what_to_get_where(tmp_path):
+    result = run_cli("--dataset", "cars196", "--data-dir", str(tmp_path / "data"), "--workdir", str(tmp_path / "w"))
+    assert result.returncode == 2
+    first, *instructions = result.stderr.strip().splitlines()
+    assert first.startswith("python -m tfmetric.train: error: ") and "cars_annos.mat" in first
+    assert "car_ims" in "\n".join(instructions) and "Traceback" not in result.stderr
+
+
+def test_config_file_reruns_exactly(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    train.main(["--dataset", "digits", "--set", "train.lr=0.123", "--print-config"])
+    path.write_text(capsys.readouterr().out)
+    train.main(["--config", str(path), "--print-config"])
+    assert json.loads(capsys.readouterr().out) == json.loads(path.read_text())
