@@ -75,7 +75,9 @@ class TrainConfig:
     """Optimisation schedule of the official code.
 
     Attributes:
-      lr: base learning rate of SGD with momentum.
+      optimizer: "sgd" (the official recipe: SGD with momentum and coupled weight decay, exactly as
+        torch.optim.SGD) or "adamw" (for small backbones trained from scratch).
+      lr: base learning rate.
       lr_mult: the warm-up epochs use lr * lr_mult on the new parameters only.
       momentum: SGD momentum (PyTorch semantics).
       weight_decay: L2 weight decay added to every gradient, as PyTorch SGD does, on all weights.
@@ -88,6 +90,7 @@ class TrainConfig:
       seed: seeds weights initialisation, sampling and augmentation.
     """
 
+    optimizer: str = "sgd"
     lr: float = 0.01
     lr_mult: float = 1.0
     momentum: float = 0.9
@@ -253,6 +256,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. Allowed values: inception_v1, resnet50.")
     if m.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
+    if t.optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: sgd, adamw.")
     if t.lr <= 0 or t.lr_mult <= 0:
         raise ConfigError(f"train.lr and train.lr_mult must be > 0. Received: lr={t.lr}, lr_mult={t.lr_mult}.")
     for name in ("warmup_epochs", "steps_per_epoch"):

@@ -69,8 +69,11 @@ class _Builder:
         name = keras_layer_name(scope)
         x = keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding="same", use_bias=False,
-            # inception_v1_base overrides the arg_scope initializer with trunc_normal(0.01).
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+            # slim's inception_arg_scope default (He, fan-in, truncated normal). inception_v1_base
+            # overrides it with trunc_normal(0.01), which only matters before ImageNet weights are
+            # loaded; from scratch, 0.01 makes the BN-scaled gradients blow the weights up.
+            kernel_initializer=keras.initializers.VarianceScaling(
+                scale=2.0, mode="fan_in", distribution="truncated_normal"),
             name=name)(x)
         x = keras.layers.BatchNormalization(
             momentum=self.bn_momentum, epsilon=self.bn_epsilon, scale=False,

@@ -48,3 +48,20 @@ class TorchSGD(keras.optimizers.Optimizer):
         config = super().get_config()
         config.update({"momentum": self.momentum, "l2_decay": self.l2_decay})
         return config
+
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+def make_optimizer(train_config, learning_rate, name):
+    """The optimizer ``train.optimizer`` names.
+
+    "sgd" is the official recipe (``TorchSGD``). "adamw" (Keras AdamW, decoupled weight decay) is
+    for training small backbones from scratch, where SGD needs many more epochs.
+    """
+    t = train_config
+    if t.optimizer == "sgd":
+        return TorchSGD(learning_rate, t.momentum, t.weight_decay, name=name)
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay, name=name)
+    raise ValueError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: {', '.join(OPTIMIZERS)}.")

@@ -20,7 +20,7 @@ from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.models.embedding import build_embedding_model, build_training_model, head_variables
 from tfmetric.training import evaluation
-from tfmetric.training.optimizer import TorchSGD
+from tfmetric.training.optimizer import make_optimizer
 from tfmetric.training.schedule import learning_rate_at, total_epochs
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ class _Run:
         self.model = build_training_model(self.embedding_model, num_classes, m.temperature)
         self.head_vars = head_variables(self.model)
         self.all_vars = self.model.trainable_variables
-        self.warmup_opt = TorchSGD(t.lr * t.lr_mult, t.momentum, t.weight_decay, name="warmup_sgd")
-        self.main_opt = TorchSGD(t.lr, t.momentum, t.weight_decay, name="sgd")
+        self.warmup_opt = make_optimizer(t, t.lr * t.lr_mult, name="warmup_optimizer")
+        self.main_opt = make_optimizer(t, t.lr, name="optimizer")
         self.warmup_opt.build(self.head_vars)
         self.main_opt.build(self.all_vars)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
