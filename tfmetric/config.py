@@ -11,6 +11,11 @@ import typing
 from typing import Optional, Tuple
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
+OPTIMIZERS = ("sgd", "adamw")
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field / flag and allowed values."""
 
@@ -86,8 +91,16 @@ class TrainConfig:
       num_steps: number of lr steps; full training lasts epochs_per_step * num_steps epochs.
       gamma: lr multiplier at every step.
       test_every_n_epochs: evaluate on the held-out classes every this many epochs (and at the end).
-      steps_per_epoch: 0 means num_train_images // batch_size, as the official code.
+      steps_per_epoch: 0 means num_train_images // global batch size, as the official code.
       seed: seeds weights initialisation, sampling and augmentation.
+      precision: "float32", "mixed_float16" or "mixed_bfloat16" (the embedding normalisation,
+        CosineProxy and the loss stay float32).
+      jit_compile: compile the forward and backward pass with XLA.
+      distribute: "auto" (MultiWorkerMirrored from TF_CONFIG, Mirrored over several GPUs, else
+        one device), "none", "mirrored" or "multi_worker". data.batch_size is per replica.
+      checkpoint_every_n_steps: also checkpoint inside epochs (0: only at epoch ends and on
+        SIGINT/SIGTERM).
+      log_every_n_steps: TensorBoard loss logging interval.
     """
 
     optimizer: str = "sgd"
@@ -102,6 +115,11 @@ class TrainConfig:
     test_every_n_epochs: int = 5
     steps_per_epoch: int = 0
     seed: int = 0
+    precision: str = "float32"
+    jit_compile: bool = False
+    distribute: str = "auto"
+    checkpoint_every_n_steps: int = 0
+    log_every_n_steps: int = 10
 
 
 @dataclasses.dataclass
@@ -113,12 +131,16 @@ class EvalConfig:
       binary: also report metrics of sign-binarized embeddings ranked by Hamming distance.
       nmi: also report NMI of k-means clustering.
       raw_pixel_baseline: also report Recall@K of raw (preprocessed) pixels, for small datasets.
+      projector: write TensorBoard embedding-projector files (metadata, sprite) for the test split.
+      projector_max_items: at most this many test images in the projector.
     """
 
     recall_ks: Tuple[int, ...] = (1, 2, 4, 8)
     binary: bool = True
     nmi: bool = True
     raw_pixel_baseline: bool = False
+    projector: bool = True
+    projector_max_items: int = 2000
 
 
 @dataclasses.dataclass
@@ -256,11 +278,15 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. Allowed values: inception_v1, resnet50.")
     if m.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
-    if t.optimizer not in ("sgd", "adamw"):
-        raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: sgd, adamw.")
+    if t.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: {', '.join(OPTIMIZERS)}.")
     if t.lr <= 0 or t.lr_mult <= 0:
         raise ConfigError(f"train.lr and train.lr_mult must be > 0. Received: lr={t.lr}, lr_mult={t.lr_mult}.")
-    for name in ("warmup_epochs", "steps_per_epoch"):
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision: unknown policy {t.precision!r}. Allowed values: {', '.join(PRECISIONS)}.")
+    if t.distribute not in STRATEGIES:
+        raise ConfigError(f"train.distribute: unknown strategy {t.distribute!r}. Allowed values: {', '.join(STRATEGIES)}.")
+    for name in ("warmup_epochs", "steps_per_epoch", "checkpoint_every_n_steps"):
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name} must be >= 0. Received: {getattr(t, name)}.")
     for name in ("epochs_per_step", "num_steps", "test_every_n_epochs"):

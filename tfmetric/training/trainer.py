@@ -1,29 +1,28 @@
 """train_and_evaluate: the official training recipe as a library function.
 
-Epoch 0..warmup_epochs-1 train only the new parameters (proxies and projection) with lr * lr_mult,
-BatchNorm still in training mode as in the official code; then all parameters are trained with a
-fresh SGD for epochs_per_step * num_steps epochs, the lr multiplied by gamma every epochs_per_step.
+Epochs ``0..warmup_epochs-1`` train only the new parameters (proxies and projection) with
+``lr * lr_mult``, BatchNorm still in training mode as in the official code; then all parameters
+train with a fresh optimizer for ``epochs_per_step * num_steps`` epochs, the lr multiplied by
+``gamma`` every ``epochs_per_step`` epochs. Checkpoints are written every epoch, every
+``checkpoint_every_n_steps`` steps and on SIGINT/SIGTERM; rerunning with the same workdir resumes.
 """
 import dataclasses
 import json
-import logging
 import os
 import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfmetric import config as config_lib
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
-from tfmetric.models.embedding import build_embedding_model, build_training_model, head_variables
-from tfmetric.training import evaluation
-from tfmetric.training.optimizer import make_optimizer
+from tfmetric.training import evaluation, tensorboard
+from tfmetric.training.precision import make_strategy
+from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
 from tfmetric.training.schedule import learning_rate_at, total_epochs
-
-log = logging.getLogger(__name__)
+from tfmetric.training.steps import make_train_step
 
 
 def write_json(path, obj):
@@ -34,55 +33,13 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
-def _make_step(model, optimizer, variables):
-    @tf.function
-    def step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32)))
-        grads = tape.gradient(loss, variables)
-        optimizer.apply(grads, variables)
-        return loss
-    return step
-
-
-class _Run:
-    """Model, optimizers and checkpoint state of one training run."""
-
-    def __init__(self, config, num_classes, workdir):
-        m, t = config.model, config.train
-        self.embedding_model = build_embedding_model(m.backbone, m.embedding_dim, config.data.image_size,
-                                                     m.weights, m.layer_norm, m.bn_momentum)
-        self.model = build_training_model(self.embedding_model, num_classes, m.temperature)
-        self.head_vars = head_variables(self.model)
-        self.all_vars = self.model.trainable_variables
-        self.warmup_opt = make_optimizer(t, t.lr * t.lr_mult, name="warmup_optimizer")
-        self.main_opt = make_optimizer(t, t.lr, name="optimizer")
-        self.warmup_opt.build(self.head_vars)
-        self.main_opt.build(self.all_vars)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, warmup_optimizer=self.warmup_opt,
-                                              optimizer=self.main_opt, epoch=self.epoch)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
-                                                  max_to_keep=2)
-        self.steps = {"warmup": _make_step(self.model, self.warmup_opt, self.head_vars),
-                      "main": _make_step(self.model, self.main_opt, self.all_vars)}
-
-    def restore(self):
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            log.info("Resumed from %s at epoch %d", self.manager.latest_checkpoint, int(self.epoch))
-        return int(self.epoch)
-
-
 def _evaluate(embed_fn, module, eval_config, eval_data):
-    """Scores of ``embed_fn`` on the dataset's query (and gallery) split."""
+    """Scores of ``embed_fn`` on the dataset's query (and gallery) split, and the query embeddings."""
     query, qlabels = evaluation.embed(embed_fn, eval_data[module.QUERY_SPLIT])
     gallery = glabels = None
     if module.GALLERY_SPLIT:
         gallery, glabels = evaluation.embed(embed_fn, eval_data[module.GALLERY_SPLIT])
-    return evaluation.score(query, qlabels, gallery, glabels, eval_config)
+    return evaluation.score(query, qlabels, gallery, glabels, eval_config), (query, qlabels)
 
 
 def format_scores(metrics, ks):
@@ -93,79 +50,136 @@ def format_scores(metrics, ks):
     return " ".join(parts)
 
 
+class _Data:
+    """The run's data: source, split sizes, per-epoch training datasets and evaluation datasets."""
+
+    def __init__(self, config, strategy):
+        d, t = config.data, config.train
+        self.source, self.module = open_source(d)
+        self.split = self.module.TRAIN_SPLIT
+        self.num_classes = self.source.num_classes(self.split)
+        check_balanced_args(self.num_classes, d.batch_size, d.images_per_class)
+        self.strategy = strategy
+        self.replicas = strategy.num_replicas_in_sync
+        self.global_batch = d.batch_size * self.replicas
+        self.steps = t.steps_per_epoch or max(1, self.source.num_images(self.split) // self.global_batch)
+        self.normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
+        self.eval_splits = [s for s in (self.module.QUERY_SPLIT, self.module.GALLERY_SPLIT) if s]
+        self.eval = {s: self.source.eval_dataset(s, d, self.normalization) for s in self.eval_splits}
+        self.config = config
+
+    def epoch(self, epoch, skip_steps):
+        """Batches of ``epoch`` after the first ``skip_steps`` steps (deterministic per seed and epoch)."""
+        d, seed = self.config.data, self.config.train.seed
+        if self.replicas == 1:
+            return self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps,
+                                             seed).skip(skip_steps)
+        fn = self.source.distribute_dataset_fn(self.split, d, self.normalization, epoch, self.steps, seed)
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: fn(ctx).skip(skip_steps))
+
+
 def train_and_evaluate(config, workdir, verbose=1):
     """Trains with the paper's recipe, evaluates on held-out classes, writes everything to workdir.
 
-    Writes ``config.json`` (before training), ``checkpoints/``, ``metrics.json``,
-    ``model.keras`` (images -> logits) and ``embedding_model.keras`` (images -> embeddings).
-    Rerunning with the same workdir resumes from the last epoch checkpoint.
+    Writes ``config.json`` (before training), ``checkpoints/``, ``history.json``, ``tensorboard/``
+    (scalars and the test split's embedding projector), ``metrics.json``, ``model.keras``
+    (images -> logits) and ``embedding_model.keras`` (images -> embeddings).
 
     Returns:
       The final metrics dict (also in metrics.json).
+
+    Raises:
+      StopRequested: SIGINT/SIGTERM arrived; a checkpoint was written first.
+      FloatingPointError: the loss became NaN or infinite; the last good checkpoint is kept.
     """
     config_lib.validate(config)
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), config.to_dict())
     keras.utils.set_random_seed(config.train.seed)
-
-    d, t = config.data, config.train
-    source, module = open_source(d)
-    train_split = module.TRAIN_SPLIT
-    num_classes = source.num_classes(train_split)
-    check_balanced_args(num_classes, d.batch_size, d.images_per_class)
-    steps = t.steps_per_epoch or max(1, source.num_images(train_split) // d.batch_size)
-    normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
-    eval_splits = [s for s in (module.QUERY_SPLIT, module.GALLERY_SPLIT) if s]
-    eval_data = {s: source.eval_dataset(s, d, normalization) for s in eval_splits}
-
-    run = _Run(config, num_classes, workdir)
-    start = run.restore()
+    t = config.train
+    strategy = make_strategy(t.distribute)
+    data = _Data(config, strategy)
+    run = RunState(config, data.num_classes, workdir, strategy)
+    start_epoch, start_step = run.restore()
     epochs = total_epochs(t)
     history_path = os.path.join(workdir, "history.json")
-    history = json.load(open(history_path)) if start and os.path.exists(history_path) else []
-    print(f"Training {config.model.backbone} on {d.dataset}: {source.num_images(train_split)} images, "
-          f"{num_classes} classes, {steps} steps/epoch, {epochs} epochs -> {workdir}", flush=True)
+    history = []
+    if (start_epoch or start_step) and os.path.exists(history_path):
+        with open(history_path) as f:
+            history = json.load(f)
+    logger = tensorboard.Logger(workdir, t.log_every_n_steps)
+    steps_fns = {
+        "warmup": make_train_step(strategy, run.model, run.warmup_opt, run.head_vars, data.global_batch,
+                                  t.jit_compile),
+        "main": make_train_step(strategy, run.model, run.main_opt, run.all_vars, data.global_batch,
+                                t.jit_compile)}
+    print(f"Training {config.model.backbone} on {config.data.dataset}: "
+          f"{data.source.num_images(data.split)} images, {data.num_classes} classes, {data.steps} steps/epoch "
+          f"x {epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {workdir}",
+          flush=True)
 
-    for epoch in range(start, epochs):
-        phase = "warmup" if epoch < t.warmup_epochs else "main"
-        optimizer = run.warmup_opt if phase == "warmup" else run.main_opt
-        lr = learning_rate_at(epoch, t)
-        optimizer.learning_rate.assign(lr)
-        if verbose:
-            print(f"Epoch {epoch + 1}/{epochs} ({phase}, lr {lr:g})", flush=True)
-        bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["loss"])
-        started, losses = time.time(), []
-        for i, (images, labels) in enumerate(source.train_dataset(train_split, d, normalization,
-                                                                  epoch, steps, t.seed)):
-            loss = float(run.steps[phase](images, labels))
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"Loss became {loss} at epoch {epoch + 1}, step {i + 1}; the last good checkpoint "
-                    f"is kept in {run.manager.directory}. Lower train.lr or check the data.")
-            losses.append(loss)
-            bar.update(i + 1, [("loss", loss)])
-        record = {"epoch": epoch + 1, "phase": phase, "lr": lr, "loss": float(np.mean(losses)),
-                  "seconds": round(time.time() - started, 2)}
-        main_epoch = epoch + 1 - t.warmup_epochs
-        if epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0):
-            scores = _evaluate(evaluation.compiled_embedder(run.embedding_model), module,
-                               config.eval, eval_data)
-            record["test"] = scores
-            print(f"  test: {format_scores(scores, config.eval.recall_ks)}", flush=True)
-        history.append(record)
-        run.epoch.assign(epoch + 1)
-        run.manager.save(checkpoint_number=epoch + 1)
-        write_json(history_path, history)
+    with InterruptGuard() as guard:
+        for epoch in range(start_epoch, epochs):
+            skip = start_step if epoch == start_epoch else 0
+            record = _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose)
+            main_epoch = epoch + 1 - t.warmup_epochs
+            if epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0):
+                record["test"], _ = _evaluate(evaluation.compiled_embedder(run.embedding_model),
+                                              data.module, config.eval, data.eval)
+                logger.test((epoch + 1) * data.steps, record["test"])
+                print(f"  test: {format_scores(record['test'], config.eval.recall_ks)}", flush=True)
+            history.append(record)
+            run.save(epoch + 1, 0)
+            write_json(history_path, history)
+    return _finish(config, workdir, run, data, history, logger)
 
+
+def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose):
+    t = data.config.train
+    phase = "warmup" if epoch < t.warmup_epochs else "main"
+    lr = learning_rate_at(epoch, t)
+    (run.warmup_opt if phase == "warmup" else run.main_opt).learning_rate.assign(lr)
+    if verbose:
+        print(f"Epoch {epoch + 1}/{epochs} ({phase}, lr {lr:g})" + (f", resuming at step {skip}" if skip else ""),
+              flush=True)
+    bar = keras.utils.Progbar(data.steps, verbose=verbose, stateful_metrics=["loss"])
+    started, losses = time.time(), []
+    for i, (images, labels) in enumerate(data.epoch(epoch, skip), start=skip + 1):
+        loss = float(steps_fns[phase](images, labels))
+        if not np.isfinite(loss):
+            raise FloatingPointError(
+                f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; the last good checkpoint is "
+                f"kept in {run.manager.directory}. Lower train.lr or check the data.")
+        losses.append(loss)
+        logger.loss(epoch * data.steps + i, loss)
+        bar.update(i, [("loss", loss)])
+        if guard.requested:
+            path = run.save(epoch, i)
+            raise StopRequested(f"Interrupted at epoch {epoch + 1}, step {i}; checkpoint {path}. "
+                                f"Rerun the same command to resume.")
+        if t.checkpoint_every_n_steps and i % t.checkpoint_every_n_steps == 0 and i < data.steps:
+            run.save(epoch, i)
+    mean_loss = float(np.mean(losses)) if losses else float("nan")
+    logger.epoch((epoch + 1) * data.steps, lr, mean_loss)
+    return {"epoch": epoch + 1, "phase": phase, "lr": lr, "loss": mean_loss,
+            "seconds": round(time.time() - started, 2), "resumed_at_step": skip}
+
+
+def _finish(config, workdir, run, data, history, logger):
+    embed_fn = evaluation.compiled_embedder(run.embedding_model)
     final = history[-1].get("test") if history else None
-    if not final:  # resumed after the last epoch, or nothing evaluated yet
-        final = _evaluate(evaluation.compiled_embedder(run.embedding_model), module, config.eval, eval_data)
-    result = {"dataset": d.dataset, "backbone": config.model.backbone, "epochs": epochs,
-              "test": final, "history": history}
+    final_scores, (query, qlabels) = _evaluate(embed_fn, data.module, config.eval, data.eval)
+    final = final or final_scores
+    result = {"dataset": config.data.dataset, "backbone": config.model.backbone,
+              "epochs": total_epochs(config.train), "test": final, "history": history}
     if config.eval.raw_pixel_baseline:
         pixels_config = dataclasses.replace(config.eval, binary=False, nmi=False)
-        result["raw_pixels"] = _evaluate(evaluation.flatten_pixels, module, pixels_config, eval_data)
+        result["raw_pixels"], _ = _evaluate(evaluation.flatten_pixels, data.module, pixels_config, data.eval)
         print(f"Raw pixels: R@1 {result['raw_pixels']['recall@1']:.4f}", flush=True)
+    if config.eval.projector:
+        raw = (b.numpy() for b, _ in data.source.raw_dataset(data.module.QUERY_SPLIT))
+        tensorboard.write_projector(logger.dir, query, qlabels, raw, max_items=config.eval.projector_max_items)
     run.model.save(os.path.join(workdir, "model.keras"))
     run.embedding_model.save(os.path.join(workdir, "embedding_model.keras"))
     write_json(os.path.join(workdir, "metrics.json"), result)

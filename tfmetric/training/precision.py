@@ -1,0 +1,50 @@
+"""Mixed precision and the distribution strategy a config asks for."""
+import contextlib
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from tfmetric.config import PRECISIONS, STRATEGIES
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets the global Keras dtype policy while models are built, then restores the previous one.
+
+    Under a mixed policy the backbone computes in float16/bfloat16 while the embedding L2
+    normalisation, the CosineProxy layer and the loss stay float32 (their layers are built with
+    ``dtype="float32"``).
+    """
+    if name not in PRECISIONS:
+        raise ValueError(f"train.precision: unknown policy {name!r}. Allowed values: {', '.join(PRECISIONS)}.")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def make_strategy(name="auto"):
+    """The tf.distribute strategy for ``train.distribute``.
+
+    "auto": MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster, MirroredStrategy over
+    all visible GPUs when there are several, else the default (one device) strategy.
+    """
+    if name not in STRATEGIES:
+        raise ValueError(f"train.distribute: unknown strategy {name!r}. Allowed values: {', '.join(STRATEGIES)}.")
+    if name == "auto":
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        if sum(len(v) for v in cluster.values()) > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "none"
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()

@@ -1,0 +1,45 @@
+"""The training step: forward/backward (optionally XLA-compiled) and the optimizer update, per replica.
+
+The same code runs on one device and under ``tf.distribute`` strategies: the loss of a replica is
+its examples' cross-entropy summed and divided by the *global* batch size, so summing the replicas'
+losses gives the mean over the global batch, as one device would compute it.
+"""
+import keras
+import tensorflow as tf
+
+
+def make_train_step(strategy, model, optimizer, variables, global_batch_size, jit_compile=False):
+    """A ``tf.function(images, labels) -> mean loss`` running one step on every replica.
+
+    Args:
+      strategy: a tf.distribute.Strategy (the default strategy on one device).
+      model: images -> cosine logits.
+      optimizer: a Keras optimizer (possibly a LossScaleOptimizer) built for ``variables``.
+      variables: the variables this phase trains (the warm-up trains only the new head).
+      global_batch_size: images per step over all replicas.
+      jit_compile: compile forward and backward with XLA. The optimizer update stays outside the
+        compiled function because it all-reduces gradients across replicas.
+    """
+    scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def loss_and_grads(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+            scaled = optimizer.scale_loss(loss) if scales_loss else loss
+        return loss, tape.gradient(scaled, variables)
+
+    def replica_step(images, labels):
+        loss, grads = loss_and_grads(images, labels)
+        optimizer.apply(grads, variables)
+        return loss
+
+    @tf.function
+    def step(images, labels):
+        per_replica = strategy.run(replica_step, args=(images, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return step
