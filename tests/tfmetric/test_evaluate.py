@@ -1,0 +1,80 @@
+"""python -m tfmetric.evaluate: a trained run exported and evaluated through its SavedModel reports
+exactly the test metrics training reported for the same weights."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfmetric import config as config_lib
+from tfmetric import evaluate as evaluate_cli
+from tfmetric.data import preprocessing
+from tfmetric.export import export_from_workdir
+from tfmetric.export.evaluate_lib import encoded_eval_splits, evaluate_saved_model, signature_embedder
+from tfmetric.training import evaluation
+
+
+def _config(data_dir):
+    """scikit-learn digits (PNG, 5 held-out classes, ~900 test images), a tiny InceptionV1."""
+    config = config_lib.preset("digits")
+    d, m, t = config.data, config.model, config.train
+    d.data_dir, d.batch_size, d.images_per_class, d.eval_batch_size = data_dir, 20, 10, 128
+    m.embedding_dim = 12  # not a multiple of 8
+    # 60 steps: a random-init network maps every image to nearly the same embedding (one shared bit
+    # code); after these the codes differ, so equal binary metrics mean something.
+    t.warmup_epochs, t.epochs_per_step, t.num_steps, t.steps_per_epoch, t.test_every_n_epochs = 0, 1, 1, 60, 1
+    t.lr = 0.05
+    config.eval.raw_pixel_baseline = False
+    return config
+
+
+def _normalize_is_graph_stable():
+    """Whether ``preprocessing.normalize`` gives the same float32 in a tf.data map (training's
+    evaluation) as in a tf.function (the SavedModel). Grappler's constant folding turns a division by
+    a constant into a multiplication by its reciprocal in tf.functions only, which moves some values
+    by one ulp; multiplying by reciprocal constants in the source makes both paths bitwise equal."""
+    x = tf.constant(np.arange(256, dtype=np.float32)[:, None].repeat(3, axis=1))
+    fn = lambda v: preprocessing.normalize(v, "imagenet_mean_std")  # noqa: E731
+    in_tf_data = next(iter(tf.data.Dataset.from_tensors(x).map(fn))).numpy()
+    return np.array_equal(in_tf_data, tf.function(fn)(x).numpy())
+
+
+@pytest.mark.slow
+def test_exported_model_reports_the_training_metrics(tmp_path, capsys):
+    from tfmetric.training.trainer import train_and_evaluate
+
+    data_dir, workdir = str(tmp_path / "data"), str(tmp_path / "run")
+    config = _config(data_dir)
+    trained = train_and_evaluate(config, workdir, verbose=0)["test"]  # builds the digits TFRecords first
+    assert {"recall@1", "map@r", "nmi", "binary/recall@1", "binary/map@r"} <= set(trained)
+    path = export_from_workdir(workdir, str(tmp_path / "saved_models"))
+    assert path == str(tmp_path / "saved_models" / "digits" / "1")
+
+    # Exactly equal when the shared preprocessing computes the same numbers in both graphs; otherwise
+    # one-ulp input differences (embeddings within ~1e-5) may reorder a few near-tied neighbours.
+    tolerance = 1e-9 if _normalize_is_graph_stable() else 1e-2
+    output = tmp_path / "metrics.json"
+    assert evaluate_cli.main(["--model", path, "--output", str(output)]) == 0
+    served = json.loads(output.read_text())
+    assert served == pytest.approx(trained, abs=tolerance)
+    printed = capsys.readouterr().out
+    assert f"R@1 {served['recall@1']:.4f}" in printed and f"NMI {served['nmi']:.4f}" in printed
+
+    served_bits, _ = evaluate_saved_model(path, dataset="digits", data_dir=data_dir, binary=True)
+    assert served_bits == pytest.approx({k: v for k, v in trained.items() if k.startswith("binary/")}, abs=tolerance)
+    module, splits = encoded_eval_splits(config.data, 128)
+    embed = signature_embedder(tf.saved_model.load(path).signatures["serving_binary"], "embedding_bits")
+    codes, _ = evaluation.embed(embed, splits[module.QUERY_SPLIT])
+    assert codes.shape[1] == 2 and len(np.unique(codes, axis=0)) >= 4, "degenerate model: the test shows nothing"
+
+
+def test_user_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        evaluate_cli.main(["--model", str(tmp_path / "nope")])
+    assert e.value.code == 2 and "not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        evaluate_cli.main(["--model", str(tmp_path)])
+    assert e.value.code == 2 and "--dataset is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        evaluate_cli.main(["--model", str(tmp_path), "--dataset", "nope"])
+    assert e.value.code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err

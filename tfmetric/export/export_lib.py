@@ -1,0 +1,74 @@
+"""export_saved_model / export_from_workdir: a trained embedding model -> a TF Serving version.
+
+    saved_models/<name>/<version>/
+      saved_model.pb, variables/          three signatures (see serving_module.py), tag "serve"
+      assets.extra/tf_serving_warmup_requests
+      model_card.json                     dataset, backbone, dim, preprocessing, config hash, metrics
+"""
+import json
+import os
+
+import keras
+
+from tfmetric import config as config_lib
+from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
+from tfmetric.export import model_card, warmup, writer
+from tfmetric.export.serving_module import build_serving_archive
+from tfmetric.models.backbones import backbone_preprocessing
+
+DEFAULT_OUTPUT_DIR = "saved_models"
+
+
+def export_saved_model(embedding_model, config, output_dir=DEFAULT_OUTPUT_DIR, name=None, metrics=None, *,
+                       max_pixels=DEFAULT_MAX_PIXELS, source=None):
+    """Writes the next version of ``<output_dir>/<name>`` atomically and returns its directory.
+
+    Args:
+      embedding_model: Keras model, preprocessed images -> L2-normalised embeddings.
+      config: the ExperimentConfig it was trained with (preprocessing, model card).
+      output_dir: TF Serving's base path; the model lives in ``<output_dir>/<name>/<version>``.
+      name: model name; default ``config.data.dataset``.
+      metrics: the run's test metrics, copied into the model card.
+      max_pixels: encoded images declaring more pixels are rejected with InvalidArgument.
+      source: the training workdir, recorded in the model card.
+    """
+    name = writer.check_model_name(name or config.data.dataset)
+    d = config.data
+    normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
+    dim = int(embedding_model.output_shape[-1])
+    archive = build_serving_archive(embedding_model, d.image_size, d.resize_size, normalization,
+                                    max_pixels)
+    card = model_card.build_model_card(config, name, dim, normalization, max_pixels, metrics, source)
+
+    def write(tmp):
+        archive.write_out(tmp, verbose=False)
+        warmup.write_warmup_requests(os.path.join(tmp, warmup.WARMUP_FILE), name,
+                                     warmup.default_requests(d.image_size))
+        model_card.write_model_card(tmp, card)
+
+    return writer.write_version(os.path.join(output_dir, name), write)
+
+
+def _require(path, what):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: --workdir must be a finished training run "
+                                f"(python -m tfmetric.train writes {what} at its end).")
+    return path
+
+
+def export_from_workdir(workdir, output_dir=DEFAULT_OUTPUT_DIR, name=None, *, max_pixels=DEFAULT_MAX_PIXELS):
+    """Exports ``<workdir>/embedding_model.keras`` with the run's config.json and test metrics."""
+    if not os.path.isdir(workdir):
+        raise NotADirectoryError(f"--workdir {workdir}: not a directory.")
+    with open(_require(os.path.join(workdir, "config.json"), "config.json")) as f:
+        config = config_lib.ExperimentConfig.from_dict(json.load(f))
+    model_path = _require(os.path.join(workdir, "embedding_model.keras"), "embedding_model.keras")
+    metrics = None
+    metrics_path = os.path.join(workdir, "metrics.json")
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            metrics = json.load(f).get("test")
+    import tfmetric.layers  # noqa: F401  registers the custom layers for deserialisation
+    embedding_model = keras.models.load_model(model_path, compile=False)
+    return export_saved_model(embedding_model, config, output_dir, name, metrics,
+                              max_pixels=max_pixels, source=workdir)
