@@ -32,6 +32,10 @@ def parse_args(argv=None):
     p.add_argument("--raw-dir", default=None, help="raw dataset directory (default: <data-dir>/raw/<dataset>)")
     p.add_argument("--weights", default=None, help="backbone weights: none, imagenet, or a file path")
     p.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
+    p.add_argument("--export-dir", default="saved_models",
+                   help="where the SavedModel for TF Serving is exported at the end (default: saved_models)")
+    p.add_argument("--export-name", default=None, help="model name under --export-dir (default: the dataset)")
+    p.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
     p.add_argument("--overwrite", action="store_true", help="delete the workdir first instead of resuming")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,7 +74,9 @@ def main(argv=None):
         if args.overwrite and os.path.isdir(workdir):
             shutil.rmtree(workdir)
         from tfmetric.training.trainer import train_and_evaluate  # heavy: TensorFlow
-        result = train_and_evaluate(config, workdir, verbose=0 if args.quiet else 1)
+        result = train_and_evaluate(config, workdir, verbose=0 if args.quiet else 1,
+                                    export_dir=None if args.no_export else args.export_dir,
+                                    export_name=args.export_name)
         print(summary(result, config.eval.recall_ks, workdir))
         return 0
 
@@ -88,6 +94,8 @@ def summary(result, ks, workdir):
     if "raw_pixels" in result:
         lines.append(f"  raw pixels: R@1 {result['raw_pixels']['recall@1']:.4f}")
     lines.append(f"Wrote {os.path.join(workdir, 'metrics.json')}")
+    if "saved_model" in result:
+        lines.append(f"Exported {result['saved_model']}")
     return "\n".join(lines)
 
 

@@ -79,12 +79,13 @@ class _Data:
             lambda ctx: fn(ctx).skip(skip_steps))
 
 
-def train_and_evaluate(config, workdir, verbose=1):
+def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=None):
     """Trains with the paper's recipe, evaluates on held-out classes, writes everything to workdir.
 
     Writes ``config.json`` (before training), ``checkpoints/``, ``history.json``, ``tensorboard/``
     (scalars and the test split's embedding projector), ``metrics.json``, ``model.keras``
-    (images -> logits) and ``embedding_model.keras`` (images -> embeddings).
+    (images -> logits) and ``embedding_model.keras`` (images -> embeddings). With ``export_dir``,
+    also exports the versioned SavedModel for TF Serving (``<export_dir>/<name>/<version>/``).
 
     Returns:
       The final metrics dict (also in metrics.json).
@@ -132,7 +133,13 @@ def train_and_evaluate(config, workdir, verbose=1):
             history.append(record)
             run.save(epoch + 1, 0)
             write_json(history_path, history)
-    return _finish(config, workdir, run, data, history, logger)
+    result = _finish(config, workdir, run, data, history, logger)
+    if export_dir:
+        from tfmetric.export import export_from_workdir  # reloads embedding_model.keras
+        result["saved_model"] = export_from_workdir(workdir, export_dir, export_name)
+        print(f"Exported SavedModel for TF Serving: {result['saved_model']}", flush=True)
+        write_json(os.path.join(workdir, "metrics.json"), result)
+    return result
 
 
 def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose):
