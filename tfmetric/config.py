@@ -58,7 +58,9 @@ class ModelConfig:
 
     Attributes:
       backbone: "inception_v1" or "resnet50".
-      weights: None (random init), "imagenet", or a path to a weights file.
+      weights: None (random init), "imagenet", or a path: a Keras weights file, or for
+        inception_v1 a TF-Slim checkpoint. inception_v1 "imagenet" is the converted file
+        <data_dir>/weights/inception_v1_imagenet.weights.h5 (see python -m tfmetric.weights).
       embedding_dim: embedding size; a bias-free Dense is added only when it differs from the
         backbone width (1024 for InceptionV1, 2048 for ResNet50).
       layer_norm: LayerNormalization without affine parameters on pool5 (the paper; ablation off).

@@ -17,7 +17,7 @@ HEAD_LAYER_NAMES = ("embedding_norm", "embedding_projection", "embedding", "cosi
 
 
 def build_embedding_model(backbone="resnet50", embedding_dim=2048, image_size=None, weights=None,
-                          layer_norm=True, bn_momentum=0.9, name="embedding_model"):
+                          layer_norm=True, bn_momentum=0.9, name="embedding_model", data_dir=None):
     """Images (normalised float32, [batch, H, W, 3]) -> L2-normalised embeddings [batch, dim].
 
     Args:
@@ -29,11 +29,13 @@ def build_embedding_model(backbone="resnet50", embedding_dim=2048, image_size=No
       layer_norm: apply the affine-free LayerNormalization to pool5 (the paper's choice).
       bn_momentum: moving-average momentum of every backbone BatchNorm, Keras convention. 0.9
         equals PyTorch's default momentum=0.1, which the official code trains with.
+      data_dir: data root holding ``weights/`` (InceptionV1 ``weights="imagenet"``); None means
+        the default data dir.
     """
     if embedding_dim < 1:
         raise ValueError(f"`embedding_dim` must be >= 1. Received: embedding_dim={embedding_dim}")
     shape = (image_size, image_size, 3)
-    trunk, width = build_backbone(backbone, input_shape=shape, weights=weights)
+    trunk, width = build_backbone(backbone, input_shape=shape, weights=weights, data_dir=data_dir)
     for layer in trunk.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = bn_momentum

@@ -25,7 +25,7 @@ class RunState:
         with strategy.scope(), dtype_policy(t.precision):
             self.embedding_model = build_embedding_model(
                 m.backbone, m.embedding_dim, config.data.image_size, m.weights, m.layer_norm,
-                m.bn_momentum)
+                m.bn_momentum, data_dir=config.data.data_dir or None)
             self.model = build_training_model(self.embedding_model, num_classes, m.temperature)
             self.head_vars = head_variables(self.model)
             self.all_vars = self.model.trainable_variables

@@ -221,6 +221,7 @@ def test_invalid_arguments_raise(kwargs):
         InceptionV1(**kwargs)
 
 
-def test_imagenet_string_is_rejected_with_instructions():
-    with pytest.raises(ValueError, match="inception_v1.ckpt"):
+def test_imagenet_without_converted_file_explains_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFMETRIC_DATA_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="inception_v1_2016_08_28.tar.gz"):
         backbones.build_backbone("inception_v1", weights="imagenet")
