@@ -1,7 +1,8 @@
 """A data source over encoded images held in memory (a dataset module's records, or user arrays).
 
 Used for small sets and for user data already in memory; the streaming TFRecord source has the same
-interface (``num_images``, ``num_classes``, ``train_dataset``, ``eval_dataset``).
+interface (``num_images``, ``num_classes``, ``labels``, ``train_dataset``, ``eval_dataset``,
+``raw_dataset``).
 """
 import numpy as np
 import tensorflow as tf
@@ -69,6 +70,11 @@ class MemorySource:
         ds = tf.data.Dataset.from_tensor_slices((idx, aug_seeds))
         ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
         return ds.batch(d.batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+    def raw_dataset(self, split):
+        """``(image_bytes, label)`` of every image of the split, unbatched, in order."""
+        images, labels = self._get(split)
+        return tf.data.Dataset.from_tensor_slices((tf.constant(images, tf.string), labels))
 
     def eval_dataset(self, split, data_config, normalization):
         """``(images, labels)`` batches of the split in order, with evaluation preprocessing."""

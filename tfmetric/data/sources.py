@@ -1,6 +1,7 @@
-"""Opens the data source a config asks for."""
+"""Opens the data source a config asks for: the dataset's TFRecords, converted first if needed."""
 from tfmetric import datasets
-from tfmetric.data.memory_source import MemorySource
+from tfmetric.data import prepare
+from tfmetric.data.tfrecord_source import TFRecordSource
 
 
 def resolve_dirs(data_config):
@@ -11,13 +12,24 @@ def resolve_dirs(data_config):
 
 
 def open_source(data_config):
-    """(source, dataset module) for ``data_config.dataset``.
+    """(TFRecordSource, dataset module) for ``data_config.dataset``.
+
+    The TFRecords under ``<data_dir>/tfrecords/<dataset>/`` are built from the raw data by the Beam
+    converter first when they are missing (``tfmetric.data.prepare.ensure_tfrecords``; generated
+    sets such as synthetic and digits too).
 
     Raises:
       ValueError: unknown dataset name.
-      tfmetric.datasets.DatasetNotFoundError: raw files missing (the message says what to get).
+      tfmetric.datasets.DatasetNotFoundError: neither TFRecords nor raw files (the message says
+        which files to get and where to put them).
+      tfmetric.datasets.DatasetFormatError: malformed raw files or shards.
     """
     module = datasets.get_dataset(data_config.dataset)
-    _, raw_dir = resolve_dirs(data_config)
-    records = module.load(raw_dir)
-    return MemorySource.from_records(records), module
+    data_dir, raw_dir = resolve_dirs(data_config)
+    try:
+        manifest = prepare.ensure_tfrecords(data_config.dataset, data_dir, data_config.raw_dir or None)
+    except datasets.DatasetNotFoundError:
+        if data_config.dataset not in prepare.GENERATED:
+            module.load(raw_dir)  # raises the dataset's own message, naming the file it misses first
+        raise
+    return TFRecordSource.from_manifest(manifest, data_dir), module

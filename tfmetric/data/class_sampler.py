@@ -1,0 +1,368 @@
+"""Streaming class-balanced batches from class-grouped TFRecord shards.
+
+Every batch holds exactly ``batch_size // images_per_class`` (P) distinct classes and exactly
+``images_per_class`` (K) images of each, as consecutive runs of K. The split is never loaded: the
+sampler relies on each shard holding whole classes as contiguous runs of records (the guarantee of
+``pipelines.build_tfrecords``, checked by ``ClassIndex.scan``) and reads the shards sequentially.
+
+An epoch is made of *rounds*. A round reads every shard once (shard order shuffled per round,
+``cycle_length`` shards interleaved) and takes one group of K images from each class while it
+streams past: whether a record is taken is a pure function of (seed, round, class, position in the
+class), a keyed hash, so nothing but the chosen records is kept and the pipeline is deterministic
+however it is parallelised. ``C mod P`` classes sit out each round, chosen along a fixed random
+cycle, so that a round is a whole number of batches without a class repeating inside a batch, and
+over the rounds every class is used equally often (within one). Groups are shuffled inside windows
+of ``window_batches * P`` groups and cut into batches. An epoch is ``steps`` batches (the official
+``num_images // batch_size``), i.e. ``ceil(steps * P / (C - C mod P))`` rounds, the last one cut short.
+
+Within a class, with ``replace=True`` (the official sampler) the K images are drawn uniformly with
+replacement; with ``replace=False`` a class of n >= K images is walked through successive random
+permutations, ``n // K`` disjoint groups per permutation (no image repeats in a batch, nor across
+consecutive uses of the class), and a class of n < K images gives all n plus K - n drawn with
+replacement.
+
+Memory: ``cycle_length`` open shards x (a read buffer + a chunk of ``CHUNK`` records) + at most
+``cycle_length`` partial groups + one window of ``window_batches * batch_size`` images + what the
+consumer prefetches; nothing grows with the split. ``ClassIndex`` holds O(classes) integers.
+"""
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from tfmetric.data import schema
+from tfmetric.data.balanced_batches import check_balanced_args
+from tfmetric.datasets.base import DatasetFormatError
+
+CHUNK = 64  # records parsed and selected per vectorised step
+_LABEL_SPEC = {schema.LABEL: schema.FEATURE_SPEC[schema.LABEL]}
+_INDEX_SPEC = {schema.LABEL: schema.FEATURE_SPEC[schema.LABEL],
+               schema.CLASS_NAME: schema.FEATURE_SPEC[schema.CLASS_NAME]}
+_ENCODED_SPEC = {schema.ENCODED: schema.FEATURE_SPEC[schema.ENCODED]}
+# Domain tags keep the keyed random streams of different decisions independent.
+_DRAW, _PERM, _SHARD, _WINDOW = range(1, 5)
+_RANK_MAX = 64  # permutations of up to this many items are exact (rank of random keys)
+_FEISTEL_ROUNDS = 6
+
+
+def default_reader(path):
+    return tf.data.TFRecordDataset(path, buffer_size=1 << 20)
+
+
+def bounded(dataset):
+    """Turns off the rewrites that add read-ahead buffers of autotuned size (map parallelisation,
+    injected prefetch), so the sampler holds what the module doc says; the consumer's decode map
+    and prefetch stay as parallel as it asks."""
+    options = tf.data.Options()
+    options.experimental_optimization.map_parallelization = False
+    options.experimental_optimization.inject_prefetch = False
+    return dataset.with_options(options)
+
+
+class ShardLayoutError(DatasetFormatError):
+    """Shards that do not hold whole classes as contiguous runs (the sampler cannot stream them)."""
+
+
+# ---- Keyed, stateless randomness (splitmix64 finalizer), vectorised in uint64 --------------------
+
+def _u64(x):
+    if isinstance(x, int):
+        return tf.constant(x & 0xFFFFFFFFFFFFFFFF, tf.uint64)
+    return tf.cast(x, tf.uint64)
+
+
+def _mix(x):
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u64(30))) * _u64(0xBF58476D1CE4E5B9)
+    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u64(27))) * _u64(0x94D049BB133111EB)
+    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u64(31)))
+
+
+def _combine(h, part):
+    return _mix(tf.bitwise.bitwise_xor(h, _mix(_u64(part) + _u64(0x9E3779B97F4A7C15))))
+
+
+def keyed_hash(*parts):
+    """A 64-bit pseudo-random value per element of the broadcast ``parts`` (integer tensors)."""
+    h = _u64(0x243F6A8885A308D3)
+    for part in parts:
+        h = _combine(h, part)
+    return h
+
+
+def keyed_uniform_int(n, *key):
+    """Uniform int64 in [0, n) per element (modulo bias below n / 2**64)."""
+    return tf.cast(tf.math.floormod(keyed_hash(*key), _u64(n)), tf.int64)
+
+
+def _feistel(y, half_bits, round_keys):
+    mask = tf.bitwise.left_shift(_u64(1), half_bits) - 1
+    left, right = tf.bitwise.right_shift(y, half_bits), tf.bitwise.bitwise_and(y, mask)
+    for round_key in round_keys:
+        left, right = right, tf.bitwise.bitwise_xor(left, tf.bitwise.bitwise_and(_combine(round_key, right), mask))
+    return tf.bitwise.bitwise_or(tf.bitwise.left_shift(left, half_bits), right)
+
+
+def keyed_shuffle(n, *key):
+    """A pseudo-random permutation of [0, n) (the order of n keyed random values), for small n."""
+    values = keyed_hash(*key, tf.range(n, dtype=tf.int64))
+    return tf.argsort(tf.cast(tf.bitwise.right_shift(values, _u64(1)), tf.int64), stable=True)
+
+
+def keyed_permutation(i, n, *key):
+    """Position of i (a vector, 0 <= i < n) in a pseudo-random permutation of [0, n) per key.
+
+    Exact (rank of n random keys) for n <= 64; above, a Feistel network on the next power of 4
+    with cycle walking, O(1) memory whatever n. ``n`` and the key parts broadcast against ``i``.
+    """
+    i = tf.cast(i, tf.int64)
+    n = tf.broadcast_to(tf.cast(n, tf.int64), tf.shape(i))
+    key = tf.broadcast_to(keyed_hash(*key), tf.shape(i))
+    # Small n: rank of key_i among key_0..key_{n-1}.
+    j = tf.range(_RANK_MAX, dtype=tf.int64)[None, :]
+    keys, mine = _combine(key[:, None], j), _combine(key, i)[:, None]
+    before = (keys < mine) | ((keys == mine) & (j < i[:, None]))
+    rank = tf.reduce_sum(tf.cast(before & (j < n[:, None]), tf.int64), axis=1)
+    # Large n: Feistel + cycle walking (re-apply until the value falls back into [0, n)).
+    small = n <= _RANK_MAX
+    bits = tf.cast(tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 2), tf.float64)) / math.log(2.0)), tf.int64)
+    bits = tf.where(tf.bitwise.left_shift(tf.ones_like(bits), bits) < n, bits + 1, bits)
+    half = _u64(tf.maximum((bits + 1) // 2, 1))
+    round_keys = [_combine(key, r) for r in range(_FEISTEL_ROUNDS)]
+    y = _u64(tf.where(small, tf.zeros_like(i), i))
+    # Small-n elements take the rank above; a limit of the whole domain stops their walk at once.
+    limit = tf.where(small, tf.bitwise.left_shift(_u64(1), 2 * half), _u64(n))
+    y, = tf.while_loop(lambda y: tf.reduce_any(y >= limit),
+                       lambda y: (tf.where(y >= limit, _feistel(y, half, round_keys), y),),
+                       (_feistel(y, half, round_keys),))
+    return tf.where(small, rank, tf.cast(y, tf.int64))
+
+
+# ---- The class index: where each class's run of records is --------------------------------------
+
+class ClassIndex:
+    """Where every class of a split lives: its shard, first record in the shard and image count.
+
+    Args:
+      paths: shard paths in split order.
+      runs: int64 [L, 3] rows (shard, start, count), row c for label c; count 0 for a label
+        that is not in these shards (a subset of the split).
+      order: the labels present, in file order (shard by shard).
+    """
+
+    def __init__(self, paths, runs, order):
+        self.paths = list(paths)
+        self.runs = np.asarray(runs, np.int64).reshape(-1, 3)
+        self.order = np.asarray(order, np.int64)
+        self.classes = np.flatnonzero(self.runs[:, 2] > 0)
+        self.dense = np.full(len(self.runs), -1, np.int64)  # label -> 0..num_classes-1
+        self.dense[self.classes] = np.arange(len(self.classes))
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    @property
+    def num_images(self):
+        return int(self.runs[:, 2].sum())
+
+    def labels(self):
+        """Labels of every record, in file order."""
+        return np.repeat(self.order, self.runs[self.order, 2])
+
+    def subset(self, shard_ids):
+        """The index restricted to some shards (labels unchanged), e.g. one input pipeline's share."""
+        keep = np.isin(self.runs[:, 0], shard_ids) & (self.runs[:, 2] > 0)
+        remap = np.full(len(self.paths), -1, np.int64)
+        remap[list(shard_ids)] = np.arange(len(shard_ids))
+        runs = self.runs.copy()
+        runs[:, 0] = remap[runs[:, 0]]
+        runs[~keep] = (-1, 0, 0)
+        return ClassIndex([self.paths[s] for s in shard_ids], runs,
+                          [c for c in self.order if keep[c]])
+
+    @classmethod
+    def scan(cls, paths, num_classes=None, reader=default_reader):
+        """Reads the labels of every shard (not the images) and checks the class grouping.
+
+        Raises:
+          ShardLayoutError: a class is split over two shards or not contiguous inside its shard,
+            or the labels are not 0..C-1; the message names the shard(s) and the class.
+        """
+        found = {}  # label -> (shard, start, count, class name)
+        order = []
+        for s, path in enumerate(paths):
+            position, current = 0, None
+            for chunk in reader(path).batch(4096).map(lambda r: tf.io.parse_example(r, _INDEX_SPEC)):
+                labels, names = chunk[schema.LABEL].numpy(), chunk[schema.CLASS_NAME].numpy()
+                starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+                for k, start in enumerate(starts):
+                    stop = starts[k + 1] if k + 1 < len(starts) else len(labels)
+                    label = int(labels[start])
+                    if current is not None and current[0] == label:  # run continues over chunks
+                        current[2] += stop - start
+                        continue
+                    if current is not None:
+                        cls._add_run(found, order, paths, s, current)
+                    current = [label, position + start, stop - start, names[start]]
+                position += len(labels)
+            if current is not None:
+                cls._add_run(found, order, paths, s, current)
+        num_classes = len(found) if num_classes is None else num_classes
+        missing = sorted(set(range(num_classes)) - set(found))
+        if missing or len(found) != num_classes:
+            extra = sorted(set(found) - set(range(num_classes)))
+            raise ShardLayoutError(
+                f"Labels of {len(paths)} shard(s) starting with {paths[0] if paths else '-'} must be "
+                f"exactly 0..{num_classes - 1}; missing {missing[:5]}, out of range {extra[:5]}.")
+        runs = [found[c][:3] for c in range(num_classes)]
+        return cls(paths, runs, order)
+
+    @staticmethod
+    def _add_run(found, order, paths, shard, run):
+        label, start, count, name = run
+        name = name.decode("utf-8", "replace")
+        if label < 0:
+            raise ShardLayoutError(f"{paths[shard]}: negative label {label} (class {name!r}).")
+        if label in found:
+            first_shard, first_start, first_count, _ = found[label]
+            if first_shard == shard:
+                raise ShardLayoutError(
+                    f"Class {label} ({name!r}) is not contiguous in shard {paths[shard]}: records "
+                    f"{first_start}-{first_start + first_count - 1}, then again from record {start}. "
+                    f"Each class must be one run of records; rebuild with pipelines.build_tfrecords.")
+            raise ShardLayoutError(
+                f"Class {label} ({name!r}) is in two shards: {paths[first_shard]} and {paths[shard]}. "
+                f"Each class must sit inside one shard; rebuild with pipelines.build_tfrecords.")
+        found[label] = (shard, start, count, name)
+        order.append(label)
+
+
+# ---- The sampler --------------------------------------------------------------------------------
+
+class ClassBalancedSampler:
+    """Class-balanced batches of encoded images streamed from class-grouped shards (see module doc).
+
+    Args:
+      index: ClassIndex of the split (or of one input pipeline's shards).
+      batch_size: images per batch, a multiple of images_per_class.
+      images_per_class: K, images of each class in a batch.
+      replace: draw within a class with replacement (the official sampler) or without while the
+        class has enough images.
+      seed: integer seed; the same seed and epoch give the same batches.
+      cycle_length: shards read at the same time (interleaved).
+      window_batches: groups are shuffled within windows of this many batches.
+      reader: path tensor -> dataset of serialized records (default: TFRecordDataset).
+      parallel_reads: num_parallel_calls of the shard interleave (None: sequential).
+    """
+
+    def __init__(self, index, batch_size, images_per_class, replace=True, seed=0, cycle_length=8,
+                 window_batches=8, reader=default_reader, parallel_reads=None):
+        self.classes_per_batch = check_balanced_args(index.num_classes, batch_size, images_per_class)
+        self.index, self.batch_size, self.images_per_class = index, batch_size, images_per_class
+        self.replace, self.seed, self.reader = replace, int(seed), reader
+        self.cycle_length = max(1, min(cycle_length, len(index.paths)))
+        self.window = max(1, window_batches) * self.classes_per_batch
+        self.parallel_reads = parallel_reads
+        self.sitting_out = index.num_classes % self.classes_per_batch
+        self.groups_per_round = index.num_classes - self.sitting_out
+        # The cycle along which classes sit out: a fixed random order of the classes.
+        self._sit_out_rank = np.zeros(len(index.runs), np.int64)
+        self._sit_out_rank[index.classes] = np.random.default_rng(self.seed).permutation(index.num_classes)
+        # Traced once per sampler and reused by every epoch's dataset (tracing is the slow part).
+        self._select_fn = tf.function(self._select, input_signature=[
+            tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int64)])
+
+    def rounds_per_epoch(self, steps):
+        return max(1, math.ceil(steps * self.classes_per_batch / self.groups_per_round))
+
+    def batches(self, epoch, steps):
+        """Exactly ``steps`` batches ``(image_bytes [batch_size], labels [batch_size])``."""
+        rounds = self.rounds_per_epoch(steps)
+        ds = tf.data.Dataset.range(epoch * rounds, (epoch + 1) * rounds).flat_map(self.round_batches)
+        return bounded(ds.take(steps))
+
+    def round_batches(self, round_):
+        """The batches of one round: every class not sitting out contributes one group of K."""
+        order = keyed_shuffle(len(self.index.paths), self.seed, _SHARD, round_)
+        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+            lambda s: self._shard_groups(s, round_), cycle_length=self.cycle_length, block_length=1,
+            num_parallel_calls=self.parallel_reads, deterministic=True if self.parallel_reads else None)
+        ds = ds.batch(self.window).enumerate().map(lambda w, group: _permute(
+            group, keyed_shuffle(tf.shape(group[1])[0], self.seed, _WINDOW, round_, w))).unbatch()
+        ds = ds.batch(self.classes_per_batch, drop_remainder=True)
+        return ds.map(lambda images, labels: (tf.reshape(images, [self.batch_size]),
+                                              tf.repeat(labels, self.images_per_class)))
+
+    def _shard_groups(self, shard, round_):
+        paths = tf.constant(self.index.paths)
+        ds = self.reader(tf.gather(paths, shard)).enumerate().batch(CHUNK)
+        ds = ds.map(lambda pos, records: self._select_fn(pos, records, round_)).unbatch()
+        return ds.batch(self.images_per_class, drop_remainder=True).map(_check_group)
+
+    def _select(self, position, records, round_):
+        """The chosen records of a chunk, each repeated by its multiplicity (0 for most)."""
+        labels = tf.io.parse_example(records, _LABEL_SPEC)[schema.LABEL]
+        runs = tf.gather(tf.constant(self.index.runs), labels)
+        count = runs[:, 2]
+        m = self.multiplicity(labels, position - runs[:, 1], count, round_)
+        kept = tf.repeat(records, m)
+        return tf.io.parse_example(kept, _ENCODED_SPEC)[schema.ENCODED], tf.repeat(labels, m)
+
+    def multiplicity(self, labels, i, count, round_):
+        """How many times image i (of ``count``) of class ``labels`` is taken in ``round_``."""
+        k, seed = self.images_per_class, self.seed
+        j = tf.range(k, dtype=tf.int64)[None, :]
+        draws = keyed_uniform_int(count[:, None], seed, _DRAW, round_, labels[:, None], j)
+        hits = tf.cast(draws == i[:, None], tf.int64)
+        if self.replace:
+            m = tf.reduce_sum(hits, axis=1)
+        else:
+            per_perm = tf.maximum(count // k, 1)
+            slot = tf.math.floormod(round_, per_perm)
+            pos = keyed_permutation(i, count, seed, _PERM, labels, round_ // per_perm)
+            taken = tf.cast((pos >= slot * k) & (pos < (slot + 1) * k), tf.int64)
+            topped = 1 + tf.reduce_sum(hits * tf.cast(j < (k - count)[:, None], tf.int64), axis=1)
+            m = tf.where(count >= k, taken, topped)
+        if self.sitting_out:
+            c, q = self.index.num_classes, self.sitting_out
+            rank = tf.gather(tf.constant(self._sit_out_rank), labels)
+            m = tf.where(tf.math.floormod(rank - round_ * q, c) < q, tf.zeros_like(m), m)
+        return m
+
+
+def _check_group(images, labels):
+    check = tf.debugging.assert_equal(labels, labels[0], message=(
+        "A group of records mixes classes: the shards changed after the class index was built."))
+    with tf.control_dependencies([check]):
+        return images, tf.identity(labels[0])
+
+
+def _permute(tensors, permutation):
+    return tuple(tf.gather(t, permutation) for t in tensors)
+
+
+def shuffled_batches(index, batch_size, epoch, steps, seed=0, cycle_length=8, window_batches=8,
+                     reader=default_reader):
+    """Plain batches ``(image_bytes, labels)`` without class balancing (the ablation).
+
+    Every record once per round, shards in a random order and interleaved, records shuffled within
+    windows of ``window_batches`` batches. A shard stores a class as one run, so these batches are
+    more class-correlated than a shuffle of the whole split in memory.
+    """
+    num = len(index.paths)
+    rounds = max(1, math.ceil(steps * batch_size / max(1, index.num_images)))
+    spec = {k: schema.FEATURE_SPEC[k] for k in (schema.ENCODED, schema.LABEL)}
+
+    def round_records(round_):
+        order = keyed_shuffle(num, seed, _SHARD, round_)
+        ds = tf.data.Dataset.from_tensor_slices(tf.gather(tf.constant(index.paths), order))
+        ds = ds.interleave(reader, cycle_length=max(1, min(cycle_length, num)), block_length=1)
+        return ds.batch(window_batches * batch_size).enumerate().map(lambda w, records: tf.gather(
+            records, keyed_shuffle(tf.shape(records)[0], seed, _WINDOW, round_, w))).unbatch()
+
+    def parse(records):
+        features = tf.io.parse_example(records, spec)
+        return features[schema.ENCODED], features[schema.LABEL]
+
+    ds = tf.data.Dataset.range(epoch * rounds, (epoch + 1) * rounds).flat_map(round_records)
+    return bounded(ds.batch(batch_size, drop_remainder=True).take(steps).map(parse))

@@ -1,0 +1,173 @@
+"""A data source streaming class-grouped TFRecord shards (what training reads).
+
+Same interface as ``MemorySource`` (``num_images``, ``num_classes``, ``labels``, ``train_dataset``,
+``eval_dataset``, ``raw_dataset``), plus ``distribute_dataset_fn`` for ``tf.distribute``. Training
+batches come from ``ClassBalancedSampler``: memory is bounded by a few batches, whatever the
+split's size. Evaluation and ``raw_dataset`` read the split's shards in manifest order, record by
+record, so their order (and ``labels(split)``) is deterministic.
+"""
+import tensorflow as tf
+
+from tfmetric.data import manifest as manifest_lib
+from tfmetric.data import preprocessing, schema
+from tfmetric.data.class_sampler import ClassBalancedSampler, ClassIndex, default_reader, shuffled_batches
+
+AUTOTUNE = tf.data.AUTOTUNE
+PREFETCH_BATCHES = 2
+_RAW_SPEC = {k: schema.FEATURE_SPEC[k] for k in (schema.ENCODED, schema.LABEL)}
+
+
+def _parse_raw(serialized):
+    features = tf.io.parse_single_example(serialized, _RAW_SPEC)
+    return features[schema.ENCODED], features[schema.LABEL]
+
+
+def augment(batches, data_config, normalization, batch_size, seed_key):
+    """``(image_bytes [B], labels [B])`` batches -> augmented ``(images, labels)`` batches.
+
+    Images are decoded in parallel (deterministic order); the augmentation of the i-th image is
+    seeded by ``(seed_key, i)``, so a run is reproducible however many threads decode.
+    """
+    d = data_config
+
+    def load(i, example):
+        image_bytes, label = example
+        seed = tf.stack([tf.constant(seed_key, tf.int64), i])
+        return preprocessing.train_preprocess(image_bytes, seed, d.image_size, d.resize_size,
+                                              normalization), label
+
+    ds = batches.unbatch().enumerate().map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(PREFETCH_BATCHES)
+
+
+def per_replica_batch_size(input_context, batch_size, images_per_class):
+    """The batch of one replica; ValueError unless it is a whole number of classes."""
+    per_replica = input_context.get_per_replica_batch_size(batch_size)
+    if per_replica % images_per_class:
+        raise ValueError(
+            f"data.batch_size {batch_size} over {input_context.num_replicas_in_sync} replicas gives "
+            f"{per_replica} images per replica, not a multiple of data.images_per_class "
+            f"({images_per_class}); every replica must receive whole classes.")
+    return per_replica
+
+
+class TFRecordSource:
+    """Class-grouped TFRecord shards per split (see ARCHITECTURE.md, "Data contracts").
+
+    Args:
+      shards: dict split -> shard paths, in manifest order.
+      num_images, num_classes: dict split -> count (from the manifest); scanned when missing.
+      reader: path tensor -> dataset of serialized records (default: TFRecordDataset).
+      cycle_length: shards the sampler reads at the same time.
+      window_batches: the sampler shuffles class groups within windows of this many batches.
+    """
+
+    def __init__(self, shards, num_images=None, num_classes=None, reader=default_reader,
+                 cycle_length=8, window_batches=8):
+        self._shards = {split: list(paths) for split, paths in shards.items()}
+        self._num_images = dict(num_images or {})
+        self._num_classes = dict(num_classes or {})
+        self._reader, self._cycle_length, self._window_batches = reader, cycle_length, window_batches
+        self._indexes, self._samplers = {}, {}
+
+    @classmethod
+    def from_manifest(cls, manifest, data_dir, **kwargs):
+        """The source of a validated manifest (``tfmetric.data.manifest.load_manifest``)."""
+        dataset, splits = manifest["dataset"], manifest["splits"]
+        return cls({s: manifest_lib.shard_paths(data_dir, dataset, s, manifest) for s in splits},
+                   {s: info["num_images"] for s, info in splits.items()},
+                   {s: info["num_classes"] for s, info in splits.items()}, **kwargs)
+
+    def _paths(self, split):
+        if split not in self._shards:
+            raise ValueError(f"Unknown split {split!r}. Available: {', '.join(self._shards)}.")
+        return self._shards[split]
+
+    def index(self, split):
+        """The split's ClassIndex (one pass over the labels, checking the class grouping; cached)."""
+        if split not in self._indexes:
+            self._indexes[split] = ClassIndex.scan(self._paths(split), self._num_classes.get(split),
+                                                   reader=self._reader)
+        return self._indexes[split]
+
+    def num_images(self, split):
+        self._paths(split)
+        return self._num_images[split] if split in self._num_images else self.index(split).num_images
+
+    def num_classes(self, split):
+        self._paths(split)
+        return self._num_classes[split] if split in self._num_classes else self.index(split).num_classes
+
+    def labels(self, split):
+        """Labels in the order of ``eval_dataset`` / ``raw_dataset``."""
+        return self.index(split).labels()
+
+    def sampler(self, split, data_config, seed, batch_size=None, shard_ids=None):
+        """The (cached) ClassBalancedSampler; reusing it across epochs reuses its traced functions."""
+        d = data_config
+        key = (split, batch_size or d.batch_size, d.images_per_class, d.sample_with_replacement, seed,
+               None if shard_ids is None else tuple(shard_ids))
+        if key not in self._samplers:
+            index = self.index(split)
+            if shard_ids is not None:
+                index = index.subset(list(shard_ids))
+            self._samplers[key] = ClassBalancedSampler(
+                index, key[1], d.images_per_class, replace=d.sample_with_replacement, seed=seed,
+                cycle_length=self._cycle_length, window_batches=self._window_batches, reader=self._reader)
+        return self._samplers[key]
+
+    def _batches(self, split, data_config, epoch, steps, seed, batch_size, shard_ids=None):
+        d = data_config
+        if d.class_balanced:
+            return self.sampler(split, d, seed, batch_size, shard_ids).batches(epoch, steps)
+        index = self.index(split)
+        if shard_ids is not None:
+            index = index.subset(list(shard_ids))
+        return shuffled_batches(index, batch_size, epoch, steps, seed, self._cycle_length,
+                                self._window_batches, self._reader)
+
+    def train_dataset(self, split, data_config, normalization, epoch, steps, seed):
+        """One epoch of ``steps`` augmented class-balanced batches ``(images, labels)``."""
+        batches = self._batches(split, data_config, epoch, steps, seed, data_config.batch_size)
+        return augment(batches, data_config, normalization, data_config.batch_size,
+                       seed * 1_000_003 + epoch)
+
+    def distribute_dataset_fn(self, split, data_config, normalization, epoch, steps, seed):
+        """``fn(input_context)`` for ``strategy.distribute_datasets_from_function``.
+
+        Each replica gets batches of ``batch_size / num_replicas`` images made of whole classes
+        (ValueError otherwise). With several input pipelines (hosts), pipeline i reads shards
+        i, i + n, ... and so sees only its own classes: no input is shared or duplicated.
+        """
+        def dataset_fn(input_context):
+            d = data_config
+            per_replica = per_replica_batch_size(input_context, d.batch_size, d.images_per_class)
+            pipelines, pipeline = input_context.num_input_pipelines, input_context.input_pipeline_id
+            replicas_here = input_context.num_replicas_in_sync // pipelines
+            shard_ids = None
+            if pipelines > 1:
+                paths = self._paths(split)
+                if len(paths) < pipelines:
+                    raise ValueError(f"Split {split!r} has {len(paths)} shards for {pipelines} input "
+                                     f"pipelines; rebuild it with at least --num-shards {pipelines}.")
+                shard_ids = range(pipeline, len(paths), pipelines)
+            batches = self._batches(split, d, epoch, steps * replicas_here, seed, per_replica, shard_ids)
+            return augment(batches, d, normalization, per_replica,
+                           (seed * 1_000_003 + epoch) * 1_009 + pipeline)
+        return dataset_fn
+
+    def raw_dataset(self, split):
+        """``(image_bytes, label)`` of every image of the split, unbatched, in file order."""
+        ds = tf.data.TFRecordDataset(self._paths(split))  # one shard after the other, in order
+        return ds.map(_parse_raw, num_parallel_calls=AUTOTUNE, deterministic=True)
+
+    def eval_dataset(self, split, data_config, normalization):
+        """``(images, labels)`` batches of the split in file order, with evaluation preprocessing."""
+        d = data_config
+        ds = self.raw_dataset(split).map(
+            lambda b, y: (preprocessing.eval_preprocess(b, d.image_size, d.resize_size, normalization), y),
+            num_parallel_calls=AUTOTUNE, deterministic=True)
+        if d.cache:
+            ds = ds.cache()
+        return ds.batch(d.eval_batch_size).prefetch(AUTOTUNE)
+
