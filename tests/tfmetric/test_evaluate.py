@@ -28,15 +28,14 @@ def _config(data_dir):
     return config
 
 
-def _normalize_is_graph_stable():
-    """Whether ``preprocessing.normalize`` gives the same float32 in a tf.data map (training's
-    evaluation) as in a tf.function (the SavedModel). Grappler's constant folding turns a division by
-    a constant into a multiplication by its reciprocal in tf.functions only, which moves some values
-    by one ulp; multiplying by reciprocal constants in the source makes both paths bitwise equal."""
+def test_normalize_is_bitwise_equal_in_tf_data_and_tf_function():
+    """Grappler turns a division by a constant into a multiplication by its reciprocal inside
+    tf.functions only; the shared preprocessing multiplies by reciprocals so both paths agree."""
     x = tf.constant(np.arange(256, dtype=np.float32)[:, None].repeat(3, axis=1))
-    fn = lambda v: preprocessing.normalize(v, "imagenet_mean_std")  # noqa: E731
-    in_tf_data = next(iter(tf.data.Dataset.from_tensors(x).map(fn))).numpy()
-    return np.array_equal(in_tf_data, tf.function(fn)(x).numpy())
+    for name in preprocessing.NORMALIZATIONS:
+        fn = lambda v: preprocessing.normalize(v, name)  # noqa: E731
+        in_tf_data = next(iter(tf.data.Dataset.from_tensors(x).map(fn))).numpy()
+        np.testing.assert_array_equal(in_tf_data, tf.function(fn)(x).numpy())
 
 
 @pytest.mark.slow
@@ -50,9 +49,8 @@ def test_exported_model_reports_the_training_metrics(tmp_path, capsys):
     path = export_from_workdir(workdir, str(tmp_path / "saved_models"))
     assert path == str(tmp_path / "saved_models" / "digits" / "1")
 
-    # Exactly equal when the shared preprocessing computes the same numbers in both graphs; otherwise
-    # one-ulp input differences (embeddings within ~1e-5) may reorder a few near-tied neighbours.
-    tolerance = 1e-9 if _normalize_is_graph_stable() else 1e-2
+    # Exactly equal: the SavedModel runs the same preprocessing and weights as training's evaluation.
+    tolerance = 1e-9
     output = tmp_path / "metrics.json"
     assert evaluate_cli.main(["--model", path, "--output", str(output)]) == 0
     served = json.loads(output.read_text())

@@ -15,6 +15,7 @@ pixel grid exactly where the unfused path samples it (``ScaleAndTranslate``, the
 (max |difference| ~1e-3 on the 0-255 scale, measured in tests/tfmetric/data/test_preprocessing.py);
 the only saving is decoding and resampling fewer pixels, so nothing the network sees changes.
 """
+import numpy as np
 import tensorflow as tf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -22,6 +23,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # The input normalisation a backbone's weights expect.
 NORMALIZATIONS = ("imagenet_mean_std", "caffe", "inception")
+
+
+# Multiplications by float32 reciprocals, not divisions: grappler's constant folding rewrites x / c
+# as x * (1 / c) inside tf.functions (the SavedModel, TF Serving) but not in eager code or tf.data
+# map functions, and the one-ulp difference would make served embeddings differ from evaluation.
+_INV_255 = np.float32(1.0 / 255.0)
+_MEAN = np.asarray(IMAGENET_MEAN, np.float32)
+_INV_STD = (1.0 / np.asarray(IMAGENET_STD, np.float64)).astype(np.float32)
+_INV_127_5 = np.float32(1.0 / 127.5)
 
 
 def normalize(images, normalization="imagenet_mean_std"):
@@ -35,11 +45,11 @@ def normalize(images, normalization="imagenet_mean_std"):
     """
     x = tf.cast(images, tf.float32)
     if normalization == "imagenet_mean_std":
-        return (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        return (x * _INV_255 - _MEAN) * _INV_STD
     if normalization == "caffe":
         return x[..., ::-1] - CAFFE_BGR_MEAN
     if normalization == "inception":
-        return x / 127.5 - 1.0
+        return x * _INV_127_5 - 1.0
     raise ValueError(f"Unknown normalization {normalization!r}. Allowed values: {', '.join(NORMALIZATIONS)}.")
 
 

@@ -1,15 +1,4 @@
-import pytest
-
 from tfmetric import config as config_lib
-from tfmetric.data import prepare
-
-
-@pytest.fixture(scope="session")
-def digits_data_dir(tmp_path_factory):
-    """digits converted to TFRecords once (Beam job), shared by the training tests."""
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    prepare.ensure_tfrecords("digits", data_dir)
-    return data_dir
 
 
 def tiny_config(data_dir, **train):
