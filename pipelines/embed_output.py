@@ -1,0 +1,65 @@
+"""Where ``embed_catalog`` writes, and how its output becomes complete.
+
+The job writes Parquet shards and dead-letter shards straight into ``--output-dir`` (Beam's file
+sinks stage and rename them themselves) and, as its last step, a summary (count, failed inputs,
+duplicate ids). After the pipeline succeeded the launcher turns the summary into ``manifest.json``,
+written last: a directory without a manifest is incomplete. A re-run first deletes the previous
+run's manifest, then its shards, so an interrupted re-run never leaves a stale manifest beside new
+shards. Any filesystem TensorFlow reads and writes (local, gs://).
+"""
+import json
+import os
+
+import tensorflow as tf
+
+from tfmetric.search import catalog
+
+SUMMARY_NAME = "_embed_summary.json"
+DEAD_LETTER_SUFFIX = ".jsonl"
+
+
+def embeddings_prefix(output_dir):
+    return os.path.join(output_dir, catalog.EMBEDDINGS_PREFIX)
+
+
+def dead_letter_prefix(output_dir):
+    return os.path.join(output_dir, catalog.DEAD_LETTER_PREFIX)
+
+
+def _outputs(output_dir):
+    return (tf.io.gfile.glob(embeddings_prefix(output_dir) + "-*" + catalog.PARQUET_SUFFIX)
+            + tf.io.gfile.glob(dead_letter_prefix(output_dir) + "-*" + DEAD_LETTER_SUFFIX))
+
+
+def prepare_output_dir(output_dir):
+    """Creates ``output_dir`` and deletes a previous run's manifest, summary and shards (manifest first)."""
+    tf.io.gfile.makedirs(output_dir)
+    for name in (catalog.MANIFEST_NAME, SUMMARY_NAME):
+        path = os.path.join(output_dir, name)
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+    for path in _outputs(output_dir):
+        tf.io.gfile.remove(path)
+
+
+def write_summary(_, output_dir, count, failed, duplicate_ids):
+    """The pipeline's last step: what the launcher needs for the manifest."""
+    with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_NAME), "w") as f:
+        json.dump({"count": count, "failed": failed, "duplicate_ids": duplicate_ids}, f)
+
+
+def finish(output_dir, model, dim, has_float, **extra):
+    """Turns the summary into ``manifest.json`` (written last) and returns the manifest."""
+    path = os.path.join(output_dir, SUMMARY_NAME)
+    with tf.io.gfile.GFile(path, "r") as f:
+        summary = json.load(f)
+    tf.io.gfile.remove(path)
+    embeddings = sorted(os.path.basename(p) for p in tf.io.gfile.glob(
+        embeddings_prefix(output_dir) + "-*" + catalog.PARQUET_SUFFIX))
+    dead_letter = sorted(os.path.basename(p) for p in tf.io.gfile.glob(
+        dead_letter_prefix(output_dir) + "-*" + DEAD_LETTER_SUFFIX))
+    manifest = catalog.new_manifest(model, dim, has_float, summary["count"], embeddings,
+                                    failed=summary["failed"], duplicate_ids=summary["duplicate_ids"],
+                                    dead_letter=dead_letter, **extra)
+    catalog.write_manifest(output_dir, manifest)
+    return manifest

@@ -1,0 +1,38 @@
+"""Catalog search: exact float / Hamming and faiss ANN indexes over embedded catalogs, and queries.
+
+    from tfmetric.search import build_index, load_index, query_index
+    index = build_index("embeddings/products-3", "indexes/products-3", kind="flat")
+    index.neighbours(embedding, k=10)            # [Neighbour(rank, id, score, source), ...]
+    query_index("indexes/products-3", "saved_models/products/3", "query.jpg", k=10).neighbours
+
+``catalog`` reads and writes the embedding job's output format, ``embedder`` calls an exported
+SavedModel (and says which model it is), ``kinds`` holds the faiss index of each ``--kind`` and
+its defaults, ``index`` the CatalogIndex, ``build`` and ``query`` the two operations, ``plot`` the
+picture of a query's neighbours. Names are imported lazily so that ``python -m tfmetric.search
+--help`` answers before TensorFlow and faiss load.
+"""
+import importlib
+
+_EXPORTS = {
+    "build_index": "build",
+    "CatalogIndex": "index", "Neighbour": "index", "load_index": "index",
+    "query_index": "query", "QueryResult": "query", "read_query_image": "query",
+    "KINDS": "kinds", "default_params": "kinds",
+    "Catalog": "catalog", "read_catalog": "catalog", "write_catalog": "catalog", "parquet_schema": "catalog",
+    "SavedModelEmbedder": "embedder", "EmbedResult": "embedder", "model_identity": "embedder",
+    "plot_neighbours": "plot",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,82 @@
+"""build_index: the output of ``pipelines.embed_catalog`` -> a saved CatalogIndex of a chosen kind.
+
+    from tfmetric.search import build_index
+    index = build_index("embeddings/products-3", "indexes/products-3-hnsw", kind="hnsw")
+"""
+import datetime
+import logging
+import os
+import time
+
+import faiss
+
+import tfmetric
+from tfmetric.search import catalog as catalog_lib
+from tfmetric.search import index as index_lib
+from tfmetric.search import kinds
+
+_LOG = logging.getLogger(__name__)
+
+
+def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, nprobe=None, train_size=None,
+                m=None, ef_construction=None, ef_search=None, seed=0):
+    """Indexes every row of an embedding output; saves it to ``index_dir`` when given.
+
+    Args:
+      embeddings_dir: ``--output-dir`` of ``python -m pipelines.embed_catalog`` (or ``write_catalog``).
+      index_dir: where to save the index (a local directory), or None to keep it in memory only.
+      kind: ``flat``, ``binary``, ``ivf``, ``hnsw``, ``binary-ivf`` or ``binary-hnsw``
+        (``tfmetric.search.kinds``). Float kinds need an output of ``--signature serving_default``.
+      nlist, nprobe, train_size: IVF parameters; m, ef_construction, ef_search: HNSW parameters.
+        None takes the defaults of ``kinds.default_params`` for the catalog's size.
+      seed: seeds the IVF training sample.
+
+    Returns:
+      The CatalogIndex.
+    """
+    kinds.check_kind(kind)
+    catalog = catalog_lib.read_catalog(embeddings_dir)
+    manifest = catalog.manifest
+    count = len(catalog.ids)
+    if count == 0:
+        raise ValueError(f"--embeddings {embeddings_dir}: no embeddings (count 0, {manifest.get('num_failed', 0)} "
+                         f"failed inputs, see its manifest.json): nothing to index.")
+    if not kinds.is_binary(kind) and catalog.embeddings is None:
+        raise ValueError(f"--embeddings {embeddings_dir} holds sign bits only (embedded with "
+                         f"--signature {manifest.get('signature', 'serving_binary')}); use a binary --kind "
+                         f"({', '.join(k for k in kinds.KINDS if kinds.is_binary(k))}) or re-embed with "
+                         f"--signature serving_default.")
+    if manifest.get("duplicate_ids"):
+        _LOG.warning("%s: %d ids occur more than once (e.g. %s); each occurrence is indexed.",
+                     embeddings_dir, len(manifest["duplicate_ids"]), manifest["duplicate_ids"][0])
+    params = kinds.resolve_params(kind, count, nlist=nlist, nprobe=nprobe, train_size=train_size, m=m,
+                                  ef_construction=ef_construction, ef_search=ef_search)
+    data = catalog.bits if kinds.is_binary(kind) else _normalized(catalog.embeddings)
+    start = time.perf_counter()
+    index = kinds.create(kind, data, params, seed=seed)
+    _LOG.info("Built a %s index of %d items in %.1f s", kind, count, time.perf_counter() - start)
+    index_manifest = {
+        "format_version": index_lib.FORMAT_VERSION,
+        "kind": kind,
+        "metric": kinds.metric(kind),
+        "dim": int(manifest["dimension"]),
+        "code_bytes": int(manifest["code_bytes"]),
+        "count": count,
+        "params": params,
+        "model": manifest.get("model"),
+        "embeddings": {"path": os.path.abspath(embeddings_dir) if "://" not in embeddings_dir else embeddings_dir,
+                       **{k: v for k, v in manifest.items() if k not in ("failed", "model")}},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_by": f"tfmetric {tfmetric.__version__}, faiss {faiss.__version__}",
+        "files": {"index": index_lib.INDEX_FILE, "ids": index_lib.IDS_FILE},
+    }
+    built = index_lib.CatalogIndex(index, kind, catalog.ids, catalog.sources, index_manifest)
+    if index_dir:
+        built.save(index_dir)
+    return built
+
+
+def _normalized(embeddings):
+    """L2-normalised float32 rows, in place (the model's are already; this guards other producers)."""
+    faiss.normalize_L2(embeddings)
+    return embeddings

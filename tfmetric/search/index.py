@@ -1,0 +1,141 @@
+"""CatalogIndex: a faiss index over an embedded catalog, with its ids, image sources and manifest.
+
+    <index-dir>/
+      index.faiss     the faiss index (faiss.write_index, or write_index_binary for binary kinds)
+      ids.parquet     row -> id, source (faiss labels are row numbers)
+      manifest.json   written last: kind, metric, dim, count, parameters, the producing model's
+                      identity and the embedding job's manifest (without its failure list)
+
+Index directories are local (faiss reads and writes local files).
+"""
+import json
+import os
+from typing import NamedTuple, Optional
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tfmetric.search import catalog, kinds
+
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+IDS_FILE = "ids.parquet"
+MANIFEST_NAME = "manifest.json"
+
+
+class Neighbour(NamedTuple):
+    rank: int
+    id: str
+    score: float           # cosine similarity (higher is closer) or Hamming distance (lower is closer)
+    source: Optional[str]  # path or URI of the image, None when unknown (TFRecord input)
+
+
+class CatalogIndex:
+    """Nearest catalog items of query embeddings (float kinds) or packed sign bits (binary kinds).
+
+    Args:
+      index: a filled faiss index whose row ``i`` is catalog item ``ids[i]``.
+      kind: one of ``tfmetric.search.kinds.KINDS``.
+      ids, sources: object arrays [n] (sources may hold None).
+      manifest: the index manifest: ``dim``, ``params`` and the model identity under ``model``.
+    """
+
+    def __init__(self, index, kind, ids, sources, manifest):
+        self.index, self.kind = index, kinds.check_kind(kind)
+        self.ids, self.sources = np.asarray(ids, dtype=object), np.asarray(sources, dtype=object)
+        self.manifest = manifest
+        if index.ntotal != len(self.ids):
+            raise ValueError(f"The faiss index holds {index.ntotal} items but there are {len(self.ids)} ids.")
+
+    binary = property(lambda self: kinds.is_binary(self.kind))
+    dim = property(lambda self: int(self.manifest["dim"]))
+    count = property(lambda self: len(self.ids))
+    model = property(lambda self: self.manifest.get("model") or {})
+
+    def set_search_params(self, nprobe=None, ef_search=None):
+        """Overrides nprobe (IVF kinds) or ef_search (HNSW kinds) for the following searches."""
+        params = kinds.with_search_params(self.kind, self.manifest["params"], nprobe, ef_search)
+        kinds.configure(self.index, self.kind, params)
+        self.manifest["params"] = params
+
+    def _prepare(self, queries):
+        if self.binary:
+            queries = np.atleast_2d(np.asarray(queries))
+            if queries.dtype != np.uint8 or queries.shape[1] != catalog.code_bytes(self.dim):
+                raise ValueError(f"A binary index takes uint8 codes of {catalog.code_bytes(self.dim)} bytes. "
+                                 f"Received: dtype={queries.dtype}, shape={queries.shape}")
+            return np.ascontiguousarray(queries)
+        queries = np.array(np.atleast_2d(queries), np.float32, order="C")
+        if queries.shape[1] != self.dim:
+            raise ValueError(f"The index holds {self.dim}-dimensional embeddings. Received: shape={queries.shape}")
+        faiss.normalize_L2(queries)
+        return queries
+
+    def search(self, queries, k=10):
+        """(scores, rows) [m, min(k, count)] for a batch of queries; rows -1 where none was found."""
+        if self.count == 0:
+            raise ValueError("The index is empty.")
+        if k < 1:
+            raise ValueError(f"k must be a positive integer. Received: k={k}")
+        return kinds.search(self.index, self.kind, self._prepare(queries), min(k, self.count))
+
+    def neighbours(self, query, k=10):
+        """The ``k`` nearest catalog items of one query, best first."""
+        scores, rows = self.search(query, k)
+        return [Neighbour(rank + 1, self.ids[row], float(score) if not self.binary else int(score),
+                          self.sources[row])
+                for rank, (score, row) in enumerate(zip(scores[0], rows[0])) if row >= 0]
+
+    def save(self, directory):
+        """Writes the index directory; the manifest last, so a partial directory reads as incomplete."""
+        os.makedirs(directory, exist_ok=True)
+        manifest_path = os.path.join(directory, MANIFEST_NAME)
+        if os.path.exists(manifest_path):
+            os.remove(manifest_path)
+        kinds.write(self.index, self.kind, os.path.join(directory, INDEX_FILE))
+        table = pa.table({"id": pa.array(list(self.ids), pa.string()),
+                          "source": pa.array(list(self.sources), pa.string())})
+        pq.write_table(table, os.path.join(directory, IDS_FILE))
+        tmp = manifest_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.manifest, f, indent=2, sort_keys=True)
+        os.replace(tmp, manifest_path)
+        return directory
+
+    @classmethod
+    def load(cls, directory, nprobe=None, ef_search=None):
+        """The index saved in ``directory``, with optional search-time parameter overrides."""
+        manifest = read_index_manifest(directory)
+        kind = manifest["kind"]
+        if int(manifest["count"]) == 0:
+            raise ValueError(f"--index {directory}: the index is empty (built from 0 embeddings).")
+        index = kinds.read(kind, os.path.join(directory, INDEX_FILE))
+        table = pq.read_table(os.path.join(directory, IDS_FILE))
+        loaded = cls(index, kind, table.column("id").to_pylist(), table.column("source").to_pylist(), manifest)
+        kinds.configure(index, kind, manifest["params"])
+        if nprobe is not None or ef_search is not None:
+            loaded.set_search_params(nprobe, ef_search)
+        return loaded
+
+
+def read_index_manifest(directory):
+    """The manifest of a complete index directory; a clear error for anything else."""
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(f"--index {directory}: not a directory; build one with "
+                                 f"python -m tfmetric.search build --embeddings DIR --index {directory}.")
+    path = os.path.join(directory, MANIFEST_NAME)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--index {directory}: no {MANIFEST_NAME}; not an index directory, or its "
+                                f"build did not finish.")
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("kind") not in kinds.KINDS:
+        raise ValueError(f"--index {directory}: not an index manifest of this tfmetric "
+                         f"(format_version {manifest.get('format_version')!r}, kind {manifest.get('kind')!r}).")
+    return manifest
+
+
+def load_index(directory, nprobe=None, ef_search=None):
+    return CatalogIndex.load(directory, nprobe=nprobe, ef_search=ef_search)
