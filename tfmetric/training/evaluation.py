@@ -44,10 +44,9 @@ def score(query, query_labels, gallery=None, gallery_labels=None, eval_config=No
 
 
 def flatten_pixels(images):
-    """The raw-pixel "embedding": each preprocessed image flattened and centred on its own mean.
+    """The raw-pixel "embedding": the network's input (preprocessed image) flattened, L2-normalised.
 
-    Ranking by cosine of these is the raw-pixel retrieval baseline the demo prints.
+    Ranking these by cosine similarity is the raw-pixel retrieval baseline the demo prints.
     """
     flat = tf.reshape(tf.cast(images, tf.float32), [tf.shape(images)[0], -1])
-    flat -= tf.reduce_mean(flat, axis=1, keepdims=True)
     return tf.math.l2_normalize(flat, axis=1)
