@@ -9,7 +9,7 @@ warmup requests, ``model_card`` the card, ``export_lib`` the two export function
 ``evaluate_lib`` the evaluation of an exported version. Names are imported lazily so that
 ``python -m tfmetric.export --help`` (and the CLI's logging setup) run before TensorFlow loads.
 """
-import importlib
+from tfmetric.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "export_saved_model": "export_lib", "export_from_workdir": "export_lib", "DEFAULT_OUTPUT_DIR": "export_lib",
@@ -22,16 +22,4 @@ _EXPORTS = {
     "evaluate_saved_model": "evaluate_lib",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,7 +11,7 @@ its defaults, ``index`` the CatalogIndex, ``build`` and ``query`` the two operat
 picture of a query's neighbours. Names are imported lazily so that ``python -m tfmetric.search
 --help`` answers before TensorFlow and faiss load.
 """
-import importlib
+from tfmetric.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "build_index": "build",
@@ -23,16 +23,4 @@ _EXPORTS = {
     "plot_neighbours": "plot",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
