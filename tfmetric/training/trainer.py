@@ -120,20 +120,21 @@ def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=
           f"x {epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {workdir}",
           flush=True)
 
+    last_eval = None  # the last epoch's query embeddings, reused for the projector
     with InterruptGuard() as guard:
         for epoch in range(start_epoch, epochs):
             skip = start_step if epoch == start_epoch else 0
             record = _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose)
             main_epoch = epoch + 1 - t.warmup_epochs
             if epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0):
-                record["test"], _ = _evaluate(evaluation.compiled_embedder(run.embedding_model),
-                                              data.module, config.eval, data.eval)
+                record["test"], last_eval = _evaluate(evaluation.compiled_embedder(run.embedding_model),
+                                                      data.module, config.eval, data.eval)
                 logger.test((epoch + 1) * data.steps, record["test"])
                 print(f"  test: {format_scores(record['test'], config.eval.recall_ks)}", flush=True)
             history.append(record)
             run.save(epoch + 1, 0)
             write_json(history_path, history)
-    result = _finish(config, workdir, run, data, history, logger)
+    result = _finish(config, workdir, run, data, history, logger, last_eval)
     if export_dir:
         from tfmetric.export import export_from_workdir  # reloads embedding_model.keras
         result["saved_model"] = export_from_workdir(workdir, export_dir, export_name)
@@ -173,11 +174,12 @@ def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbo
             "seconds": round(time.time() - started, 2), "resumed_at_step": skip}
 
 
-def _finish(config, workdir, run, data, history, logger):
-    embed_fn = evaluation.compiled_embedder(run.embedding_model)
+def _finish(config, workdir, run, data, history, logger, last_eval):
     final = history[-1].get("test") if history else None
-    final_scores, (query, qlabels) = _evaluate(embed_fn, data.module, config.eval, data.eval)
-    final = final or final_scores
+    if final is None or last_eval is None:  # resumed after the last epoch: evaluate once more
+        final, last_eval = _evaluate(evaluation.compiled_embedder(run.embedding_model), data.module,
+                                     config.eval, data.eval)
+    query, qlabels = last_eval
     result = {"dataset": config.data.dataset, "backbone": config.model.backbone,
               "epochs": total_epochs(config.train), "test": final, "history": history}
     if config.eval.raw_pixel_baseline:
