@@ -196,7 +196,7 @@ PRESETS = {
     "cub200": lambda: _paper("cub200", 0.001, 25, (1, 2, 4, 8)),
     "sop": lambda: _paper("sop", 0.01, 5, (1, 10, 100, 1000)),
     "inshop": lambda: _paper("inshop", 0.01, 5, (1, 10, 20, 30, 40, 50)),
-    "synthetic": lambda: _small("synthetic", 32, 36, 60, 6, 20, 128, 0.001),
+    "synthetic": lambda: _small("synthetic", 32, 36, 60, 6, 18, 128, 0.001),
     "digits": lambda: _small("digits", 32, 36, 50, 10, 3, 64, 0.001),
     "imagefolder": lambda: _paper("imagefolder", 0.01, 5, (1, 2, 4, 8)),
 }
