@@ -32,6 +32,8 @@ def make_strategy(name="auto"):
 
     "auto": MultiWorkerMirroredStrategy when TF_CONFIG describes a cluster, MirroredStrategy over
     all visible GPUs when there are several, else the default (one device) strategy.
+    "mirrored": one replica per visible GPU; on a machine without GPUs, one per logical CPU device
+    (one unless ``tf.config.set_logical_device_configuration`` split the CPU, as the tests do).
     """
     if name not in STRATEGIES:
         raise ValueError(f"train.distribute: unknown strategy {name!r}. Allowed values: {', '.join(STRATEGIES)}.")
@@ -46,5 +48,6 @@ def make_strategy(name="auto"):
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     return tf.distribute.get_strategy()

@@ -33,8 +33,9 @@ class RunState:
             self.main_opt = self._optimizer(t, t.lr, "optimizer")
             self.warmup_opt.build(self.head_vars)
             self.main_opt.build(self.all_vars)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        # Bookkeeping, host-side: outside the strategy scope so they are plain (not mirrored) variables.
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
         self.checkpoint = tf.train.Checkpoint(model=self.model, warmup_optimizer=self.warmup_opt,
                                               optimizer=self.main_opt, epoch=self.epoch, step=self.step)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
