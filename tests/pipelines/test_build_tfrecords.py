@@ -180,10 +180,11 @@ def test_in_memory_records_are_written(tmp_path, monkeypatch):
                for split, offset in (("train", 0), ("test", 3))}
     fake = types.SimpleNamespace(NAME="synthetic", SPLITS=("train", "test"), TRAIN_SPLIT="train",
                                  QUERY_SPLIT="test", GALLERY_SPLIT=None, INSTRUCTIONS="",
-                                 load=lambda raw_dir: records)
+                                 GENERATOR_VERSION=7, load=lambda raw_dir: records)
     monkeypatch.setattr(datasets, "get_dataset", lambda name: fake)
     manifest, _ = convert("synthetic", None, tmp_path / "data", "--num-shards", "2")
     assert manifest["arguments"]["raw_dir"] is None
+    assert manifest["arguments"]["generator_version"] == 7  # ensure_tfrecords rebuilds on a change
     assert manifest["splits"]["test"]["num_images"] == 6
     assert all(s["path"] is None for s in manifest["splits"]["test"]["skipped"])
     rows = [r for shard in read_shards(tmp_path / "data", "synthetic", "test").values() for r in shard]

@@ -88,12 +88,27 @@ def _job_error(lines: List[str]) -> Optional[str]:
     return None
 
 
+def stale_reason(manifest: dict, module, converter_args: dict) -> Optional[str]:
+    """Why an existing manifest does not match what is asked for now, or None if it does."""
+    built = manifest.get("arguments") or {}
+    version = getattr(module, "GENERATOR_VERSION", None)
+    if version is not None and built.get("generator_version") != version:
+        return (f"built by version {built.get('generator_version')} of the {module.NAME} generator, "
+                f"which is now version {version}")
+    for key in sorted(set(converter_args) & set(APP_FLAGS) - {"download"}):
+        if key in built and built[key] != converter_args[key]:
+            return f"built with {key}={built[key]!r}, asked for {key}={converter_args[key]!r}"
+    return None
+
+
 def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Optional[str] = None,
                      **converter_args) -> dict:
     """The manifest of ``<data_dir>/tfrecords/<dataset>/``, converting the raw data first if needed.
 
-    An existing valid manifest is returned as is (delete the directory or run the converter to
-    rebuild with other arguments). Otherwise, if the raw data is present (or the dataset is
+    An existing valid manifest is returned as is unless it is stale: built by another version of a
+    generated dataset's generator, or with other values of the ``converter_args`` given here
+    (``num_shards``, ``max_pixels``, ``train_classes``, ``test_classes``). Otherwise, or when it is
+    stale, if the raw data is present (or the dataset is
     generated in memory: synthetic, digits), the converter runs locally (direct runner) with
     ``converter_args`` (``num_shards=8`` -> ``--num-shards 8``, ``direct_num_workers=2`` ->
     ``--direct_num_workers 2``, ``download=True`` -> ``--download``).
@@ -108,7 +123,11 @@ def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Opti
     data_dir = data_dir or datasets.default_data_dir()
     out_dir = datasets.tfrecord_dir(data_dir, dataset)
     try:
-        return manifest_lib.load_manifest(data_dir, dataset)
+        manifest = manifest_lib.load_manifest(data_dir, dataset)
+        reason = stale_reason(manifest, module, converter_args)
+        if reason is None:
+            return manifest
+        sys.stderr.write(f"Rebuilding {out_dir}: {reason}\n")
     except manifest_lib.ManifestError as e:
         sys.stderr.write(f"Rebuilding {out_dir}: {e}\n")
     except datasets.DatasetNotFoundError:

@@ -28,6 +28,8 @@ INSTRUCTIONS = ("Nothing to download: the digits ship with scikit-learn "
 
 NUM_IMAGES = 1797
 IMAGE_SIZE = 32
+# Bump whenever the images load() produces change; see synthetic.GENERATOR_VERSION.
+GENERATOR_VERSION = 1
 TRAIN_DIGITS = (0, 1, 2, 3, 4)
 TEST_DIGITS = (5, 6, 7, 8, 9)
 _RESAMPLING = ("nearest", "bilinear")

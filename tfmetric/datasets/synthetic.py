@@ -39,6 +39,9 @@ NUM_CLASSES = 200
 IMAGES_PER_CLASS = 24
 IMAGE_SIZE = 32  # learnable in minutes on a CPU; 64 renders fine but trains ~4x slower
 JPEG_QUALITY = 90
+# Bump whenever the images load() produces change (knobs, rendering, encoding): TFRecords built by
+# another version are rebuilt by tfmetric.data.prepare.ensure_tfrecords instead of being reused.
+GENERATOR_VERSION = 2
 
 _ELLIPSE, _RECTANGLE, _TRIANGLE, _STAR, _RING = range(5)
 _STRIPES, _CHECKS, _DOTS = range(3)

@@ -19,13 +19,15 @@ def no_subprocess(*args, **kwargs):
     raise AssertionError("the converter must not run")
 
 
-def write_complete_output(data_dir, dataset="cub200"):
+def write_complete_output(data_dir, dataset="cub200", **arguments):
     directory = datasets.tfrecord_dir(data_dir, dataset)
     fx.write_bytes(os.path.join(directory, "train", "train-00000-of-00001.tfrecord"), b"")
     manifest = {"schema_version": SCHEMA_VERSION, "dataset": dataset, "splits": {"train": {
         "num_images": 0, "num_classes": 0, "skipped": [],
         "shards": [{"path": "train/train-00000-of-00001.tfrecord", "num_images": 0,
                     "num_classes": 0}]}}}
+    if arguments:
+        manifest["arguments"] = arguments
     manifest_lib.write_manifest(directory, manifest)
     return manifest
 
@@ -47,6 +49,46 @@ def test_existing_manifest_is_returned_without_converting(tmp_path, monkeypatch)
     expected = write_complete_output(str(tmp_path))
     monkeypatch.setattr(prepare, "_run_streaming", no_subprocess)
     assert prepare.ensure_tfrecords("cub200", str(tmp_path)) == expected
+
+
+def test_stale_generated_dataset_is_rebuilt(tmp_path, monkeypatch, capsys):
+    from tfmetric.datasets import synthetic
+
+    data = str(tmp_path)
+    current = synthetic.GENERATOR_VERSION
+    write_complete_output(data, "synthetic", num_shards=0, generator_version=current - 1)
+    calls = []
+
+    def converter(command):  # stands in for the Beam job: writes the current generator's output
+        calls.append(command)
+        write_complete_output(data, "synthetic", num_shards=0, generator_version=current)
+        return 0, []
+
+    monkeypatch.setattr(prepare, "_run_streaming", converter)
+    manifest = prepare.ensure_tfrecords("synthetic", data)
+    assert len(calls) == 1 and manifest["arguments"]["generator_version"] == current
+    assert (f"built by version {current - 1} of the synthetic generator, which is now version {current}"
+            in capsys.readouterr().err)
+    assert prepare.ensure_tfrecords("synthetic", data) == manifest and len(calls) == 1  # now current
+
+
+def test_manifest_built_with_other_converter_arguments_is_rebuilt(tmp_path, monkeypatch, capsys):
+    data = str(tmp_path)
+    fx.make_cub200(datasets.raw_dir(data, "cub200"))
+    write_complete_output(data, num_shards=2, max_pixels=100)
+    monkeypatch.setattr(prepare, "_run_streaming", no_subprocess)
+    assert prepare.ensure_tfrecords("cub200", data, num_shards=2)["arguments"]["num_shards"] == 2
+    calls = []
+
+    def converter(command):
+        calls.append(command)
+        write_complete_output(data, num_shards=3, max_pixels=100)
+        return 0, []
+
+    monkeypatch.setattr(prepare, "_run_streaming", converter)
+    assert prepare.ensure_tfrecords("cub200", data, num_shards=3)["arguments"]["num_shards"] == 3
+    assert "--num-shards" in calls[0]
+    assert "built with num_shards=2, asked for num_shards=3" in capsys.readouterr().err
 
 
 def test_neither_tfrecords_nor_raw_data(tmp_path, monkeypatch):
