@@ -1,4 +1,8 @@
-"""Class-balanced batch indices for a split held in memory (labels known up front).
+"""Class-balanced batch indices for images held in memory (labels known up front).
+
+For users training with ``model.fit`` on their own arrays (README, "The pieces are plain Keras");
+the trainer streams TFRecords through ``class_sampler.ClassBalancedSampler`` instead, which applies
+the same rules without holding a split in memory.
 
 Every batch holds exactly ``batch_size // images_per_class`` distinct classes and exactly
 ``images_per_class`` images of each. Classes are taken from a shuffled queue that is refilled only

@@ -1,7 +1,7 @@
 """A data source streaming class-grouped TFRecord shards (what training reads).
 
-Same interface as ``MemorySource`` (``num_images``, ``num_classes``, ``labels``, ``train_dataset``,
-``eval_dataset``, ``raw_dataset``), plus ``distribute_dataset_fn`` for ``tf.distribute``. Training
+The trainer's interface to data: ``num_images``, ``num_classes``, ``labels``, ``train_dataset``,
+``eval_dataset``, ``raw_dataset``, and ``distribute_dataset_fn`` for ``tf.distribute``. Training
 batches come from ``ClassBalancedSampler``: memory is bounded by a few batches, whatever the
 split's size. Evaluation and ``raw_dataset`` read the split's shards in manifest order, record by
 record, so their order (and ``labels(split)``) is deterministic.

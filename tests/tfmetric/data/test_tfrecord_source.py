@@ -1,4 +1,4 @@
-"""TFRecordSource: the MemorySource interface over class-grouped shards, and open_source."""
+"""TFRecordSource over class-grouped shards, and open_source."""
 import dataclasses
 import os
 
@@ -11,7 +11,6 @@ from tests.tfmetric.data.test_class_sampler import assert_balanced, write_split
 from tfmetric import datasets
 from tfmetric.config import DataConfig
 from tfmetric.data import preprocessing
-from tfmetric.data.memory_source import MemorySource
 from tfmetric.data.sources import open_source
 from tfmetric.data.tfrecord_source import TFRecordSource
 
@@ -99,11 +98,6 @@ def test_from_manifest_reads_counts_without_scanning(tmp_path):
     assert source.num_images("train") == 5 and source.num_classes("train") == 2
     assert not source._indexes  # nothing read yet
     assert source.labels("train").tolist() == [0, 0, 1, 1, 1]
-
-
-def test_memory_source_raw_dataset():
-    source = MemorySource({"test": ([b"a", b"b"], [1, 0])})
-    assert list(source.raw_dataset("test").as_numpy_iterator()) == [(b"a", 1), (b"b", 0)]
 
 
 def test_open_source_without_data_names_the_files_to_get(tmp_path):

@@ -3,7 +3,9 @@ import math
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+from tfmetric.data.balanced_batches import class_balanced_batches
 from tfmetric.layers import CosineProxy
 from tfmetric.losses import NormalizedSoftmaxLoss
 
@@ -68,6 +70,10 @@ def test_plain_keras_compile_fit_learns_separable_classes():
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=NormalizedSoftmaxLoss(),
                   metrics=["sparse_categorical_accuracy"])
     before = model.evaluate(x, labels, verbose=0)[0]
-    hist = model.fit(x, labels, batch_size=32, epochs=5, verbose=0)
+    # Class-balanced batches of in-memory arrays, as the README shows: 2 classes x 16 images.
+    idx = class_balanced_batches(labels, batch_size=32, images_per_class=16, num_batches=8, seed=0)
+    assert all(len(np.unique(labels[b])) == 2 for b in idx)
+    train_ds = tf.data.Dataset.from_tensor_slices((x[idx.ravel()], labels[idx.ravel()])).batch(32)
+    hist = model.fit(train_ds, epochs=5, verbose=0)
     assert hist.history["loss"][-1] < 0.5 * before
     assert hist.history["sparse_categorical_accuracy"][-1] > 0.95
