@@ -11,7 +11,6 @@ measures that start-up, and the last column is the rate once it is paid.
     python benchmarks/build_tfrecords.py [--num-images 3000] [--num-classes 60] [--image-size 256]
 """
 import argparse
-import io
 import logging
 import math
 import os

@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from tfmetric import config as config_lib
 from tfmetric.config import ConfigError, ExperimentConfig, apply_overrides, preset, validate
 
 

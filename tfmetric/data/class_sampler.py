@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from tfmetric.data import schema
 from tfmetric.data.balanced_batches import check_balanced_args
+from tfmetric.data.keyed_random import keyed_permutation, keyed_shuffle, keyed_uniform_int
 from tfmetric.datasets.base import DatasetFormatError
 
 CHUNK = 64  # records parsed and selected per vectorised step
@@ -41,8 +42,6 @@ _INDEX_SPEC = {schema.LABEL: schema.FEATURE_SPEC[schema.LABEL],
 _ENCODED_SPEC = {schema.ENCODED: schema.FEATURE_SPEC[schema.ENCODED]}
 # Domain tags keep the keyed random streams of different decisions independent.
 _DRAW, _PERM, _SHARD, _WINDOW = range(1, 5)
-_RANK_MAX = 64  # permutations of up to this many items are exact (rank of random keys)
-_FEISTEL_ROUNDS = 6
 
 
 def default_reader(path):
@@ -61,80 +60,6 @@ def bounded(dataset):
 
 class ShardLayoutError(DatasetFormatError):
     """Shards that do not hold whole classes as contiguous runs (the sampler cannot stream them)."""
-
-
-# ---- Keyed, stateless randomness (splitmix64 finalizer), vectorised in uint64 --------------------
-
-def _u64(x):
-    if isinstance(x, int):
-        return tf.constant(x & 0xFFFFFFFFFFFFFFFF, tf.uint64)
-    return tf.cast(x, tf.uint64)
-
-
-def _mix(x):
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u64(30))) * _u64(0xBF58476D1CE4E5B9)
-    x = tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u64(27))) * _u64(0x94D049BB133111EB)
-    return tf.bitwise.bitwise_xor(x, tf.bitwise.right_shift(x, _u64(31)))
-
-
-def _combine(h, part):
-    return _mix(tf.bitwise.bitwise_xor(h, _mix(_u64(part) + _u64(0x9E3779B97F4A7C15))))
-
-
-def keyed_hash(*parts):
-    """A 64-bit pseudo-random value per element of the broadcast ``parts`` (integer tensors)."""
-    h = _u64(0x243F6A8885A308D3)
-    for part in parts:
-        h = _combine(h, part)
-    return h
-
-
-def keyed_uniform_int(n, *key):
-    """Uniform int64 in [0, n) per element (modulo bias below n / 2**64)."""
-    return tf.cast(tf.math.floormod(keyed_hash(*key), _u64(n)), tf.int64)
-
-
-def _feistel(y, half_bits, round_keys):
-    mask = tf.bitwise.left_shift(_u64(1), half_bits) - 1
-    left, right = tf.bitwise.right_shift(y, half_bits), tf.bitwise.bitwise_and(y, mask)
-    for round_key in round_keys:
-        left, right = right, tf.bitwise.bitwise_xor(left, tf.bitwise.bitwise_and(_combine(round_key, right), mask))
-    return tf.bitwise.bitwise_or(tf.bitwise.left_shift(left, half_bits), right)
-
-
-def keyed_shuffle(n, *key):
-    """A pseudo-random permutation of [0, n) (the order of n keyed random values), for small n."""
-    values = keyed_hash(*key, tf.range(n, dtype=tf.int64))
-    return tf.argsort(tf.cast(tf.bitwise.right_shift(values, _u64(1)), tf.int64), stable=True)
-
-
-def keyed_permutation(i, n, *key):
-    """Position of i (a vector, 0 <= i < n) in a pseudo-random permutation of [0, n) per key.
-
-    Exact (rank of n random keys) for n <= 64; above, a Feistel network on the next power of 4
-    with cycle walking, O(1) memory whatever n. ``n`` and the key parts broadcast against ``i``.
-    """
-    i = tf.cast(i, tf.int64)
-    n = tf.broadcast_to(tf.cast(n, tf.int64), tf.shape(i))
-    key = tf.broadcast_to(keyed_hash(*key), tf.shape(i))
-    # Small n: rank of key_i among key_0..key_{n-1}.
-    j = tf.range(_RANK_MAX, dtype=tf.int64)[None, :]
-    keys, mine = _combine(key[:, None], j), _combine(key, i)[:, None]
-    before = (keys < mine) | ((keys == mine) & (j < i[:, None]))
-    rank = tf.reduce_sum(tf.cast(before & (j < n[:, None]), tf.int64), axis=1)
-    # Large n: Feistel + cycle walking (re-apply until the value falls back into [0, n)).
-    small = n <= _RANK_MAX
-    bits = tf.cast(tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 2), tf.float64)) / math.log(2.0)), tf.int64)
-    bits = tf.where(tf.bitwise.left_shift(tf.ones_like(bits), bits) < n, bits + 1, bits)
-    half = _u64(tf.maximum((bits + 1) // 2, 1))
-    round_keys = [_combine(key, r) for r in range(_FEISTEL_ROUNDS)]
-    y = _u64(tf.where(small, tf.zeros_like(i), i))
-    # Small-n elements take the rank above; a limit of the whole domain stops their walk at once.
-    limit = tf.where(small, tf.bitwise.left_shift(_u64(1), 2 * half), _u64(n))
-    y, = tf.while_loop(lambda y: tf.reduce_any(y >= limit),
-                       lambda y: (tf.where(y >= limit, _feistel(y, half, round_keys), y),),
-                       (_feistel(y, half, round_keys),))
-    return tf.where(small, rank, tf.cast(y, tf.int64))
 
 
 # ---- The class index: where each class's run of records is --------------------------------------
