@@ -7,7 +7,9 @@ space (In-Shop query/gallery) use the same label for the same class.
 """
 import dataclasses
 import os
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
+
+import tensorflow as tf
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -43,6 +45,26 @@ class ImageRecord:
             return self.data
         with open(self.path, "rb") as f:
             return f.read()
+
+
+def read_lines(path: str, missing_message: str) -> List[Tuple[int, str]]:
+    """``(line number, line)`` of every non-blank line of an annotation file (local or ``gs://``).
+
+    Raises:
+      DatasetNotFoundError: ``path`` does not exist; the error is ``missing_message``.
+    """
+    if not tf.io.gfile.exists(path):
+        raise DatasetNotFoundError(missing_message)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def check_header(path: str, lines: Sequence[Tuple[int, str]], header: Sequence[str]) -> None:
+    """DatasetFormatError naming the file and line unless the first line is ``header`` (by words)."""
+    number, line = lines[0] if lines else (1, "")
+    if line.split() != list(header):
+        raise DatasetFormatError(f"{path}:{number}: expected the header {' '.join(header)!r}, got {line!r}")
 
 
 def default_data_dir() -> str:

@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, ImageRecord
+from tfmetric.datasets.base import DatasetFormatError, ImageRecord, read_lines
 
 NAME = "cub200"
 SPLITS = ("train", "test")
@@ -48,14 +48,8 @@ def download(raw_dir: str) -> None:
 
 def _read_table(path: str) -> dict:
     """``<int id> <value>`` per line -> {id: value}, with the file and line of any bad line."""
-    if not tf.io.gfile.exists(path):
-        raise DatasetNotFoundError(f"Missing {path}.\n\n{INSTRUCTIONS}")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        lines = f.read().decode("utf-8", errors="replace").splitlines()
     table = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, line in read_lines(path, f"Missing {path}.\n\n{INSTRUCTIONS}"):
         parts = line.split(maxsplit=1)
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetFormatError(f"{path}:{number}: expected '<id> <value>', got {line!r}")

@@ -13,7 +13,7 @@ from typing import Iterable, List, Optional, Union
 
 import tensorflow as tf
 
-from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, ImageRecord
+from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, ImageRecord, read_lines
 
 NAME = "imagefolder"
 SPLITS = ("train", "test")
@@ -40,12 +40,9 @@ def _class_list(spec: ClassSpec, known: List[str], root: str) -> Optional[List[s
     if spec is None:
         return None
     if isinstance(spec, str):  # a file of class names
-        if not tf.io.gfile.exists(spec):
-            raise DatasetNotFoundError(f"Class list {spec} does not exist.")
-        with tf.io.gfile.GFile(spec, "rb") as f:
-            lines = f.read().decode("utf-8", errors="replace").splitlines()
-        named = [(f"{spec}:{n}", line.strip()) for n, line in enumerate(lines, start=1)
-                 if line.strip() and not line.lstrip().startswith("#")]
+        named = [(f"{spec}:{n}", line.strip())
+                 for n, line in read_lines(spec, f"Class list {spec} does not exist.")
+                 if not line.lstrip().startswith("#")]
     else:
         named = [(f"class list entry {n}", str(name)) for n, name in enumerate(spec, start=1)]
     known_set = set(known)

@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, ImageRecord
+from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, ImageRecord, check_header, read_lines
 
 NAME = "inshop"
 SPLITS = ("train", "query", "gallery")
@@ -39,27 +39,20 @@ def download(raw_dir: str) -> None:
 
 def _read_partition(path: str):
     """[(split, item_id, image_name)], checking the count line, the header and every row."""
-    if not tf.io.gfile.exists(path):
-        raise DatasetNotFoundError(f"Missing {path}.\n\n{INSTRUCTIONS}")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        lines = f.read().decode("utf-8", errors="replace").splitlines()
-    if not lines or not lines[0].strip().isdigit():
-        raise DatasetFormatError(f"{path}:1: expected the image count, got "
-                                 f"{lines[0] if lines else ''!r}")
-    if len(lines) < 2 or lines[1].split() != HEADER:
-        raise DatasetFormatError(f"{path}:2: expected the header {' '.join(HEADER)!r}, "
-                                 f"got {lines[1] if len(lines) > 1 else ''!r}")
+    lines = read_lines(path, f"Missing {path}.\n\n{INSTRUCTIONS}")
+    count_line, count = lines[0] if lines else (1, "")
+    if not count.strip().isdigit():
+        raise DatasetFormatError(f"{path}:{count_line}: expected the image count, got {count!r}")
+    check_header(path, lines[1:], HEADER)
     rows = []
-    for number, line in enumerate(lines[2:], start=3):
-        if not line.strip():
-            continue
+    for number, line in lines[2:]:
         parts = line.split()
         if len(parts) != 3 or parts[2] not in SPLITS:
             raise DatasetFormatError(f"{path}:{number}: expected '<image_name> <item_id> "
                                      f"train|query|gallery', got {line!r}")
         rows.append((parts[2], parts[1], parts[0]))
-    if len(rows) != int(lines[0]):
-        raise DatasetFormatError(f"{path}:1: announces {int(lines[0])} images but lists {len(rows)}")
+    if len(rows) != int(count):
+        raise DatasetFormatError(f"{path}:{count_line}: announces {int(count)} images but lists {len(rows)}")
     return rows
 
 

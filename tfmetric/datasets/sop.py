@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, ImageRecord
+from tfmetric.datasets.base import DatasetFormatError, ImageRecord, check_header, read_lines
 
 NAME = "sop"
 SPLITS = ("train", "test")
@@ -49,17 +49,10 @@ def download(raw_dir: str) -> None:
 
 def _read_list(path: str):
     """[(class_id, path)] of one Ebay_*.txt, with the file and line of any bad line."""
-    if not tf.io.gfile.exists(path):
-        raise DatasetNotFoundError(f"Missing {path}.\n\n{INSTRUCTIONS}")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        lines = f.read().decode("utf-8", errors="replace").splitlines()
-    if not lines or lines[0].split() != HEADER:
-        raise DatasetFormatError(f"{path}:1: expected the header {' '.join(HEADER)!r}, "
-                                 f"got {lines[0] if lines else ''!r}")
+    lines = read_lines(path, f"Missing {path}.\n\n{INSTRUCTIONS}")
+    check_header(path, lines, HEADER)
     rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
+    for number, line in lines[1:]:
         parts = line.split()
         if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]):
             raise DatasetFormatError(f"{path}:{number}: expected "
