@@ -69,7 +69,8 @@ def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
             "num_images": sum(s["num_images"] for s in shards),
             "num_classes": sum(s["num_classes"] for s in shards),  # shards hold whole classes
             "num_listed": len(listed),
-            "shards": [{k: s[k] for k in ("path", "num_images", "num_classes")} for s in shards],
+            "shards": [{k: s[k] for k in ("path", "num_images", "num_classes", "class_runs")}
+                       for s in shards],
             "skipped": skipped,
             "empty_classes": sorted(c for c, n in skipped_per_class.items()
                                     if n == listed_per_class[c]),

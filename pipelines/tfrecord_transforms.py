@@ -144,8 +144,10 @@ class WriteShardFn(beam.DoFn):
                                                       im.label, im.class_name, im.image_id))
         self._written.inc(len(images))
         self._shards.inc()
+        counts = collections.Counter(im.label for im in images)
+        runs = [[label, counts[label]] for label in sorted(counts)]  # one run per class, in file order
         yield {"split": split, "index": index, "path": rel_path, "num_images": len(images),
-               "num_classes": len({im.label for im in images})}
+               "num_classes": len(runs), "class_runs": runs}
 
 
 class FingerprintFn(beam.CombineFn):

@@ -132,6 +132,32 @@ class ClassIndex:
                 position += len(labels)
             if current is not None:
                 cls._add_run(found, order, paths, s, current)
+        return cls._from_runs_found(paths, found, order, num_classes)
+
+    @classmethod
+    def from_runs(cls, paths, shard_runs, num_classes=None):
+        """The index from the converter's record of each shard's classes, without reading the shards.
+
+        Args:
+          paths: shard paths in split order.
+          shard_runs: per shard, ``[[label, count], ...]`` in file order (the manifest's
+            ``class_runs``, written by ``pipelines.build_tfrecords`` beside the shards).
+
+        Raises:
+          ShardLayoutError: as ``scan``, for runs that do not describe whole, contiguous classes.
+        """
+        if len(shard_runs) != len(paths):
+            raise ShardLayoutError(f"{len(shard_runs)} lists of class runs for {len(paths)} shards.")
+        found, order = {}, []
+        for s, runs in enumerate(shard_runs):
+            start = 0
+            for label, count in runs:
+                cls._add_run(found, order, paths, s, [int(label), start, int(count), None])
+                start += int(count)
+        return cls._from_runs_found(paths, found, order, num_classes)
+
+    @classmethod
+    def _from_runs_found(cls, paths, found, order, num_classes):
         num_classes = len(found) if num_classes is None else num_classes
         missing = sorted(set(range(num_classes)) - set(found))
         if missing or len(found) != num_classes:
@@ -145,18 +171,18 @@ class ClassIndex:
     @staticmethod
     def _add_run(found, order, paths, shard, run):
         label, start, count, name = run
-        name = name.decode("utf-8", "replace")
+        name = "" if name is None else f" ({name.decode('utf-8', 'replace')!r})"  # None: from runs
         if label < 0:
-            raise ShardLayoutError(f"{paths[shard]}: negative label {label} (class {name!r}).")
+            raise ShardLayoutError(f"{paths[shard]}: negative label {label}{name}.")
         if label in found:
             first_shard, first_start, first_count, _ = found[label]
             if first_shard == shard:
                 raise ShardLayoutError(
-                    f"Class {label} ({name!r}) is not contiguous in shard {paths[shard]}: records "
+                    f"Class {label}{name} is not contiguous in shard {paths[shard]}: records "
                     f"{first_start}-{first_start + first_count - 1}, then again from record {start}. "
                     f"Each class must be one run of records; rebuild with pipelines.build_tfrecords.")
             raise ShardLayoutError(
-                f"Class {label} ({name!r}) is in two shards: {paths[first_shard]} and {paths[shard]}. "
+                f"Class {label}{name} is in two shards: {paths[first_shard]} and {paths[shard]}. "
                 f"Each class must sit inside one shard; rebuild with pipelines.build_tfrecords.")
         found[label] = (shard, start, count, name)
         order.append(label)

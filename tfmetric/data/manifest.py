@@ -10,7 +10,8 @@ Layout of the manifest (``schema_version`` 1)::
      "train_split": "train", "query_split": "test", "gallery_split": null,
      "splits": {"train": {"num_images": 8054, "num_classes": 98, "num_listed": 8054,
                           "shards": [{"path": "train/train-00000-of-00008.tfrecord",
-                                      "num_images": 1003, "num_classes": 13}, ...],
+                                      "num_images": 1003, "num_classes": 13,
+                                      "class_runs": [[0, 83], [8, 74], ...]}, ...],
                           "skipped": [{"image_id": ..., "path": ..., "class_name": ...,
                                        "reason": "truncated", "detail": ...}, ...],
                           "empty_classes": []}, ...},
@@ -18,6 +19,10 @@ Layout of the manifest (``schema_version`` 1)::
      "arguments": {...the converter's arguments...},
      "fingerprint": "sha256:...",   # of every listed image's split, class, id and content
      "features": {"image/encoded": "bytes", ...}}
+
+A shard's ``class_runs`` lists its classes in file order as ``[label, number of records]`` (one
+contiguous run per class), so the sampler knows where every class is without reading the labels;
+manifests without them (older converters) are still valid and the sampler reads the labels once.
 """
 import json
 import os
@@ -106,6 +111,13 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
         if counted != split["num_images"]:
             raise ManifestError(f"{where}: split {name!r} has num_images {split['num_images']} "
                                 f"but its shards hold {counted}")
+        for shard in split["shards"]:
+            runs = shard.get("class_runs")
+            if runs is not None and (len(runs) != shard.get("num_classes")
+                                     or sum(count for _, count in runs) != shard["num_images"]):
+                raise ManifestError(f"{where}: shard {shard['path']}: class_runs describe {len(runs)} "
+                                    f"classes and {sum(count for _, count in runs)} records, not "
+                                    f"{shard.get('num_classes')} and {shard['num_images']}")
         if directory:
             for shard in split["shards"]:
                 if not tf.io.gfile.exists(os.path.join(directory, shard["path"])):

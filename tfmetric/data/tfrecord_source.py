@@ -60,11 +60,14 @@ class TFRecordSource:
       reader: path tensor -> dataset of serialized records (default: TFRecordDataset).
       cycle_length: shards the sampler reads at the same time.
       window_batches: the sampler shuffles class groups within windows of this many batches.
+      class_runs: dict split -> per shard ``[[label, count], ...]`` (the manifest's record of
+        where each class is); splits without it are indexed by reading their labels once.
     """
 
     def __init__(self, shards, num_images=None, num_classes=None, reader=default_reader,
-                 cycle_length=8, window_batches=8):
+                 cycle_length=8, window_batches=8, class_runs=None):
         self._shards = {split: list(paths) for split, paths in shards.items()}
+        self._class_runs = dict(class_runs or {})
         self._num_images = dict(num_images or {})
         self._num_classes = dict(num_classes or {})
         self._reader, self._cycle_length, self._window_batches = reader, cycle_length, window_batches
@@ -74,9 +77,11 @@ class TFRecordSource:
     def from_manifest(cls, manifest, data_dir, **kwargs):
         """The source of a validated manifest (``tfmetric.data.manifest.load_manifest``)."""
         dataset, splits = manifest["dataset"], manifest["splits"]
+        runs = {s: [shard["class_runs"] for shard in info["shards"]] for s, info in splits.items()
+                if all("class_runs" in shard for shard in info["shards"])}  # older manifests lack them
         return cls({s: manifest_lib.shard_paths(data_dir, dataset, s, manifest) for s in splits},
                    {s: info["num_images"] for s, info in splits.items()},
-                   {s: info["num_classes"] for s, info in splits.items()}, **kwargs)
+                   {s: info["num_classes"] for s, info in splits.items()}, class_runs=runs, **kwargs)
 
     def _paths(self, split):
         if split not in self._shards:
@@ -84,10 +89,15 @@ class TFRecordSource:
         return self._shards[split]
 
     def index(self, split):
-        """The split's ClassIndex (one pass over the labels, checking the class grouping; cached)."""
+        """The split's ClassIndex (cached): from the manifest's class runs when it has them, else
+        one pass over the labels of every shard, checking the class grouping."""
         if split not in self._indexes:
-            self._indexes[split] = ClassIndex.scan(self._paths(split), self._num_classes.get(split),
-                                                   reader=self._reader)
+            if split in self._class_runs:
+                index = ClassIndex.from_runs(self._paths(split), self._class_runs[split],
+                                             self._num_classes.get(split))
+            else:
+                index = ClassIndex.scan(self._paths(split), self._num_classes.get(split), reader=self._reader)
+            self._indexes[split] = index
         return self._indexes[split]
 
     def num_images(self, split):

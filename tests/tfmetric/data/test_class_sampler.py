@@ -159,6 +159,18 @@ def test_shards_with_a_class_in_two_shards_are_named(tmp_path):
     assert paths[0] in str(e.value) and paths[1] in str(e.value)
 
 
+def test_class_runs_are_checked_like_scanned_labels():
+    paths = ["a.tfrecord", "b.tfrecord"]
+    index = ClassIndex.from_runs(paths, [[[0, 2], [2, 1]], [[1, 3]]])
+    assert index.runs.tolist() == [[0, 0, 2], [1, 0, 3], [0, 2, 1]] and index.order.tolist() == [0, 2, 1]
+    with pytest.raises(ShardLayoutError, match=r"Class 1 is in two shards: a.tfrecord and b.tfrecord"):
+        ClassIndex.from_runs(paths, [[[0, 2], [1, 1]], [[1, 3]]])
+    with pytest.raises(ShardLayoutError, match=r"missing \[1\]"):
+        ClassIndex.from_runs(paths, [[[0, 2]], [[2, 3]]])
+    with pytest.raises(ShardLayoutError, match="1 lists of class runs for 2 shards"):
+        ClassIndex.from_runs(paths, [[[0, 2]]])
+
+
 def test_a_class_that_is_not_contiguous_is_named(tmp_path):
     paths = write_split(str(tmp_path), None, 0, order=[[0, 0, 1, 0], [2]])
     with pytest.raises(ShardLayoutError, match=r"Class 0 \('class_0'\) is not contiguous") as e:

@@ -64,6 +64,10 @@ def test_missing_shard_is_invalid(tmp_path, complete_dir):
     (lambda m: m.update(splits={}), "splits"),
     (lambda m: m["splits"]["train"].pop("skipped"), "lacks skipped"),
     (lambda m: m["splits"]["train"].update(num_images=7), "shards hold 6"),
+    (lambda m: m["splits"]["train"]["shards"][1].update(class_runs=[[1, 2]]),
+     "class_runs describe 1 classes and 2 records, not 1 and 3"),
+    (lambda m: m["splits"]["train"]["shards"][0].update(class_runs=[[0, 1], [1, 2]]),
+     "class_runs describe 2 classes and 3 records, not 1 and 3"),
 ])
 def test_validation_names_the_problem(change, message):
     manifest = sample_manifest()

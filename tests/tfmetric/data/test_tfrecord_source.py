@@ -12,6 +12,7 @@ from tfmetric import datasets
 from tfmetric.config import DataConfig
 from tfmetric.data import preprocessing
 from tfmetric.data.sources import open_source
+from tfmetric.data.class_sampler import ClassIndex
 from tfmetric.data.tfrecord_source import TFRecordSource
 
 CONFIG = DataConfig(image_size=32, resize_size=36, batch_size=8, images_per_class=2, eval_batch_size=5)
@@ -100,6 +101,26 @@ def test_from_manifest_reads_counts_without_scanning(tmp_path):
     assert source.labels("train").tolist() == [0, 0, 1, 1, 1]
 
 
+def test_class_runs_in_the_manifest_replace_the_label_scan(tmp_path, monkeypatch):
+    directory = datasets.tfrecord_dir(str(tmp_path), "toy")
+    paths = write_split(os.path.join(directory, "train"), [2, 3, 4, 1, 2], 2)  # classes 0,2,4 | 1,3
+    scanned = ClassIndex.scan(paths)
+    runs = [[[0, 2], [2, 4], [4, 2]], [[1, 3], [3, 1]]]
+    manifest = {"dataset": "toy", "splits": {"train": {
+        "num_images": 12, "num_classes": 5, "skipped": [],
+        "shards": [{"path": os.path.relpath(p, directory), "num_images": sum(n for _, n in r),
+                    "num_classes": len(r), "class_runs": r} for p, r in zip(paths, runs)]}}}
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the labels must not be read")
+
+    monkeypatch.setattr(ClassIndex, "scan", no_scan)
+    index = TFRecordSource.from_manifest(manifest, str(tmp_path)).index("train")
+    np.testing.assert_array_equal(index.runs, scanned.runs)
+    np.testing.assert_array_equal(index.order, scanned.order)
+    assert index.paths == scanned.paths
+
+
 def test_open_source_without_data_names_the_files_to_get(tmp_path):
     config = DataConfig(dataset="cars196", data_dir=str(tmp_path))
     with pytest.raises(datasets.DatasetNotFoundError) as e:
@@ -124,3 +145,7 @@ def test_open_source_converts_digits_with_beam_then_streams(tmp_path):
     np.testing.assert_array_equal(labels, source.labels(module.QUERY_SPLIT))
     again, _ = open_source(config)  # the manifest is there: no second conversion
     assert again.num_images(train) == source.num_images(train)
+    for split in (train, module.QUERY_SPLIT):  # the converter's class runs = the shards' labels
+        scanned = ClassIndex.scan(source._paths(split))
+        np.testing.assert_array_equal(source.index(split).runs, scanned.runs)
+        np.testing.assert_array_equal(source.index(split).order, scanned.order)
