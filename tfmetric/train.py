@@ -84,6 +84,8 @@ def main(argv=None):
 
 
 def summary(result, ks, workdir):
+    if result.get("worker"):
+        return f"Worker done: {result['epochs']} epochs trained; the chief writes the results to {workdir}"
     test = result["test"]
     lines = [f"Test ({result['dataset']}, held-out classes):"]
     lines.append("  float : " + "  ".join(f"R@{k} {test[f'recall@{k}']:.4f}" for k in ks)

@@ -64,3 +64,13 @@ def test_config_file_reruns_exactly(tmp_path, capsys):
     path.write_text(capsys.readouterr().out)
     train.main(["--config", str(path), "--print-config"])
     assert json.loads(capsys.readouterr().out) == json.loads(path.read_text())
+
+
+def test_summary_of_the_chief_and_of_another_worker():
+    test = {"recall@1": 0.5, "recall@2": 0.75, "map@r": 0.25, "binary/recall@1": 0.4,
+            "binary/recall@2": 0.6, "binary/map@r": 0.2}
+    text = train.summary({"dataset": "digits", "test": test}, (1, 2), "runs/x")
+    assert "float : R@1 0.5000  R@2 0.7500  MAP@R 0.2500" in text
+    assert "binary: R@1 0.4000  R@2 0.6000  MAP@R 0.2000" in text
+    worker = train.summary({"worker": True, "epochs": 3, "test": None}, (1, 2), "runs/x")
+    assert worker == "Worker done: 3 epochs trained; the chief writes the results to runs/x"

@@ -20,7 +20,9 @@ class RunState:
     the step within the epoch: a resumed run skips the batches it already trained on.
     """
 
-    def __init__(self, config, num_classes, workdir, strategy):
+    def __init__(self, config, num_classes, workdir, strategy, save_dir=None):
+        """Restores from ``<workdir>/checkpoints``; saves there too, or under ``save_dir`` when given
+        (a non-chief worker of a multi-worker cluster saves into a scratch directory)."""
         m, t = config.model, config.train
         with strategy.scope(), dtype_policy(t.precision):
             self.embedding_model = build_embedding_model(
@@ -40,6 +42,10 @@ class RunState:
                                               optimizer=self.main_opt, epoch=self.epoch, step=self.step)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
                                                   max_to_keep=2)
+        self._saver = self.manager
+        if save_dir is not None and os.path.abspath(save_dir) != os.path.abspath(workdir):
+            self._saver = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir, "checkpoints"),
+                                                     max_to_keep=1)
 
     @staticmethod
     def _optimizer(train_config, lr, name):
@@ -58,7 +64,7 @@ class RunState:
     def save(self, epoch, step):
         self.epoch.assign(epoch)
         self.step.assign(step)
-        return self.manager.save()
+        return self._saver.save()
 
 
 class StopRequested(KeyboardInterrupt):

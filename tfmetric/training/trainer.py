@@ -9,6 +9,8 @@ train with a fresh optimizer for ``epochs_per_step * num_steps`` epochs, the lr 
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -87,6 +89,10 @@ def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=
     (images -> logits) and ``embedding_model.keras`` (images -> embeddings). With ``export_dir``,
     also exports the versioned SavedModel for TF Serving (``<export_dir>/<name>/<version>/``).
 
+    Under MultiWorkerMirroredStrategy (``TF_CONFIG``) every worker runs this with the same
+    ``workdir`` on storage they share; only the chief writes there (and exports), the others
+    restore from it and write into scratch directories they delete.
+
     Returns:
       The final metrics dict (also in metrics.json).
 
@@ -95,21 +101,38 @@ def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=
       FloatingPointError: the loss became NaN or infinite; the last good checkpoint is kept.
     """
     config_lib.validate(config)
-    os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "config.json"), config.to_dict())
     keras.utils.set_random_seed(config.train.seed)
+    strategy = make_strategy(config.train.distribute)
+    if strategy.extended.should_checkpoint:  # one device, one host, or the chief of a cluster
+        return _train_and_evaluate(config, strategy, workdir, workdir, verbose, export_dir, export_name)
+    # Another worker of a multi-worker cluster: it restores from the chief's workdir (shared storage)
+    # and takes part in every step and save, but writes into a scratch directory deleted at the end.
+    # It does not evaluate: BatchNorm moving statistics are per replica and the model the chief
+    # saves carries the chief's (as PyTorch's DistributedDataParallel broadcasts rank 0's).
+    scratch = tempfile.mkdtemp(prefix="tfmetric-worker-")
+    try:
+        return _train_and_evaluate(config, strategy, workdir, scratch, verbose, None, None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir, export_name):
+    """The run, restoring from ``workdir`` and writing every output into ``out_dir``; evaluated and
+    saved only when they are the same directory (not on a non-chief worker)."""
+    chief = out_dir == workdir
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     t = config.train
-    strategy = make_strategy(t.distribute)
     data = _Data(config, strategy)
-    run = RunState(config, data.num_classes, workdir, strategy)
+    run = RunState(config, data.num_classes, workdir, strategy, save_dir=out_dir)
     start_epoch, start_step = run.restore()
     epochs = total_epochs(t)
-    history_path = os.path.join(workdir, "history.json")
     history = []
-    if (start_epoch or start_step) and os.path.exists(history_path):
-        with open(history_path) as f:
+    if (start_epoch or start_step) and os.path.exists(os.path.join(workdir, "history.json")):
+        with open(os.path.join(workdir, "history.json")) as f:
             history = json.load(f)
-    logger = tensorboard.Logger(workdir, t.log_every_n_steps)
+    history_path = os.path.join(out_dir, "history.json")
+    logger = tensorboard.Logger(out_dir, t.log_every_n_steps)
     steps_fns = {
         "warmup": make_train_step(strategy, run.model, run.warmup_opt, run.head_vars, data.global_batch,
                                   t.jit_compile),
@@ -126,7 +149,7 @@ def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=
             skip = start_step if epoch == start_epoch else 0
             record = _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose)
             main_epoch = epoch + 1 - t.warmup_epochs
-            if epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0):
+            if chief and (epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0)):
                 record["test"], last_eval = _evaluate(evaluation.compiled_embedder(run.embedding_model),
                                                       data.module, config.eval, data.eval)
                 logger.test((epoch + 1) * data.steps, record["test"])
@@ -134,12 +157,15 @@ def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=
             history.append(record)
             run.save(epoch + 1, 0)
             write_json(history_path, history)
-    result = _finish(config, workdir, run, data, history, logger, last_eval)
+    if not chief:
+        return {"dataset": config.data.dataset, "backbone": config.model.backbone, "epochs": epochs,
+                "test": None, "history": history, "worker": True}
+    result = _finish(config, out_dir, run, data, history, logger, last_eval)
     if export_dir:
         from tfmetric.export import export_from_workdir  # reloads embedding_model.keras
-        result["saved_model"] = export_from_workdir(workdir, export_dir, export_name)
+        result["saved_model"] = export_from_workdir(out_dir, export_dir, export_name)
         print(f"Exported SavedModel for TF Serving: {result['saved_model']}", flush=True)
-        write_json(os.path.join(workdir, "metrics.json"), result)
+        write_json(os.path.join(out_dir, "metrics.json"), result)
     return result
 
 

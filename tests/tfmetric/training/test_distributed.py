@@ -118,3 +118,73 @@ def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_p
     for key in ("recall@1", "map@r", "binary/recall@1"):
         assert again["test"][key] == pytest.approx(result["test"][key], abs=1e-6), key
 
+
+
+WORKER = r"""
+import json, sys
+import numpy as np
+from tfmetric import config as config_lib
+from tfmetric.training import run_state, trainer
+weights = {}
+save = run_state.RunState.save
+
+def capture(self, epoch, step):  # the weights each worker has at its last checkpoint
+    for key, variables in (("trainable", self.model.trainable_variables),
+                           ("non_trainable", self.model.non_trainable_variables)):
+        weights[key] = [float(np.abs(v.numpy()).sum()) for v in variables]
+    return save(self, epoch, step)
+
+run_state.RunState.save = capture
+config = config_lib.ExperimentConfig.from_dict(json.loads(sys.argv[1]))
+result = trainer.train_and_evaluate(config, sys.argv[2], verbose=0)
+print("RESULT " + json.dumps({"test": result["test"], "epochs": [h["epoch"] for h in result["history"]],
+                              **weights}))
+"""
+
+
+def _free_ports(n):
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path):
+    from tfmetric.data import prepare
+
+    data_dir = str(tmp_path / "data")
+    prepare.ensure_tfrecords("digits", data_dir, num_shards=2)  # one shard per worker's input pipeline
+    config = config_lib.apply_overrides(tiny_config(data_dir, distribute="auto"),
+                                        ["data.batch_size=8", "data.images_per_class=4"])
+    workdir, scratch = str(tmp_path / "run"), tmp_path / "tmp"
+    scratch.mkdir()
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, TMPDIR=str(scratch),
+                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, config.to_json(), workdir], env=env,
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, out[-2000:] + err[-3000:]
+        assert "2 replica(s), global batch 16" in out
+        results.append(json.loads(lines[0][len("RESULT "):]))
+    chief, other = results
+    assert chief["epochs"] == other["epochs"] == [1, 2, 3]
+    # Synchronous data parallelism: the same trainable weights on both workers. BatchNorm's moving
+    # statistics are per replica (each worker's own batches); the saved model carries the chief's.
+    np.testing.assert_allclose(chief["trainable"], other["trainable"], rtol=1e-6)
+    assert len(chief["non_trainable"]) == len(other["non_trainable"]) > 0
+    assert other["test"] is None and 0.0 <= chief["test"]["recall@1"] <= 1.0
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "embedding_model.keras",
+                                           "history.json", "metrics.json", "model.keras", "tensorboard"]
+    assert json.load(open(os.path.join(workdir, "metrics.json")))["test"] == chief["test"]
+    assert not [p for p in os.listdir(scratch) if p.startswith("tfmetric-worker-")]  # scratch deleted
