@@ -3,9 +3,15 @@
 Zhai & Wu (2019) claim: a low temperature (0.05) matters (Sec. 3.1, Table 4); LayerNorm without
 affine parameters makes binarization nearly free (Sec. 3.2); class-balanced sampling helps
 (Sec. 3.3); and the method is robust to the embedding dimension (Table 5).
+
+The LayerNorm claim is about binarizing pool5 itself: after a ReLU every pool5 feature is >= 0,
+so without centring its sign bits carry almost nothing. A bias-free projection with zero-mean
+random weights centres the features too, so the last two rows drop the projection
+(``embedding_dim`` = the backbone's width, ``{width}``) and toggle only the LayerNorm.
 """
 import json
 import os
+import re
 
 from tfmetric import config as config_lib
 
@@ -19,11 +25,21 @@ ABLATIONS = (
     ("random batches", ("data.class_balanced=false",)),
     ("dim 64", ("model.embedding_dim=64",)),
     ("dim 512", ("model.embedding_dim=512",)),
+    ("pool5 (no projection: dim = backbone width)", ("model.embedding_dim={width}",)),
+    ("pool5, no LayerNorm", ("model.embedding_dim={width}", "model.layer_norm=false")),
 )
 
 
 def slug(name):
-    return "".join(c if c.isalnum() else "_" for c in name.split(" (")[0]).strip("_").lower()
+    return re.sub(r"[^0-9a-z]+", "_", name.split(" (")[0].lower()).strip("_")
+
+
+def resolve(overrides, base_config):
+    """The overrides with ``{width}`` replaced by the base config's backbone pool5 width."""
+    from tfmetric.models.backbones import BACKBONES
+
+    width = BACKBONES[base_config.model.backbone].output_dim
+    return tuple(o.format(width=width) for o in overrides)
 
 
 def run_ablations(base_config, workdir, only=None, verbose=0):
@@ -38,6 +54,7 @@ def run_ablations(base_config, workdir, only=None, verbose=0):
     for name, overrides in ABLATIONS:
         if only and slug(name) not in only:
             continue
+        overrides = resolve(overrides, base_config)
         config = config_lib.ExperimentConfig.from_dict(json.loads(base_config.to_json()))
         config_lib.validate(config_lib.apply_overrides(config, overrides))
         run_dir = os.path.join(workdir, slug(name))
