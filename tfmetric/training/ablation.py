@@ -5,8 +5,9 @@ affine parameters makes binarization nearly free (Sec. 3.2); class-balanced samp
 (Sec. 3.3); and the method is robust to the embedding dimension (Table 5).
 
 The LayerNorm claim is about binarizing pool5 itself: after a ReLU every pool5 feature is >= 0,
-so without centring its sign bits carry almost nothing. A bias-free projection with zero-mean
-random weights centres the features too, so the last two rows drop the projection
+so without centring its sign bits only say which features are exactly zero (few, once pool5
+averages a 7x7 map; half, on the 1x1 map of 32x32 inputs: see the README). A bias-free projection
+with zero-mean random weights centres the features too, so the last two rows drop the projection
 (``embedding_dim`` = the backbone's width, ``{width}``) and toggle only the LayerNorm.
 """
 import json
