@@ -32,6 +32,10 @@ def parse_args(argv=None):
     p.add_argument("--raw-dir", default=None, help="raw dataset directory (default: <data-dir>/raw/<dataset>)")
     p.add_argument("--weights", default=None, help="backbone weights: none, imagenet, or a file path")
     p.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
+    p.add_argument("--mixed-precision", default=None, choices=[x for x in config_lib.PRECISIONS if x != "float32"],
+                   help="mixed precision policy (train.precision); the head and loss stay float32")
+    p.add_argument("--jit-compile", action="store_true", default=None,
+                   help="XLA-compile the forward and backward pass (train.jit_compile=true)")
     p.add_argument("--export-dir", default="saved_models",
                    help="where the SavedModel for TF Serving is exported at the end (default: saved_models)")
     p.add_argument("--export-name", default=None, help="model name under --export-dir (default: the dataset)")
@@ -53,7 +57,9 @@ def resolve_config(args):
         config = config_lib.preset(args.dataset or "synthetic")
     overrides = list(args.overrides)
     for flag, field in ((args.data_dir, "data.data_dir"), (args.raw_dir, "data.raw_dir"),
-                        (args.weights, "model.weights"), (args.seed, "train.seed")):
+                        (args.weights, "model.weights"), (args.seed, "train.seed"),
+                        (args.mixed_precision, "train.precision"),
+                        (args.jit_compile and "true", "train.jit_compile")):
         if flag is not None:
             overrides.append(f"{field}={flag}")
     config_lib.apply_overrides(config, overrides)

@@ -23,6 +23,15 @@ def test_print_config_resolves_preset_and_overrides(capsys):
     assert config["data"]["images_per_class"] == 25 and config["model"]["backbone"] == "resnet50"
 
 
+def test_speed_flags_set_the_train_fields(capsys):
+    train.main(["--dataset", "cars196", "--mixed-precision", "mixed_bfloat16", "--jit-compile", "--print-config"])
+    config = json.loads(capsys.readouterr().out)["train"]
+    assert config["precision"] == "mixed_bfloat16" and config["jit_compile"] is True
+    train.main(["--dataset", "cars196", "--print-config"])
+    config = json.loads(capsys.readouterr().out)["train"]
+    assert config["precision"] == "float32" and config["jit_compile"] is False
+
+
 def test_default_dataset_is_synthetic(capsys):
     train.main(["--print-config"])
     assert json.loads(capsys.readouterr().out)["data"]["dataset"] == "synthetic"

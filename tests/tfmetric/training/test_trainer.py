@@ -140,3 +140,19 @@ def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(digits_data_dir,
         trainer.train_and_evaluate(tiny_config(digits_data_dir), workdir, verbose=0)
     ckpt = open(os.path.join(workdir, "checkpoints", "checkpoint")).read()
     assert "ckpt-1" in ckpt and not os.path.exists(os.path.join(workdir, "metrics.json"))
+
+
+def test_mixed_float16_run_checkpoints_resumes_and_saves_a_float32_embedding(digits_data_dir, tmp_path):
+    config = tiny_config(digits_data_dir, precision="mixed_float16")
+    config.eval.projector = False
+    workdir = str(tmp_path / "run")
+    result = trainer.train_and_evaluate(config, workdir, verbose=0)
+    assert all(np.isfinite(h["loss"]) for h in result["history"])
+    model = keras.models.load_model(os.path.join(workdir, "embedding_model.keras"))
+    assert model.get_layer("embedding").compute_dtype == "float32"
+    assert any(layer.compute_dtype == "float16" for layer in model.layers[1].layers)
+    out = model(np.zeros((2, 32, 32, 3), np.float32))
+    assert out.dtype == "float32" and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
+    # Rerunning restores the LossScaleOptimizer's state from the checkpoint and scores the same.
+    again = trainer.train_and_evaluate(config, workdir, verbose=0)
+    assert again["test"]["recall@1"] == pytest.approx(result["test"]["recall@1"], abs=1e-6)
