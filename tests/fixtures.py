@@ -4,8 +4,11 @@ Images are a few dozen pixels and a few hundred bytes; a fake dataset has a hand
 Every writer creates missing parent directories and returns the path it wrote.
 """
 import io
+import json
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -179,3 +182,39 @@ def make_imagefolder(root: str, images_per_class=None) -> str:
             n += 1
             write_jpeg(os.path.join(root, name, f"img_{k}.jpg"), rgb=color(n))
     return root
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Prepended to a script run by run_script: two logical CPU devices, so tf.distribute strategies get
+# two replicas. Logical devices must be configured before TensorFlow initialises: a fresh interpreter.
+TWO_LOGICAL_CPUS = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+RESULT_PREFIX = "RESULT "
+
+
+def start_script(script: str, *args: str, **env) -> subprocess.Popen:
+    """Starts ``python -c script args`` in the repository root with ``env`` added to the environment."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT, **env)
+    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO_ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def script_result(proc: subprocess.Popen, timeout: float = 600):
+    """Waits for a start_script process; (the JSON it printed after RESULT_PREFIX, its stdout).
+
+    Fails the test with the end of its output unless it exited 0 and printed a result line.
+    """
+    out, err = proc.communicate(timeout=timeout)
+    lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+    assert proc.returncode == 0 and lines, out[-2000:] + err[-3000:]
+    return json.loads(lines[0][len(RESULT_PREFIX):]), out
+
+
+def run_script(script: str, *args: str, **env):
+    """start_script, then script_result."""
+    return script_result(start_script(script, *args, **env))

@@ -42,10 +42,8 @@ class RunState:
                                               optimizer=self.main_opt, epoch=self.epoch, step=self.step)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
                                                   max_to_keep=2)
-        self._saver = self.manager
-        if save_dir is not None and os.path.abspath(save_dir) != os.path.abspath(workdir):
-            self._saver = tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir, "checkpoints"),
-                                                     max_to_keep=1)
+        self._saver = self.manager if save_dir is None else tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(save_dir, "checkpoints"), max_to_keep=1)
 
     @staticmethod
     def _optimizer(train_config, lr, name):

@@ -124,7 +124,7 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     t = config.train
     data = _Data(config, strategy)
-    run = RunState(config, data.num_classes, workdir, strategy, save_dir=out_dir)
+    run = RunState(config, data.num_classes, workdir, strategy, save_dir=None if chief else out_dir)
     start_epoch, start_step = run.restore()
     epochs = total_epochs(t)
     history = []

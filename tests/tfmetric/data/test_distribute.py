@@ -1,9 +1,4 @@
 """tf.distribute: every replica receives whole classes; input pipelines (hosts) read disjoint shards."""
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,14 +8,7 @@ from tests.tfmetric.data.test_class_sampler import write_split
 from tfmetric.config import DataConfig
 from tfmetric.data.tfrecord_source import TFRecordSource
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-# Logical devices must be configured before TensorFlow initialises: a fresh interpreter.
-MIRRORED = r"""
-import json, sys
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+MIRRORED = fixtures.TWO_LOGICAL_CPUS + r"""
 from tests import fixtures
 from tests.tfmetric.data.test_class_sampler import write_split
 from tfmetric.config import DataConfig
@@ -76,12 +64,7 @@ def _whole_classes(labels, k):
 
 @pytest.mark.slow
 def test_mirrored_strategy_gives_each_replica_whole_classes(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=600)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[0][len("RESULT "):])
+    result, _ = fixtures.run_script(MIRRORED, str(tmp_path))
     assert result["replicas"] == 2
     for key in ("from_function", "split"):  # per-replica pipelines, and a global batch split in two
         steps = result[key]

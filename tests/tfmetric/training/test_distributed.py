@@ -7,27 +7,17 @@ end-to-end test runs the trainer with ``train.distribute=mirrored`` and resumes 
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests import fixtures
 from tests.tfmetric.training.conftest import tiny_config
 from tfmetric import config as config_lib
 
 pytestmark = pytest.mark.slow
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-PRELUDE = r"""
-import json, sys
-import numpy as np, tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-"""
-
-STEPS = PRELUDE + r"""
+STEPS = fixtures.TWO_LOGICAL_CPUS + r"""
 import keras
 from tfmetric.models.embedding import build_training_model
 from tfmetric.training.optimizer import TorchSGD
@@ -72,7 +62,7 @@ print("RESULT " + json.dumps({
     "moved": max(float(np.abs(a - b).max()) for a, b in zip(initial, model.get_weights()))}))
 """
 
-TRAIN = PRELUDE + r"""
+TRAIN = fixtures.TWO_LOGICAL_CPUS + r"""
 from tfmetric import config as config_lib
 from tfmetric.training.trainer import train_and_evaluate
 config = config_lib.ExperimentConfig.from_dict(json.loads(sys.argv[1]))
@@ -81,17 +71,8 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def _run(script, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads(lines[0][len("RESULT "):]), proc.stdout
-
-
 def test_two_replicas_take_the_same_steps_as_one_device():
-    result, _ = _run(STEPS)
+    result, _ = fixtures.run_script(STEPS)
     assert result["replicas"] == 2
     # The sum of the replicas' losses is the global-batch mean, and the update equals one device's.
     np.testing.assert_allclose(result["losses"], result["single_losses"], rtol=1e-5)
@@ -103,7 +84,7 @@ def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_p
     config = config_lib.apply_overrides(tiny_config(digits_data_dir, distribute="mirrored"),
                                         ["data.batch_size=8", "data.images_per_class=4"])
     workdir = str(tmp_path / "run")
-    result, out = _run(TRAIN, config.to_json(), workdir)
+    result, out = fixtures.run_script(TRAIN, config.to_json(), workdir)
     assert "2 replica(s), global batch 16" in out
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     assert all(np.isfinite(h["loss"]) for h in result["history"])
@@ -113,7 +94,7 @@ def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_p
 
     # Same command again: restores the mirrored variables from the last checkpoint, trains nothing
     # more and evaluates the restored model, which must score what the trained one did.
-    again, out = _run(TRAIN, config.to_json(), workdir)
+    again, out = fixtures.run_script(TRAIN, config.to_json(), workdir)
     assert [h["epoch"] for h in again["history"]] == [1, 2, 3]
     for key in ("recall@1", "map@r", "binary/recall@1"):
         assert again["test"][key] == pytest.approx(result["test"][key], abs=1e-6), key
@@ -164,19 +145,13 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path):
     workdir, scratch = str(tmp_path / "run"), tmp_path / "tmp"
     scratch.mkdir()
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT, TMPDIR=str(scratch),
-                   TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, config.to_json(), workdir], env=env,
-                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    procs = [fixtures.start_script(WORKER, config.to_json(), workdir, TMPDIR=str(scratch), TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}})) for index in range(2)]
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        assert proc.returncode == 0 and lines, out[-2000:] + err[-3000:]
+        result, out = fixtures.script_result(proc)
         assert "2 replica(s), global batch 16" in out
-        results.append(json.loads(lines[0][len("RESULT "):]))
+        results.append(result)
     chief, other = results
     assert chief["epochs"] == other["epochs"] == [1, 2, 3]
     # Synchronous data parallelism: the same trainable weights on both workers. BatchNorm's moving
