@@ -155,7 +155,7 @@ def run(argv=None, test_pipeline=None):
                  "raw_dir": None if module.NAME in prepare.GENERATED else raw_dir,
                  "num_shards": args.num_shards, "max_pixels": args.max_pixels,
                  "train_classes": args.train_classes, "test_classes": args.test_classes}
-    if module.NAME in prepare.GENERATED:
+    if getattr(module, "GENERATOR_VERSION", None) is not None:  # what ensure_tfrecords checks
         arguments["generator_version"] = module.GENERATOR_VERSION
     manifest = output.build_manifest(module, records, output.read_summary(staging), arguments)
     output.promote(staging, out_dir, manifest)

@@ -6,6 +6,7 @@ to the ``fingerprint`` output, so the manifest can say exactly which input it wa
 """
 import collections
 import hashlib
+import itertools
 import logging
 import os
 
@@ -144,8 +145,9 @@ class WriteShardFn(beam.DoFn):
                                                       im.label, im.class_name, im.image_id))
         self._written.inc(len(images))
         self._shards.inc()
-        counts = collections.Counter(im.label for im in images)
-        runs = [[label, counts[label]] for label in sorted(counts)]  # one run per class, in file order
+        # One run per class, in file order (the records are sorted by label).
+        runs = [[label, sum(1 for _ in run)]
+                for label, run in itertools.groupby(images, key=lambda im: im.label)]
         yield {"split": split, "index": index, "path": rel_path, "num_images": len(images),
                "num_classes": len(runs), "class_runs": runs}
 

@@ -40,6 +40,7 @@ _LABEL_SPEC = {schema.LABEL: schema.FEATURE_SPEC[schema.LABEL]}
 _INDEX_SPEC = {schema.LABEL: schema.FEATURE_SPEC[schema.LABEL],
                schema.CLASS_NAME: schema.FEATURE_SPEC[schema.CLASS_NAME]}
 _ENCODED_SPEC = {schema.ENCODED: schema.FEATURE_SPEC[schema.ENCODED]}
+RAW_SPEC = {k: schema.FEATURE_SPEC[k] for k in (schema.ENCODED, schema.LABEL)}  # bytes and label
 # Domain tags keep the keyed random streams of different decisions independent.
 _DRAW, _PERM, _SHARD, _WINDOW = range(1, 5)
 
@@ -79,8 +80,6 @@ class ClassIndex:
         self.runs = np.asarray(runs, np.int64).reshape(-1, 3)
         self.order = np.asarray(order, np.int64)
         self.classes = np.flatnonzero(self.runs[:, 2] > 0)
-        self.dense = np.full(len(self.runs), -1, np.int64)  # label -> 0..num_classes-1
-        self.dense[self.classes] = np.arange(len(self.classes))
 
     @property
     def num_classes(self):
@@ -165,7 +164,7 @@ class ClassIndex:
             raise ShardLayoutError(
                 f"Labels of {len(paths)} shard(s) starting with {paths[0] if paths else '-'} must be "
                 f"exactly 0..{num_classes - 1}; missing {missing[:5]}, out of range {extra[:5]}.")
-        runs = [found[c][:3] for c in range(num_classes)]
+        runs = [found[c] for c in range(num_classes)]
         return cls(paths, runs, order)
 
     @staticmethod
@@ -175,7 +174,7 @@ class ClassIndex:
         if label < 0:
             raise ShardLayoutError(f"{paths[shard]}: negative label {label}{name}.")
         if label in found:
-            first_shard, first_start, first_count, _ = found[label]
+            first_shard, first_start, first_count = found[label]
             if first_shard == shard:
                 raise ShardLayoutError(
                     f"Class {label}{name} is not contiguous in shard {paths[shard]}: records "
@@ -184,7 +183,7 @@ class ClassIndex:
             raise ShardLayoutError(
                 f"Class {label}{name} is in two shards: {paths[first_shard]} and {paths[shard]}. "
                 f"Each class must sit inside one shard; rebuild with pipelines.build_tfrecords.")
-        found[label] = (shard, start, count, name)
+        found[label] = (shard, start, count)
         order.append(label)
 
 
@@ -203,17 +202,15 @@ class ClassBalancedSampler:
       cycle_length: shards read at the same time (interleaved).
       window_batches: groups are shuffled within windows of this many batches.
       reader: path tensor -> dataset of serialized records (default: TFRecordDataset).
-      parallel_reads: num_parallel_calls of the shard interleave (None: sequential).
     """
 
     def __init__(self, index, batch_size, images_per_class, replace=True, seed=0, cycle_length=8,
-                 window_batches=8, reader=default_reader, parallel_reads=None):
+                 window_batches=8, reader=default_reader):
         self.classes_per_batch = check_balanced_args(index.num_classes, batch_size, images_per_class)
         self.index, self.batch_size, self.images_per_class = index, batch_size, images_per_class
         self.replace, self.seed, self.reader = replace, int(seed), reader
         self.cycle_length = max(1, min(cycle_length, len(index.paths)))
         self.window = max(1, window_batches) * self.classes_per_batch
-        self.parallel_reads = parallel_reads
         self.sitting_out = index.num_classes % self.classes_per_batch
         self.groups_per_round = index.num_classes - self.sitting_out
         # The cycle along which classes sit out: a fixed random order of the classes.
@@ -236,10 +233,8 @@ class ClassBalancedSampler:
         """The batches of one round: every class not sitting out contributes one group of K."""
         order = keyed_shuffle(len(self.index.paths), self.seed, _SHARD, round_)
         ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-            lambda s: self._shard_groups(s, round_), cycle_length=self.cycle_length, block_length=1,
-            num_parallel_calls=self.parallel_reads, deterministic=True if self.parallel_reads else None)
-        ds = ds.batch(self.window).enumerate().map(lambda w, group: _permute(
-            group, keyed_shuffle(tf.shape(group[1])[0], self.seed, _WINDOW, round_, w))).unbatch()
+            lambda s: self._shard_groups(s, round_), cycle_length=self.cycle_length, block_length=1)
+        ds = window_shuffle(ds, self.window, self.seed, round_)
         ds = ds.batch(self.classes_per_batch, drop_remainder=True)
         return ds.map(lambda images, labels: (tf.reshape(images, [self.batch_size]),
                                               tf.repeat(labels, self.images_per_class)))
@@ -288,8 +283,15 @@ def _check_group(images, labels):
         return images, tf.identity(labels[0])
 
 
-def _permute(tensors, permutation):
-    return tuple(tf.gather(t, permutation) for t in tensors)
+def window_shuffle(dataset, window, seed, round_):
+    """Shuffles ``dataset`` (elements of any structure) within consecutive windows of ``window``
+    elements, by a keyed permutation of (seed, round, window number): deterministic, bounded memory."""
+    def permute(w, elements):
+        first = tf.nest.flatten(elements)[0]
+        order = keyed_shuffle(tf.shape(first)[0], seed, _WINDOW, round_, w)
+        return tf.nest.map_structure(lambda t: tf.gather(t, order), elements)
+
+    return dataset.batch(window).enumerate().map(permute).unbatch()
 
 
 def shuffled_batches(index, batch_size, epoch, steps, seed=0, cycle_length=8, window_batches=8,
@@ -302,17 +304,15 @@ def shuffled_batches(index, batch_size, epoch, steps, seed=0, cycle_length=8, wi
     """
     num = len(index.paths)
     rounds = max(1, math.ceil(steps * batch_size / max(1, index.num_images)))
-    spec = {k: schema.FEATURE_SPEC[k] for k in (schema.ENCODED, schema.LABEL)}
 
     def round_records(round_):
         order = keyed_shuffle(num, seed, _SHARD, round_)
         ds = tf.data.Dataset.from_tensor_slices(tf.gather(tf.constant(index.paths), order))
         ds = ds.interleave(reader, cycle_length=max(1, min(cycle_length, num)), block_length=1)
-        return ds.batch(window_batches * batch_size).enumerate().map(lambda w, records: tf.gather(
-            records, keyed_shuffle(tf.shape(records)[0], seed, _WINDOW, round_, w))).unbatch()
+        return window_shuffle(ds, window_batches * batch_size, seed, round_)
 
     def parse(records):
-        features = tf.io.parse_example(records, spec)
+        features = tf.io.parse_example(records, RAW_SPEC)
         return features[schema.ENCODED], features[schema.LABEL]
 
     ds = tf.data.Dataset.range(epoch * rounds, (epoch + 1) * rounds).flat_map(round_records)

@@ -27,7 +27,7 @@ def open_source(data_config):
     module = datasets.get_dataset(data_config.dataset)
     data_dir, raw_dir = resolve_dirs(data_config)
     try:
-        manifest = prepare.ensure_tfrecords(data_config.dataset, data_dir, data_config.raw_dir or None)
+        manifest = prepare.ensure_tfrecords(data_config.dataset, data_dir, raw_dir)
     except datasets.DatasetNotFoundError:
         if data_config.dataset not in prepare.GENERATED:
             module.load(raw_dir)  # raises the dataset's own message, naming the file it misses first

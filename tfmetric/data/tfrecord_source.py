@@ -10,15 +10,15 @@ import tensorflow as tf
 
 from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import preprocessing, schema
-from tfmetric.data.class_sampler import ClassBalancedSampler, ClassIndex, default_reader, shuffled_batches
+from tfmetric.data.class_sampler import (RAW_SPEC, ClassBalancedSampler, ClassIndex, default_reader,
+                                         shuffled_batches)
 
 AUTOTUNE = tf.data.AUTOTUNE
 PREFETCH_BATCHES = 2
-_RAW_SPEC = {k: schema.FEATURE_SPEC[k] for k in (schema.ENCODED, schema.LABEL)}
 
 
 def _parse_raw(serialized):
-    features = tf.io.parse_single_example(serialized, _RAW_SPEC)
+    features = tf.io.parse_single_example(serialized, RAW_SPEC)
     return features[schema.ENCODED], features[schema.LABEL]
 
 
@@ -112,17 +112,19 @@ class TFRecordSource:
         """Labels in the order of ``eval_dataset`` / ``raw_dataset``."""
         return self.index(split).labels()
 
-    def sampler(self, split, data_config, seed, batch_size=None, shard_ids=None):
+    def _index(self, split, shard_ids=None):
+        """The split's index, or its restriction to ``shard_ids`` (one input pipeline's shards)."""
+        index = self.index(split)
+        return index if shard_ids is None else index.subset(list(shard_ids))
+
+    def sampler(self, split, data_config, seed, batch_size, shard_ids=None):
         """The (cached) ClassBalancedSampler; reusing it across epochs reuses its traced functions."""
         d = data_config
-        key = (split, batch_size or d.batch_size, d.images_per_class, d.sample_with_replacement, seed,
+        key = (split, batch_size, d.images_per_class, d.sample_with_replacement, seed,
                None if shard_ids is None else tuple(shard_ids))
         if key not in self._samplers:
-            index = self.index(split)
-            if shard_ids is not None:
-                index = index.subset(list(shard_ids))
             self._samplers[key] = ClassBalancedSampler(
-                index, key[1], d.images_per_class, replace=d.sample_with_replacement, seed=seed,
+                self._index(split, shard_ids), batch_size, d.images_per_class, replace=d.sample_with_replacement, seed=seed,
                 cycle_length=self._cycle_length, window_batches=self._window_batches, reader=self._reader)
         return self._samplers[key]
 
@@ -130,10 +132,7 @@ class TFRecordSource:
         d = data_config
         if d.class_balanced:
             return self.sampler(split, d, seed, batch_size, shard_ids).batches(epoch, steps)
-        index = self.index(split)
-        if shard_ids is not None:
-            index = index.subset(list(shard_ids))
-        return shuffled_batches(index, batch_size, epoch, steps, seed, self._cycle_length,
+        return shuffled_batches(self._index(split, shard_ids), batch_size, epoch, steps, seed, self._cycle_length,
                                 self._window_batches, self._reader)
 
     def train_dataset(self, split, data_config, normalization, epoch, steps, seed):
