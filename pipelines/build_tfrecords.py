@@ -170,13 +170,17 @@ def run(argv=None, test_pipeline=None):
     return result
 
 
-def main(argv=None):
+def setup_job_logging():
+    """INFO for the job's own messages. The local runner's plumbing is chatty at INFO, and its job
+    service repeats every worker warning; worker errors still show."""
     logging.getLogger().setLevel(logging.INFO)
-    # The local runner's plumbing is chatty at INFO, and its job service repeats every worker
-    # warning; worker errors still show.
     for name in ("apache_beam.runners.worker", "apache_beam.runners.portability.local_job_service",
                  "apache_beam.runners.portability.fn_api_runner"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv=None):
+    setup_job_logging()
     try:
         run(argv)
     except datasets.DatasetNotFoundError as e:

@@ -37,12 +37,11 @@ from apache_beam.io.filesystems import FileSystems
 import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
-from pipelines.build_tfrecords import pipeline_options
+from pipelines.build_tfrecords import pipeline_options, setup_job_logging
 from tfmetric.cli_utils import run_main
-from tfmetric.data import image_header
 from tfmetric.search import catalog
-from tfmetric.search.embedder import (DEFAULT_SIGNATURE, EMBED_SIGNATURES, SavedModelEmbedder, model_identity,
-                                      read_model_card)
+from tfmetric.export.model_card import card_max_pixels, read_model_card
+from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, SavedModelEmbedder, model_identity
 
 PROG = "python -m pipelines.embed_catalog"
 INPUT_FORMATS = ("auto", "images", "tfrecord", "manifest")
@@ -101,13 +100,15 @@ def check_input(pattern):
 def model_info(model_dir, signature):
     """(identity, dimension, max_pixels) of the model, failing early on a wrong --model/--signature."""
     card = read_model_card(model_dir)
+    embedder = None
     if card is None or signature not in card.get("signatures", {signature: None}):
-        SavedModelEmbedder(model_dir, signature)  # raises the missing-model / missing-signature error
-    identity = model_identity(model_dir)
-    dim = identity["embedding_dim"] or SavedModelEmbedder(model_dir, DEFAULT_SIGNATURE).output_width
-    identity["embedding_dim"] = dim
-    max_pixels = ((card or {}).get("preprocessing") or {}).get("max_pixels", image_header.DEFAULT_MAX_PIXELS)
-    return identity, dim, max_pixels
+        embedder = SavedModelEmbedder(model_dir, signature)  # raises the missing-model / -signature error
+    identity = model_identity(model_dir, card=card)
+    if identity["embedding_dim"] is None:  # no card: the float signature's width is the dimension
+        if embedder is None or signature != DEFAULT_SIGNATURE:
+            embedder = SavedModelEmbedder(model_dir, DEFAULT_SIGNATURE)
+        identity["embedding_dim"] = embedder.output_width
+    return identity, identity["embedding_dim"], card_max_pixels(card)
 
 
 def read_inputs(p, pattern, fmt):
@@ -133,12 +134,13 @@ def read_inputs(p, pattern, fmt):
     return images | "Spread over workers" >> beam.Reshuffle(), failed
 
 
-def build_pipeline(p, args, dim, max_pixels):
-    """Adds the job to pipeline ``p``; everything goes to ``args.output_dir``."""
+def build_pipeline(p, args, fmt, dim, max_pixels):
+    """Adds the job to pipeline ``p`` reading inputs of format ``fmt``; everything goes to
+    ``args.output_dir``."""
     has_float = args.signature == DEFAULT_SIGNATURE
     handler = transforms.SavedModelHandler(args.model, args.signature, args.batch_size,
                                            args.share_model_across_processes, args.threads)
-    images, failed = read_inputs(p, args.input, input_format(args.input, args.input_format))
+    images, failed = read_inputs(p, args.input, fmt)
     embedded = images | "Embed images" >> transforms.EmbedImages(handler, max_pixels)
     rows = embedded["rows"]
     _ = rows | "Write Parquet" >> beam.io.WriteToParquet(
@@ -173,7 +175,7 @@ def run(argv=None, test_pipeline=None):
     output.prepare_output_dir(args.output_dir)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(p, args, dim, max_pixels)
+    build_pipeline(p, args, fmt, dim, max_pixels)
     result = p.run()
     result.wait_until_finish()
 
@@ -193,10 +195,7 @@ def run(argv=None, test_pipeline=None):
 
 
 def main(argv=None):
-    logging.getLogger().setLevel(logging.INFO)
-    for name in ("apache_beam.runners.worker", "apache_beam.runners.portability.local_job_service",
-                 "apache_beam.runners.portability.fn_api_runner"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    setup_job_logging()
 
     def go():
         _, manifest = run(argv)

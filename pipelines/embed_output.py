@@ -26,9 +26,16 @@ def dead_letter_prefix(output_dir):
     return os.path.join(output_dir, catalog.DEAD_LETTER_PREFIX)
 
 
+def _embedding_shards(output_dir):
+    return tf.io.gfile.glob(embeddings_prefix(output_dir) + "-*" + catalog.PARQUET_SUFFIX)
+
+
+def _dead_letter_shards(output_dir):
+    return tf.io.gfile.glob(dead_letter_prefix(output_dir) + "-*" + DEAD_LETTER_SUFFIX)
+
+
 def _outputs(output_dir):
-    return (tf.io.gfile.glob(embeddings_prefix(output_dir) + "-*" + catalog.PARQUET_SUFFIX)
-            + tf.io.gfile.glob(dead_letter_prefix(output_dir) + "-*" + DEAD_LETTER_SUFFIX))
+    return _embedding_shards(output_dir) + _dead_letter_shards(output_dir)
 
 
 def prepare_output_dir(output_dir):
@@ -54,10 +61,8 @@ def finish(output_dir, model, dim, has_float, **extra):
     with tf.io.gfile.GFile(path, "r") as f:
         summary = json.load(f)
     tf.io.gfile.remove(path)
-    embeddings = sorted(os.path.basename(p) for p in tf.io.gfile.glob(
-        embeddings_prefix(output_dir) + "-*" + catalog.PARQUET_SUFFIX))
-    dead_letter = sorted(os.path.basename(p) for p in tf.io.gfile.glob(
-        dead_letter_prefix(output_dir) + "-*" + DEAD_LETTER_SUFFIX))
+    embeddings = sorted(os.path.basename(p) for p in _embedding_shards(output_dir))
+    dead_letter = sorted(os.path.basename(p) for p in _dead_letter_shards(output_dir))
     manifest = catalog.new_manifest(model, dim, has_float, summary["count"], embeddings,
                                     failed=summary["failed"], duplicate_ids=summary["duplicate_ids"],
                                     dead_letter=dead_letter, **extra)

@@ -11,6 +11,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 from tfmetric.export.binarize import packed_width
 from tfmetric.export.serving_module import signature_table
 
@@ -66,9 +67,14 @@ def write_model_card(directory, card):
 
 
 def read_model_card(model_dir):
-    """The card of an exported version, or None when the SavedModel has none."""
+    """``model_card.json`` of an exported version (any filesystem), or None when it has none."""
     path = os.path.join(model_dir, MODEL_CARD)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):
         return None
-    with open(path) as f:
+    with tf.io.gfile.GFile(path, "r") as f:
         return json.load(f)
+
+
+def card_max_pixels(card):
+    """The pixel limit the model's serving graph enforces (the default for a model without a card)."""
+    return ((card or {}).get("preprocessing") or {}).get("max_pixels", DEFAULT_MAX_PIXELS)

@@ -26,6 +26,8 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 import tfmetric
+from tfmetric.export.binarize import packed_width
+from tfmetric.metrics.knn import pack_bits
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -35,8 +37,7 @@ PARQUET_SUFFIX = ".parquet"
 ID, EMBEDDING, BITS, SOURCE = "id", "embedding", "bits", "source"
 
 
-def code_bytes(dim):
-    return -(-int(dim) // 8)
+code_bytes = packed_width  # bytes of a row's packed sign bits
 
 
 def parquet_schema(dim, has_float=True):
@@ -157,7 +158,7 @@ def write_catalog(directory, ids, embeddings=None, bits=None, sources=None, mode
     if embeddings is not None:
         embeddings = np.asarray(embeddings, np.float32)
         dim = embeddings.shape[1]
-        bits = np.packbits(embeddings > 0, axis=-1) if bits is None else bits
+        bits = pack_bits(embeddings) if bits is None else bits
     else:
         dim = int(extra.pop("dimension", None) or (model or {}).get("embedding_dim") or 0)
         if not dim:
@@ -197,7 +198,6 @@ def new_manifest(model, dim, has_float, count, files, *, failed=(), duplicate_id
         "failed_by_reason": dict(sorted(by_reason.items())),
         "failed": failed,
         "duplicate_ids": sorted(duplicate_ids),
-        "columns": {name: str(field.type) for name, field in
-                    zip(parquet_schema(dim, has_float).names, parquet_schema(dim, has_float))},
+        "columns": {field.name: str(field.type) for field in parquet_schema(dim, has_float)},
         **extra,
     }

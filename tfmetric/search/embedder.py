@@ -12,18 +12,19 @@ names its reason.
 ``model_identity`` says which model produced a set of embeddings: embeddings of two different
 models are not comparable, and an index remembers the identity to refuse queries from another model.
 """
-import json
 import os
 from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from tfmetric.export.model_card import read_model_card
 from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES_INPUT, DEFAULT_SIGNATURE,
                                             EMBEDDING_OUTPUT)
+from tfmetric.metrics.knn import pack_bits
 
 EMBED_SIGNATURES = (DEFAULT_SIGNATURE, BINARY_SIGNATURE)
-MODEL_CARD = "model_card.json"
+_UNREAD = object()
 # The failure reason of an image the serving graph rejects (see tfmetric.data.image_header.REASONS
 # for the reasons found before the model).
 MODEL_REJECTED = "model_rejected"
@@ -78,7 +79,7 @@ class SavedModelEmbedder:
         out = self._fn(**{BYTES_INPUT: tf.constant(encoded, tf.string)})[self._output].numpy()
         if self.binary:
             return [EmbedResult(None, row) for row in out]
-        bits = np.packbits(out > 0, axis=-1)
+        bits = pack_bits(out)
         return [EmbedResult(e, b) for e, b in zip(out, bits)]
 
     def embed(self, encoded):
@@ -97,15 +98,6 @@ class SavedModelEmbedder:
         return self.embed(encoded)
 
 
-def read_model_card(model_dir):
-    """``model_card.json`` of an exported version (any filesystem), or None when it has none."""
-    path = os.path.join(model_dir, MODEL_CARD)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path, "r") as f:
-        return json.load(f)
-
-
 def _checksum(model_dir):
     try:
         return str(tf.saved_model.experimental.read_fingerprint(model_dir).saved_model_checksum)
@@ -117,16 +109,17 @@ def _absolute(path):
     return path if "://" in path else os.path.abspath(path)
 
 
-def model_identity(model_dir, embedding_dim=None):
+def model_identity(model_dir, embedding_dim=None, card=_UNREAD):
     """What the embeddings of ``model_dir`` are comparable with.
 
     Returns a dict: ``path`` (absolute, or the URI), ``name`` and ``version`` (from
     ``<name>/<version>``), ``embedding_dim`` (the card's, else ``embedding_dim``),
     ``config_sha256`` and ``created`` (from the card), ``saved_model_checksum`` (the SavedModel
-    fingerprint, equal for copies of the same version wherever they live).
+    fingerprint, equal for copies of the same version wherever they live). ``card``: the model card
+    when the caller has read it already (None: the model has none).
     """
     path = _absolute(model_dir.rstrip("/"))
-    card = read_model_card(model_dir) or {}
+    card = (read_model_card(model_dir) if card is _UNREAD else card) or {}
     base = os.path.basename(path)
     return {
         "path": path,

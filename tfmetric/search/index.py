@@ -98,10 +98,7 @@ class CatalogIndex:
         table = pa.table({"id": pa.array(list(self.ids), pa.string()),
                           "source": pa.array(list(self.sources), pa.string())})
         pq.write_table(table, os.path.join(directory, IDS_FILE))
-        tmp = manifest_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.manifest, f, indent=2, sort_keys=True)
-        os.replace(tmp, manifest_path)
+        catalog.write_manifest(directory, self.manifest)  # last: marks the index complete
         return directory
 
     @classmethod

@@ -10,6 +10,7 @@ from typing import List, NamedTuple
 import tensorflow as tf
 
 from tfmetric.data import image_header
+from tfmetric.export import model_card
 from tfmetric.search import catalog
 from tfmetric.search import embedder as embedder_lib
 from tfmetric.search import index as index_lib
@@ -72,11 +73,10 @@ def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef
                          f"one with --kind binary, binary-ivf or binary-hnsw.")
     if not tf.io.gfile.isdir(model_dir):
         raise NotADirectoryError(f"--model {model_dir}: not a directory; pass saved_models/<name>/<version>.")
-    identity = embedder_lib.model_identity(model_dir)
+    card = model_card.read_model_card(model_dir)
+    identity = embedder_lib.model_identity(model_dir, card=card)
     check_compatible(index, index_dir, identity)
-    card = embedder_lib.read_model_card(model_dir) or {}
-    max_pixels = (card.get("preprocessing") or {}).get("max_pixels", image_header.DEFAULT_MAX_PIXELS)
-    encoded = read_query_image(image, max_pixels)
+    encoded = read_query_image(image, model_card.card_max_pixels(card))
 
     signature = embedder_lib.BINARY_SIGNATURE if index.binary else embedder_lib.DEFAULT_SIGNATURE
     model = embedder_lib.SavedModelEmbedder(model_dir, signature)
