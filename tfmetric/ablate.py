@@ -39,7 +39,7 @@ def main(argv=None):
             raise ValueError(f"--only: unknown run(s) {sorted(only - known)}. Allowed values: {', '.join(sorted(known))}.")
         workdir = args.workdir or os.path.join("runs", "ablation",
                                                datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        rows = ablation.run_ablations(config, workdir, only=only, verbose=0 if args.quiet else 1)
+        rows = ablation.run_ablations(config, workdir, only=only, verbose=2 if args.quiet else "auto")
         print(ablation.markdown(rows))
         print(f"Wrote {os.path.join(workdir, 'ablation.md')} and ablation.png")
         return 0

@@ -42,7 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
     p.add_argument("--overwrite", action="store_true", help="delete the workdir first instead of resuming")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="one line per epoch even on a terminal (no progress bar)")
     return p.parse_args(argv)
 
 
@@ -80,7 +81,7 @@ def main(argv=None):
         if args.overwrite and os.path.isdir(workdir):
             shutil.rmtree(workdir)
         from tfmetric.training.trainer import train_and_evaluate  # heavy: TensorFlow
-        result = train_and_evaluate(config, workdir, verbose=0 if args.quiet else 1,
+        result = train_and_evaluate(config, workdir, verbose=2 if args.quiet else "auto",
                                     export_dir=None if args.no_export else args.export_dir,
                                     export_name=args.export_name)
         print(summary(result, config.eval.recall_ks, workdir))
@@ -93,7 +94,12 @@ def summary(result, ks, workdir):
     if result.get("worker"):
         return f"Worker done: {result['epochs']} epochs trained; the chief writes the results to {workdir}"
     test = result["test"]
-    lines = [f"Test ({result['dataset']}, held-out classes):"]
+    lines = []
+    if result.get("already_finished"):
+        lines.append(f"{workdir} holds a finished run ({result['epochs']} epochs): nothing trained, nothing "
+                     f"exported. --overwrite trains again; python -m tfmetric.export --workdir {workdir} "
+                     f"exports a new version.")
+    lines.append(f"Test ({result['dataset']}, held-out classes):")
     lines.append("  float : " + "  ".join(f"R@{k} {test[f'recall@{k}']:.4f}" for k in ks)
                  + f"  MAP@R {test['map@r']:.4f}" + (f"  NMI {test['nmi']:.4f}" if "nmi" in test else ""))
     if "binary/recall@1" in test:
@@ -101,9 +107,14 @@ def summary(result, ks, workdir):
                      + f"  MAP@R {test['binary/map@r']:.4f}")
     if "raw_pixels" in result:
         lines.append(f"  raw pixels: R@1 {result['raw_pixels']['recall@1']:.4f}")
+    if result.get("already_finished"):
+        return "\n".join(lines)
     lines.append(f"Wrote {os.path.join(workdir, 'metrics.json')}")
+    if "retrieval_grid" in result:
+        lines.append(f"Retrieval grid (held-out queries, top-5 float and binary neighbours): "
+                     f"{result['retrieval_grid']}")
     if "saved_model" in result:
-        lines.append(f"Exported {result['saved_model']}")
+        lines.append(f"Exported SavedModel for TF Serving: {result['saved_model']}")
     return "\n".join(lines)
 
 

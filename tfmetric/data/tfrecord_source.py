@@ -22,6 +22,12 @@ def _parse_raw(serialized):
     return features[schema.ENCODED], features[schema.LABEL]
 
 
+def _parse_named(serialized):
+    features = tf.io.parse_single_example(
+        serialized, dict(RAW_SPEC, **{schema.CLASS_NAME: tf.io.FixedLenFeature([], tf.string, b"")}))
+    return features[schema.ENCODED], features[schema.LABEL], features[schema.CLASS_NAME]
+
+
 def augment(batches, data_config, normalization, batch_size, seed_key):
     """``(image_bytes [B], labels [B])`` batches -> augmented ``(images, labels)`` batches.
 
@@ -165,10 +171,11 @@ class TFRecordSource:
                            (seed * 1_000_003 + epoch) * 1_009 + pipeline)
         return dataset_fn
 
-    def raw_dataset(self, split):
-        """``(image_bytes, label)`` of every image of the split, unbatched, in file order."""
+    def raw_dataset(self, split, names=False):
+        """``(image_bytes, label)`` of every image of the split, unbatched, in file order;
+        ``(image_bytes, label, class_name)`` with ``names``."""
         ds = tf.data.TFRecordDataset(self._paths(split))  # one shard after the other, in order
-        return ds.map(_parse_raw, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return ds.map(_parse_named if names else _parse_raw, num_parallel_calls=AUTOTUNE, deterministic=True)
 
     def eval_dataset(self, split, data_config, normalization):
         """``(images, labels)`` batches of the split in file order, with evaluation preprocessing."""

@@ -3,14 +3,22 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetric import metrics
+from tfmetric.progress import Progress
 
 
-def embed(embedding_fn, dataset):
-    """Runs ``embedding_fn`` over ``(images, labels)`` batches -> (float32 [n, d], int64 [n])."""
+def embed(embedding_fn, dataset, label="embedding", total=None, verbose=0):
+    """Runs ``embedding_fn`` over ``(images, labels)`` batches -> (float32 [n, d], int64 [n]).
+
+    With ``verbose`` (see ``tfmetric.progress``), a long pass reports ``label``: done/``total``.
+    """
     embeddings, labels = [], []
+    progress, done = Progress(label, total, verbose), 0
     for images, y in dataset:
         embeddings.append(np.asarray(embedding_fn(images), np.float32))
         labels.append(np.asarray(y))
+        done += len(labels[-1])
+        progress.update(done)
+    progress.close(done)
     if not embeddings:
         raise ValueError("Cannot evaluate an empty split.")
     return np.concatenate(embeddings), np.concatenate(labels).astype(np.int64)

@@ -20,7 +20,8 @@ from tfmetric import config as config_lib
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
-from tfmetric.training import evaluation, tensorboard
+from tfmetric.progress import resolve_verbose
+from tfmetric.training import evaluation, retrieval_grid, tensorboard
 from tfmetric.training.precision import make_strategy
 from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
 from tfmetric.training.schedule import learning_rate_at, total_epochs
@@ -35,13 +36,17 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
-def _evaluate(embed_fn, module, eval_config, eval_data):
-    """Scores of ``embed_fn`` on the dataset's query (and gallery) split, and the query embeddings."""
-    query, qlabels = evaluation.embed(embed_fn, eval_data[module.QUERY_SPLIT])
-    gallery = glabels = None
-    if module.GALLERY_SPLIT:
-        gallery, glabels = evaluation.embed(embed_fn, eval_data[module.GALLERY_SPLIT])
-    return evaluation.score(query, qlabels, gallery, glabels, eval_config), (query, qlabels)
+def _evaluate(embed_fn, data, eval_config, verbose=0):
+    """Scores of ``embed_fn`` on the dataset's query (and gallery) split, and the embeddings.
+
+    Returns:
+      (scores, embedded) with ``embedded[split] = (embeddings, labels)`` for each evaluated split.
+    """
+    embedded = {split: evaluation.embed(embed_fn, ds, f"embedding {split}", data.source.num_images(split), verbose)
+                for split, ds in data.eval.items()}
+    query, qlabels = embedded[data.module.QUERY_SPLIT]
+    gallery, glabels = embedded.get(data.module.GALLERY_SPLIT, (None, None))
+    return evaluation.score(query, qlabels, gallery, glabels, eval_config), embedded
 
 
 def format_scores(metrics, ks):
@@ -81,13 +86,20 @@ class _Data:
             lambda ctx: fn(ctx).skip(skip_steps))
 
 
-def train_and_evaluate(config, workdir, verbose=1, export_dir=None, export_name=None):
+def train_and_evaluate(config, workdir, verbose="auto", export_dir=None, export_name=None):
     """Trains with the paper's recipe, evaluates on held-out classes, writes everything to workdir.
 
     Writes ``config.json`` (before training), ``checkpoints/``, ``history.json``, ``tensorboard/``
-    (scalars and the test split's embedding projector), ``metrics.json``, ``model.keras``
-    (images -> logits) and ``embedding_model.keras`` (images -> embeddings). With ``export_dir``,
-    also exports the versioned SavedModel for TF Serving (``<export_dir>/<name>/<version>/``).
+    (scalars, a retrieval grid image at every evaluation and the test split's embedding
+    projector), ``retrieval.png`` (the last grid), ``model.keras`` (images -> logits),
+    ``embedding_model.keras`` (images -> embeddings) and, last, ``metrics.json``. With
+    ``export_dir``, also exports the versioned SavedModel for TF Serving
+    (``<export_dir>/<name>/<version>/``). Nothing is written when the run fails before its first
+    step (a missing dataset, a bad config); a finished run is not trained or exported again
+    (its result comes back with ``"already_finished": True``).
+
+    ``verbose`` follows Keras: 0 silent, 1 a progress bar per epoch, 2 one line per epoch,
+    "auto" (1 on a terminal, else 2).
 
     Under MultiWorkerMirroredStrategy (``TF_CONFIG``) every worker runs this with the same
     ``workdir`` on storage they share; only the chief writes there (and exports), the others
@@ -120,13 +132,19 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
     """The run, restoring from ``workdir`` and writing every output into ``out_dir``; evaluated and
     saved only when they are the same directory (not on a non-chief worker)."""
     chief = out_dir == workdir
-    os.makedirs(out_dir, exist_ok=True)
-    write_json(os.path.join(out_dir, "config.json"), config.to_dict())
+    verbose = resolve_verbose(verbose)
     t = config.train
+    # Everything that can fail on bad input (data, model, checkpoint) comes before the first write.
     data = _Data(config, strategy)
     run = RunState(config, data.num_classes, workdir, strategy, save_dir=None if chief else out_dir)
     start_epoch, start_step = run.restore()
     epochs = total_epochs(t)
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    if chief and start_epoch >= epochs and os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            return dict(json.load(f), already_finished=True)
+    os.makedirs(out_dir, exist_ok=True)
+    write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     history = []
     if (start_epoch or start_step) and os.path.exists(os.path.join(workdir, "history.json")):
         with open(os.path.join(workdir, "history.json")) as f:
@@ -138,35 +156,34 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
                                   t.jit_compile),
         "main": make_train_step(strategy, run.model, run.main_opt, run.all_vars, data.global_batch,
                                 t.jit_compile)}
-    print(f"Training {config.model.backbone} on {config.data.dataset}: "
-          f"{data.source.num_images(data.split)} images, {data.num_classes} classes, {data.steps} steps/epoch "
-          f"x {epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {workdir}",
-          flush=True)
+    if verbose:
+        print(f"Training {config.model.backbone} on {config.data.dataset}: "
+              f"{data.source.num_images(data.split)} images, {data.num_classes} classes, {data.steps} steps/epoch "
+              f"x {epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {workdir}"
+              + (f" (resuming at epoch {start_epoch + 1}, step {start_step})" if start_epoch or start_step else ""),
+              flush=True)
 
-    last_eval = None  # the last epoch's query embeddings, reused for the projector
+    report = None  # the last evaluation: (scores, embeddings, grid), reused at the end
+    embedder = evaluation.compiled_embedder(run.embedding_model)
     with InterruptGuard() as guard:
         for epoch in range(start_epoch, epochs):
             skip = start_step if epoch == start_epoch else 0
             record = _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose)
             main_epoch = epoch + 1 - t.warmup_epochs
             if chief and (epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0)):
-                record["test"], last_eval = _evaluate(evaluation.compiled_embedder(run.embedding_model),
-                                                      data.module, config.eval, data.eval)
-                logger.test((epoch + 1) * data.steps, record["test"])
-                print(f"  test: {format_scores(record['test'], config.eval.recall_ks)}", flush=True)
+                report = _report(embedder, data, config.eval, logger, (epoch + 1) * data.steps, verbose)
+                record["test"] = report[0]
+                if verbose and epoch + 1 < epochs:  # the final scores are the run's result, shown once
+                    print(f"  test: {format_scores(record['test'], config.eval.recall_ks)}", flush=True)
             history.append(record)
             run.save(epoch + 1, 0)
             write_json(history_path, history)
     if not chief:
         return {"dataset": config.data.dataset, "backbone": config.model.backbone, "epochs": epochs,
                 "test": None, "history": history, "worker": True}
-    result = _finish(config, out_dir, run, data, history, logger, last_eval)
-    if export_dir:
-        from tfmetric.export import export_from_workdir  # reloads embedding_model.keras
-        result["saved_model"] = export_from_workdir(out_dir, export_dir, export_name)
-        print(f"Exported SavedModel for TF Serving: {result['saved_model']}", flush=True)
-        write_json(os.path.join(out_dir, "metrics.json"), result)
-    return result
+    if report is None:  # resumed after the last epoch: evaluate once more
+        report = _report(embedder, data, config.eval, logger, epochs * data.steps, verbose)
+    return _finish(config, out_dir, run, data, history, logger, report, verbose, export_dir, export_name)
 
 
 def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose):
@@ -174,10 +191,10 @@ def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbo
     phase = "warmup" if epoch < t.warmup_epochs else "main"
     lr = learning_rate_at(epoch, t)
     (run.warmup_opt if phase == "warmup" else run.main_opt).learning_rate.assign(lr)
-    if verbose:
-        print(f"Epoch {epoch + 1}/{epochs} ({phase}, lr {lr:g})" + (f", resuming at step {skip}" if skip else ""),
-              flush=True)
-    bar = keras.utils.Progbar(data.steps, verbose=verbose, stateful_metrics=["loss"])
+    title = f"Epoch {epoch + 1}/{epochs} ({phase}, lr {lr:g})" + (f", resuming at step {skip}" if skip else "")
+    if verbose == 1:
+        print(title, flush=True)
+    bar = keras.utils.Progbar(data.steps, verbose=1 if verbose == 1 else 0, stateful_metrics=["loss"])
     started, losses = time.time(), []
     for i, (images, labels) in enumerate(data.epoch(epoch, skip), start=skip + 1):
         loss = float(steps_fns[phase](images, labels))
@@ -195,27 +212,43 @@ def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbo
         if t.checkpoint_every_n_steps and i % t.checkpoint_every_n_steps == 0 and i < data.steps:
             run.save(epoch, i)
     mean_loss = float(np.mean(losses)) if losses else float("nan")
+    seconds = time.time() - started
+    if verbose == 2:
+        print(f"{title}: loss {mean_loss:.4f}, {seconds:.1f} s", flush=True)
     logger.epoch((epoch + 1) * data.steps, lr, mean_loss)
     return {"epoch": epoch + 1, "phase": phase, "lr": lr, "loss": mean_loss,
-            "seconds": round(time.time() - started, 2), "resumed_at_step": skip}
+            "seconds": round(seconds, 2), "resumed_at_step": skip}
 
 
-def _finish(config, workdir, run, data, history, logger, last_eval):
-    final = history[-1].get("test") if history else None
-    if final is None or last_eval is None:  # resumed after the last epoch: evaluate once more
-        final, last_eval = _evaluate(evaluation.compiled_embedder(run.embedding_model), data.module,
-                                     config.eval, data.eval)
-    query, qlabels = last_eval
+def _report(embedder, data, eval_config, logger, step, verbose):
+    """One evaluation: scores, the embeddings, and the retrieval grid, logged to TensorBoard."""
+    scores, embedded = _evaluate(embedder, data, eval_config, verbose)
+    grid = retrieval_grid.grid_for_source(data.source, data.module, embedded)
+    logger.test(step, scores, grid)
+    return scores, embedded, grid
+
+
+def _finish(config, workdir, run, data, history, logger, report, verbose, export_dir, export_name):
+    final, embedded, grid = report
     result = {"dataset": config.data.dataset, "backbone": config.model.backbone,
               "epochs": total_epochs(config.train), "test": final, "history": history}
     if config.eval.raw_pixel_baseline:
         pixels_config = dataclasses.replace(config.eval, binary=False, nmi=False)
-        result["raw_pixels"], _ = _evaluate(evaluation.flatten_pixels, data.module, pixels_config, data.eval)
-        print(f"Raw pixels: R@1 {result['raw_pixels']['recall@1']:.4f}", flush=True)
+        result["raw_pixels"], _ = _evaluate(evaluation.flatten_pixels, data, pixels_config, verbose)
+        logger.test(total_epochs(config.train) * data.steps, result["raw_pixels"], prefix="raw_pixels")
     if config.eval.projector:
-        raw = (b.numpy() for b, _ in data.source.raw_dataset(data.module.QUERY_SPLIT))
-        tensorboard.write_projector(logger.dir, query, qlabels, raw, max_items=config.eval.projector_max_items)
+        split = data.module.QUERY_SPLIT
+        query, labels = embedded[split]
+        tensorboard.write_projector(logger.dir, query, labels, data.source.raw_dataset(split, names=True).as_numpy_iterator(),
+                                    max_items=config.eval.projector_max_items)
+    result["retrieval_grid"] = os.path.join(workdir, "retrieval.png")
+    with open(result["retrieval_grid"] + ".tmp", "wb") as f:
+        f.write(retrieval_grid.encode_png(grid))
+    os.replace(result["retrieval_grid"] + ".tmp", result["retrieval_grid"])
     run.model.save(os.path.join(workdir, "model.keras"))
     run.embedding_model.save(os.path.join(workdir, "embedding_model.keras"))
-    write_json(os.path.join(workdir, "metrics.json"), result)
+    if export_dir:
+        from tfmetric.export import export_from_workdir  # reloads embedding_model.keras
+        result["saved_model"] = export_from_workdir(workdir, export_dir, export_name)
+    write_json(os.path.join(workdir, "metrics.json"), result)  # last: its presence means finished
     return result

@@ -41,10 +41,14 @@ def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_di
     assert os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint"))
     events = os.listdir(os.path.join(workdir, "tensorboard"))
     assert any(name.startswith("events.out.tfevents") for name in events)
-    projector = os.path.join(workdir, "tensorboard", "projector")
-    assert open(os.path.join(projector, "metadata.tsv")).read().count("\n") == 64
+    projector = os.path.join(workdir, "tensorboard")  # the logdir itself, beside the event file
+    metadata = open(os.path.join(projector, "metadata.tsv")).read().splitlines()
+    assert metadata[0] == "label\tclass" and len(metadata) == 1 + 64
+    assert {row.split("\t")[1] for row in metadata[1:]} == {"5", "6", "7", "8", "9"}  # digit names
     assert os.path.exists(os.path.join(projector, "sprite.png"))
     assert "sprite" in open(os.path.join(projector, "projector_config.pbtxt")).read()
+    assert metrics["retrieval_grid"] == os.path.join(workdir, "retrieval.png")
+    assert open(metrics["retrieval_grid"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
     # The saved embedding model reloads and reproduces the reported test metrics.
     model = keras.models.load_model(os.path.join(workdir, "embedding_model.keras"))
@@ -153,6 +157,8 @@ def test_mixed_float16_run_checkpoints_resumes_and_saves_a_float32_embedding(dig
     assert any(layer.compute_dtype == "float16" for layer in model.layers[1].layers)
     out = model(np.zeros((2, 32, 32, 3), np.float32))
     assert out.dtype == "float32" and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-3)
-    # Rerunning restores the LossScaleOptimizer's state from the checkpoint and scores the same.
+    # Rerunning restores the LossScaleOptimizer's state from the checkpoint and scores the same
+    # (without metrics.json the finished run is evaluated once more).
+    os.remove(os.path.join(workdir, "metrics.json"))
     again = trainer.train_and_evaluate(config, workdir, verbose=0)
     assert again["test"]["recall@1"] == pytest.approx(result["test"]["recall@1"], abs=1e-6)
