@@ -39,8 +39,9 @@ class Logger:
 def sample_across_classes(labels, max_items):
     """Sorted indices of at most ``max_items`` items, as many of each class as fit.
 
-    Every class gets up to ``ceil(max_items / num_classes)`` items (its first ones); when that makes
-    more than ``max_items``, an evenly spaced subset of them is kept, so classes stay balanced.
+    Every class gets up to the same quota of items (its first ones), the smallest quota that fills
+    ``max_items`` (small classes give all they have); when that makes more than ``max_items``, an
+    evenly spaced subset of them is kept, so the classes stay balanced.
     """
     labels = np.asarray(labels)
     if len(labels) <= max_items:
@@ -49,7 +50,12 @@ def sample_across_classes(labels, max_items):
     sorted_labels = labels[order]
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
     rank = np.arange(len(labels)) - np.repeat(starts, np.diff(np.r_[starts, len(labels)]))
-    per_class = -(-max_items // len(starts))
+    counts = np.diff(np.r_[starts, len(labels)])
+    low, high = 1, int(counts.max())  # the smallest quota q with sum(min(counts, q)) >= max_items
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if np.minimum(counts, mid).sum() >= max_items else (mid + 1, high)
+    per_class = low
     chosen = order[rank < per_class]
     if len(chosen) > max_items:
         chosen = chosen[np.linspace(0, len(chosen) - 1, max_items).round().astype(int)]
