@@ -170,10 +170,25 @@ def run(argv=None, test_pipeline=None):
     return result
 
 
+class _JobFormatter(logging.Formatter):
+    """The job's own INFO messages as plain lines; anything else with its level and logger."""
+
+    def format(self, record):
+        ours = record.name == "__main__" or record.name.split(".")[0] == "pipelines"
+        self._style._fmt = "%(message)s" if ours and record.levelno == logging.INFO else \
+            "%(levelname)s %(name)s: %(message)s"
+        return super().format(record)
+
+
 def setup_job_logging():
     """INFO for the job's own messages. The local runner's plumbing is chatty at INFO, and its job
     service repeats every worker warning; worker errors still show."""
-    logging.getLogger().setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(_JobFormatter())
     for name in ("apache_beam.runners.worker", "apache_beam.runners.portability.local_job_service",
                  "apache_beam.runners.portability.fn_api_runner"):
         logging.getLogger(name).setLevel(logging.ERROR)

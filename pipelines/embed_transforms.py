@@ -126,7 +126,9 @@ class ReadAndCheckImageFn(_FailingDoFn):
         try:
             data = self._load(image)
         except IsADirectoryError:
-            return  # a pattern like dir/* also matches sub-directories; they are not inputs
+            # A pattern like dir/* also matches sub-directories; they are not inputs. (A bare
+            # return: Beam warns about any other return in a process method that yields.)
+            return
         except Exception as e:  # filesystems raise their own types (BeamIOError, GCS errors, ...)
             message = str(e).splitlines()[0] if str(e) else repr(e)
             missing = isinstance(e, FileNotFoundError) or "not found" in message.lower() \

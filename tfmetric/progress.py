@@ -37,7 +37,7 @@ class Progress:
         self.label, self.total, self.unit, self.interval = label, total, unit, interval
         self.verbose = resolve_verbose(verbose)
         self._start = self._last = time.monotonic()
-        self._printed = False
+        self._printed = None  # the count last printed
 
     def _text(self, done):
         if self.total:
@@ -56,11 +56,14 @@ class Progress:
         else:
             sys.stdout.write(text + "\n")
         sys.stdout.flush()
-        self._printed = True
+        self._printed = done
 
     def close(self, done):
         """Ends the line of a terminal status; prints the final count if anything was printed."""
-        if self._printed:
+        if self._printed is not None and self._printed != done:
             text = f"  {self._text(done)} in {time.monotonic() - self._start:.0f} s"
             sys.stdout.write(("\r" + text + "\033[K\n") if self.verbose == 1 else text + "\n")
+            sys.stdout.flush()
+        elif self._printed is not None and self.verbose == 1:
+            sys.stdout.write("\n")
             sys.stdout.flush()

@@ -65,6 +65,7 @@ def test_missing_dataset_explains_what_to_get_where(tmp_path):
     first, *instructions = result.stderr.strip().splitlines()
     assert first.startswith("python -m tfmetric.train: error: ") and "cars_annos.mat" in first
     assert "car_ims" in "\n".join(instructions) and "Traceback" not in result.stderr
+    assert not (tmp_path / "w").exists()  # a run that fails before training leaves no workdir
 
 
 def test_config_file_reruns_exactly(tmp_path, capsys):

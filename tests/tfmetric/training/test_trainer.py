@@ -61,6 +61,13 @@ def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_di
     again = evaluation.score(emb, labels, eval_config=config.eval)
     assert again["recall@1"] == pytest.approx(test["recall@1"], abs=1e-6)
 
+    # A rerun of the finished run trains nothing and exports nothing; it returns the result.
+    before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
+    rerun = trainer.train_and_evaluate(config, workdir, verbose=0, export_dir=str(tmp_path / "exports"))
+    assert rerun.pop("already_finished") is True and rerun == metrics
+    assert not os.path.exists(tmp_path / "exports")
+    assert {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)} == before
+
 
 def test_warmup_trains_only_the_new_parameters(digits_data_dir, tmp_path):
     config = tiny_config(digits_data_dir, num_steps=1)
