@@ -30,6 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipelines import tfrecord_output as output
 from pipelines import tfrecord_transforms as transforms
 from tfmetric import datasets
+from tfmetric.cli_utils import ArgumentParser
 from tfmetric.data import image_header, prepare
 
 IMAGES_PER_SHARD = 1000
@@ -38,11 +39,12 @@ IMAGES_PER_SHARD = 1000
 # `--runner DirectRunner` first tries to download and start the Prism runner (Beam 2.77).
 DEFAULT_RUNNER = "FnApiRunner"
 _LOG = logging.getLogger(__name__)
+PROG = "python -m " + prepare.JOB_MODULE
 
 
 def parse_args(argv=None):
     """(app arguments, Beam arguments)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", required=True, choices=datasets.DATASET_NAMES)
     parser.add_argument("--raw-dir", help="raw files (default <data-dir>/raw/<dataset>)")
     parser.add_argument("--data-dir", help="default $TFMETRIC_DATA_DIR, else ~/tfmetric_data")
@@ -199,10 +201,10 @@ def main(argv=None):
     try:
         run(argv)
     except datasets.DatasetNotFoundError as e:
-        print(f"{prepare.ERROR_PREFIX} {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        print(f"{prepare.ERROR_PREFIX} {e}", file=sys.stderr, flush=True)
         sys.exit(prepare.EXIT_NOT_FOUND)
     except datasets.DatasetFormatError as e:
-        print(f"{prepare.ERROR_PREFIX} {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        print(f"{prepare.ERROR_PREFIX} {e}", file=sys.stderr, flush=True)
         sys.exit(prepare.EXIT_FORMAT)
 
 

@@ -38,7 +38,7 @@ import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
 from pipelines.build_tfrecords import pipeline_options, setup_job_logging
-from tfmetric.cli_utils import run_main
+from tfmetric.cli_utils import ArgumentParser, run_main
 from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
 from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, SavedModelEmbedder, model_identity
@@ -51,7 +51,7 @@ _LOG = logging.getLogger(__name__)
 
 def parse_args(argv=None):
     """(app arguments, Beam arguments)."""
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False)
+    p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--model", required=True, help="exported version: saved_models/<name>/<version>")
     p.add_argument("--input", required=True, help="file pattern of images, TFRecords or an id,path manifest")
     p.add_argument("--output-dir", required=True, help="where the Parquet shards and manifest.json go")

@@ -10,13 +10,13 @@ import os
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.ablate"
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic", help="preset to ablate (default: synthetic)")
     p.add_argument("--workdir", default=None, help="output directory (default: runs/ablation/<timestamp>)")

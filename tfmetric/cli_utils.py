@@ -1,10 +1,19 @@
 """Shared helpers of the thin command-line entry points."""
+import argparse
 import logging
 import os
 import sys
 
 # Expected, user-fixable failures: reported as one line with exit code 2, never a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the error first: ``prog: error: message`` is the first stderr line, then the
+    usage (argparse prints the usage first). Exit status 2, as argparse."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n{self.format_usage()}")
 
 
 def setup_logging(verbose=False):

@@ -11,13 +11,13 @@ import argparse
 import json
 import sys
 
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.evaluate"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="SavedModel version directory, e.g. saved_models/cars196/3")
     p.add_argument("--dataset", default=None, help="dataset to evaluate on (default: the model card's)")

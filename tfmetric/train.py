@@ -14,13 +14,13 @@ import shutil
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.train"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=None,
                    help=f"dataset preset: {', '.join(config_lib.PRESETS)} (default: synthetic)")

@@ -11,14 +11,14 @@ Without --to, the file goes to <data-dir>/weights/inception_v1_imagenet.weights.
 """
 import argparse
 
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.weights"
 FORMATS = ("slim-checkpoint",)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     convert = commands.add_parser("convert", help="convert a checkpoint into a Keras weights file",

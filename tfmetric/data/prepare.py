@@ -24,9 +24,11 @@ from tfmetric import datasets
 from tfmetric.data import manifest as manifest_lib
 
 JOB_MODULE = "pipelines.build_tfrecords"
-# The job's protocol with this module: the exit status, and its last stderr line(s) start with
-# ERROR_PREFIX followed by the exception type and message.
-ERROR_PREFIX = "build_tfrecords failed:"
+# The job's protocol with this module (and its documented exit codes): 0 done, 2 bad flags,
+# EXIT_NOT_FOUND raw data missing, EXIT_FORMAT raw data malformed, 1 any other failure; an error
+# message is printed as one line starting with ERROR_PREFIX (more lines may follow, e.g. how to
+# get the data).
+ERROR_PREFIX = f"python -m {JOB_MODULE}: error:"
 EXIT_NOT_FOUND = 3
 EXIT_FORMAT = 4
 GENERATED = ("synthetic", "digits")

@@ -7,14 +7,14 @@ Examples:
 import argparse
 import sys
 
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 
 PROG = "python -m tfmetric.export"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True,
                    help="training run directory (config.json, embedding_model.keras, metrics.json)")

@@ -12,7 +12,7 @@ A query is the default command: the word "query" may be left out.
 import argparse
 import sys
 
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 from tfmetric.search import kinds
 
 PROG = "python -m tfmetric.search"
@@ -37,7 +37,7 @@ def _search_flags(p):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog=f"{PROG} build", description="Index the output of pipelines.embed_catalog.")
+    p = ArgumentParser(prog=f"{PROG} build", description="Index the output of pipelines.embed_catalog.")
     p.add_argument("--embeddings", required=True, help="--output-dir of python -m pipelines.embed_catalog")
     p.add_argument("--index", required=True, help="index directory to write (local)")
     p.add_argument("--kind", default=kinds.FLAT, choices=kinds.KINDS,
@@ -54,7 +54,7 @@ def build_parser():
 
 
 def query_parser():
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", required=True, help="index directory (python -m tfmetric.search build)")
     p.add_argument("--model", required=True, help="saved_models/<name>/<version> that embedded the catalog")
     p.add_argument("--image", required=True, help="query image (JPEG or PNG; path or URI)")
