@@ -28,6 +28,16 @@ def _int(minimum):
     return parse
 
 
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def parse_args(argv=None):
     defaults = config_lib.ServeConfig("", "")
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,7 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--max-k", type=_int(1), default=defaults.max_k, help="largest k (default %(default)s)")
     p.add_argument("--rescore-factor", type=_int(1), default=defaults.rescore_factor,
                    help="mode rescore re-ranks a Hamming shortlist of this many times k (default %(default)s)")
-    p.add_argument("--poll-seconds", type=float, default=defaults.poll_seconds,
+    p.add_argument("--poll-seconds", type=_seconds, default=defaults.poll_seconds,
                    help="how often a directory of versions is checked for a new one (default %(default)s)")
     return p.parse_args(argv)
 

@@ -18,9 +18,9 @@ from tests.tfmetric.serve.service import Service
 from tfmetric.search import catalog as catalog_lib
 from tfmetric.search import query_index
 from tfmetric.search import __main__ as search_cli
+from tfmetric.serve import __main__ as serve_cli
 
 MAX_BODY = 60_000
-COSINE_CUT = None  # set by the fixture: between the first and second neighbour of img-05
 
 
 def png_declaring(width, height):
@@ -152,3 +152,19 @@ def test_unknown_routes_and_methods_answer_json(service):
     assert service.request("/v2/nothing")[:2] == (404, {"error": "Not Found"})
     status, answer, _ = service.request("/v1/search")  # GET
     assert status == 405 and "error" in answer
+
+
+def test_cli_errors_name_the_flag(catalog, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        serve_cli.main(["--index", str(tmp_path / "none"), "--model", catalog["model"]])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("python -m tfmetric.serve: error: --index ") and "not a directory" in err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "4").mkdir()  # a version still being built
+    with pytest.raises(SystemExit):
+        serve_cli.main(["--index", str(tmp_path / "empty"), "--model", catalog["model"]])
+    assert "holding a complete integer version" in capsys.readouterr().err
+    for flag, value in (("--workers", "0"), ("--port", "70000x"), ("--poll-seconds", "-1")):
+        with pytest.raises(SystemExit) as e:
+            serve_cli.main(["--index", catalog["flat"], "--model", catalog["model"], flag, value])
+        assert e.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
