@@ -10,7 +10,8 @@ concurrent clients:
 - over HTTP: ``python -m tfmetric.serve --workers 8`` on a loopback port, each client a thread
   with its own keep-alive ``http.client`` connection.
 
-It prints requests/s and p50 / p99 latency of each, and the HTTP overhead (1 - HTTP req/s /
+It prints requests/s and p50 / p99 latency of each (the best of ``--rounds`` runs, the two
+measured back to back so both see the same load), and the HTTP overhead (1 - HTTP req/s /
 in-process req/s; the target is <= 15 % at 8 clients).
 
 Part 2, rescore at scale: ``--n`` x 512 random clustered embeddings as ``benchmarks/search.py``
@@ -97,7 +98,8 @@ def _run_clients(clients, queries, one):
     return len(queries) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def in_process(model_dir, index_dir, queries, mode):
+def in_process(model_dir, index_dir):
+    """mode -> one(state, image): the service's work without HTTP (embed with the signature, search)."""
     from tfmetric.search import SavedModelEmbedder, load_index
     from tfmetric.search.embedder import BINARY_SIGNATURE
     from tfmetric.search.modes import ModeSearcher
@@ -105,30 +107,48 @@ def in_process(model_dir, index_dir, queries, mode):
     embedder = SavedModelEmbedder(model_dir)
     binary = embedder.with_signature(BINARY_SIGNATURE)
     searcher = ModeSearcher(load_index(index_dir))
-    model = binary if mode == "binary" else embedder
 
-    def one(state, image):
-        (result,) = model.embed([image])
-        searcher.neighbours(result.embedding, result.bits, 10, mode)
+    def client(mode):
+        model = binary if mode == "binary" else embedder
 
-    one({}, queries[0])  # warm-up
-    return {clients: _run_clients(clients, queries, one) for clients in CLIENTS}
+        def one(state, image):
+            (result,) = model.embed([image])
+            searcher.neighbours(result.embedding, result.bits, 10, mode)
+        return one
+    return client
 
 
-def over_http(url, queries, mode):
+def over_http(url):
+    """mode -> one(state, image): POST /v1/search on the client's own keep-alive connection."""
     host, port = url.split("//")[1].strip("/").split(":")
 
-    def one(state, image):
-        if "conn" not in state:
-            state["conn"] = http.client.HTTPConnection(host, int(port), timeout=60)
-        state["conn"].request("POST", f"/v1/search?k=10&mode={mode}", image, {"Content-Type": "image/jpeg"})
-        response = state["conn"].getresponse()
-        response.read()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}")
+    def client(mode):
+        def one(state, image):
+            if "conn" not in state:
+                state["conn"] = http.client.HTTPConnection(host, int(port), timeout=60)
+            state["conn"].request("POST", f"/v1/search?k=10&mode={mode}", image, {"Content-Type": "image/jpeg"})
+            response = state["conn"].getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
+        return one
+    return client
 
-    one({}, queries[0])
-    return {clients: _run_clients(clients, queries, one) for clients in CLIENTS}
+
+def compare(local, remote, queries, rounds):
+    """{(mode, clients): (in-process figures, HTTP figures)}: each the best of ``rounds`` runs, the
+    two measured back to back so that both see the same load of a shared machine."""
+    results = {}
+    for mode in MODES:
+        for clients in CLIENTS:
+            runs = {"local": [], "http": []}
+            for _ in range(rounds):
+                for name, make in (("local", local), ("http", remote)):
+                    one = make(mode)
+                    one({}, queries[0])  # warm-up
+                    runs[name].append(_run_clients(clients, queries, one))
+            results[mode, clients] = tuple(max(runs[name]) for name in ("local", "http"))
+    return results
 
 
 def start_service(model_dir, index_dir):
@@ -189,6 +209,7 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=1_000_000, help="codes of part 2 (default %(default)s)")
     p.add_argument("--codes-dim", type=int, default=512)
     p.add_argument("--queries", type=int, default=100, help="queries of part 2 (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="runs of each measurement; the best is shown (default 3)")
     p.add_argument("--skip-http", action="store_true", help="part 2 only")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -199,18 +220,15 @@ def main(argv=None):
                   f"items, {args.dim}-d, k=10, {os.cpu_count()} CPUs")
             print(f"{'mode':<8} {'clients':>7}  {'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7}  "
                   f"{'HTTP req/s':>10} {'p50 ms':>7} {'p99 ms':>7}  overhead")
-            local = {mode: in_process(model_dir, index_dir, queries, mode) for mode in MODES}
             proc, url = start_service(model_dir, index_dir)
             try:
-                remote = {mode: over_http(url, queries, mode) for mode in MODES}
+                figures = compare(in_process(model_dir, index_dir), over_http(url), queries, args.rounds)
             finally:
                 proc.terminate()
                 proc.wait()
-            for mode in MODES:
-                for clients in CLIENTS:
-                    (lr, l50, l99), (hr, h50, h99) = local[mode][clients], remote[mode][clients]
-                    print(f"{mode:<8} {clients:>7}  {lr:>16.1f} {l50:>7.1f} {l99:>7.1f}  {hr:>10.1f} {h50:>7.1f} "
-                          f"{h99:>7.1f}  {100 * (1 - hr / lr):>7.1f} %")
+            for (mode, clients), ((lr, l50, l99), (hr, h50, h99)) in figures.items():
+                print(f"{mode:<8} {clients:>7}  {lr:>16.1f} {l50:>7.1f} {l99:>7.1f}  {hr:>10.1f} {h50:>7.1f} "
+                      f"{h99:>7.1f}  {100 * (1 - hr / lr):>7.1f} %")
         float_ms, results = rescore_at_scale(workdir, args.n, args.codes_dim, args.queries)
         print(f"\nPart 2: {args.n} x {args.codes_dim} clustered embeddings, {args.queries} queries, k=10, one thread")
         print(f"{'search':<20} {'ms/query':>9} {'speed-up':>9} {'recall@10 vs float':>19}")

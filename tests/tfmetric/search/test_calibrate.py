@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from tests.tfmetric.search.test_index import MODEL, clustered
-from tfmetric.search import build_index, write_catalog
+from tests.tfmetric.search.test_query import noise_images, tiny_model
+from tfmetric.search import SavedModelEmbedder, build_index, model_identity, write_catalog
 from tfmetric.search import __main__ as cli
-from tfmetric.search.calibrate import match_thresholds, sample_pairs, threshold_for_precision
+from tfmetric.search.calibrate import embed_split, match_thresholds, sample_pairs, threshold_for_precision
 
 
 def naive_threshold(scores, same, precision, higher_is_closer):
@@ -92,3 +93,25 @@ def test_calibrate_cli_stores_thresholds_in_the_manifest(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["calibrate", "--index", str(tmp_path / "index"), "--labelled", str(tmp_path / "x.npz")])
     assert "--labelled" in capsys.readouterr().err
+
+
+def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path, digits_data_dir, capsys):
+    model_dir = tiny_model(tmp_path_factory)
+    paths = noise_images(str(tmp_path / "images"), 4)
+    results = SavedModelEmbedder(model_dir).embed([open(p, "rb").read() for p in paths.values()])
+    write_catalog(str(tmp_path / "emb"), list(paths), np.stack([r.embedding for r in results]),
+                  model=model_identity(model_dir))
+    build_index(str(tmp_path / "emb"), str(tmp_path / "index"))
+    assert cli.main(["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir, "--dataset", "digits",
+                     "--data-dir", digits_data_dir, "--split", "test", "--precision", "0.05"]) == 0
+    match = json.loads((tmp_path / "index" / "manifest.json").read_text())["match"]
+    embeddings, labels, source = embed_split(model_dir, "test", "digits", digits_data_dir)
+    expected = match_thresholds(embeddings, labels, 0.05)
+    assert source == "digits/test" and match["source"] == source and match["classes"] == 5
+    assert match["images"] == len(labels) == 896 and set(labels.tolist()) == {0, 1, 2, 3, 4}  # contiguous per split
+    assert match["cosine"] == expected["cosine"] and match["hamming"] == expected["hamming"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir, "--dataset", "digits",
+                  "--data-dir", digits_data_dir, "--split", "validation"])
+    assert "--split must be one of" in capsys.readouterr().err

@@ -1,13 +1,11 @@
 """The upload page in a real headless browser: Debian's chromium driven by Playwright (never
 ``playwright install``; ``make test`` installs chromium with apt when it is missing)."""
 import os
-import signal
 
 import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.tfmetric.serve.conftest import MISSING_SOURCE, NO_SOURCE
-from tests.tfmetric.serve.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -18,15 +16,13 @@ SCREENSHOT = os.environ.get("TFMETRIC_SCREENSHOT")
 
 
 @pytest.fixture(scope="module")
-def browser_page(catalog):
+def browser_page(service):
     assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install -y chromium (make test does)"
-    svc = Service("--index", catalog["flat"], "--model", catalog["model"])
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 720})
-        yield svc, page
+        yield service, page
         browser.close()
-    assert svc.stop(signal.SIGTERM)[0] == 0
 
 
 def _cards(page):

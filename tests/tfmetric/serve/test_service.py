@@ -3,8 +3,6 @@ the answer's shape, match marks, info and health, thumbnails, every refused requ
 import base64
 import io
 import json
-import shutil
-import signal
 import struct
 import zlib
 
@@ -13,14 +11,11 @@ import pytest
 from PIL import Image
 
 from tests import fixtures as fx
-from tests.tfmetric.serve.conftest import MISSING_SOURCE, NO_SOURCE
-from tests.tfmetric.serve.service import Service
-from tfmetric.search import catalog as catalog_lib
+from tests.tfmetric.serve.conftest import MAX_BODY, MISSING_SOURCE, NO_SOURCE
 from tfmetric.search import query_index
 from tfmetric.search import __main__ as search_cli
 from tfmetric.serve import __main__ as serve_cli
 
-MAX_BODY = 60_000
 
 
 def png_declaring(width, height):
@@ -28,23 +23,6 @@ def png_declaring(width, height):
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     return b"\x89PNG\r\n\x1a\n" + chunk
-
-
-@pytest.fixture(scope="module")
-def service(catalog):
-    """A service over a calibrated copy of the default (flat) index, stopped with SIGTERM at the end."""
-    index = shutil.copytree(catalog["flat"], catalog["root"] / "calibrated")
-    manifest = json.loads((index / "manifest.json").read_text())
-    # The cut-offs' numbers are calibrate's (test_calibrate); here: does the service apply them?
-    unit = catalog["vectors"] / np.linalg.norm(catalog["vectors"], axis=1, keepdims=True)
-    cosines = np.sort(unit @ unit[5])[::-1]
-    manifest["match"] = {"cosine": {"threshold": float((cosines[0] + cosines[1]) / 2)}, "hamming": {"threshold": 0}}
-    catalog_lib.write_manifest(str(index), manifest)
-    svc = Service("--index", str(index), "--model", catalog["model"], "--workers", "2", "--queue", "4",
-                  "--max-body-bytes", str(MAX_BODY), "--max-k", "12")
-    yield svc
-    status, out = svc.stop(signal.SIGTERM)
-    assert status == 0 and out.rstrip().endswith("Stopped (SIGTERM)."), out
 
 
 def test_float_mode_equals_the_search_cli(service, catalog, image_of):
