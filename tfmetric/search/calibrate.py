@@ -72,8 +72,9 @@ def threshold_for_precision(scores, same, precision, higher_is_closer=True):
     reached = hits[ends] / (ends + 1) >= precision - 1e-12
     if not reached.any():
         best = int(np.argmax(hits[ends] / (ends + 1)))
-        raise ValueError(f"No cut-off reaches precision {precision}: the best is {hits[ends[best]] / (ends[best] + 1):.4f} "
-                         f"at {sorted_scores[ends[best]]:g}; lower the target precision.")
+        end = ends[best]
+        raise ValueError(f"No cut-off reaches precision {precision}: the best is {hits[end] / (end + 1):.4f} "
+                         f"at {sorted_scores[end]:g}; lower the target precision.")
     end = ends[np.flatnonzero(reached)[-1]]
     return {"threshold": float(sorted_scores[end]), "precision": float(hits[end] / (end + 1)),
             "recall": float(hits[end] / positives), "predicted": int(end + 1)}

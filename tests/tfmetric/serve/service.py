@@ -35,7 +35,8 @@ class Service:
                 line = None
             if line is None or time.monotonic() > deadline:
                 self.proc.kill()
-                raise AssertionError(f"the service did not start: {''.join(self.stdout)}{self.proc.stderr.read()[-3000:]}")
+                printed = "".join(self.stdout) + self.proc.stderr.read()[-3000:]
+                raise AssertionError(f"the service did not start: {printed}")
             if READY in line:
                 self.url = line[line.index(READY) + 4:].strip()
 

@@ -40,8 +40,8 @@ def test_pick_an_image_see_its_neighbours_switch_mode(browser_page, catalog, tmp
     page.fill("#k", "12")
     page.set_input_files("#file", catalog["paths"]["img-05"])
     page.wait_for_function("document.querySelectorAll('.card').length === 12")
-    page.wait_for_function("""[...document.querySelectorAll('.card')].every(c =>
-        c.querySelector('.placeholder') || (c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0))""")
+    page.wait_for_function("""[...document.querySelectorAll('.card')].every(c => c.querySelector('.placeholder')
+        || (c.querySelector('img').complete && c.querySelector('img').naturalWidth > 0))""")
     cards = _cards(page)
     status, answer = svc.search(open(catalog["paths"]["img-05"], "rb").read(), "?k=12&mode=float")
     assert [(c["rank"], c["id"]) for c in cards] == [(n["rank"], n["id"]) for n in answer["neighbours"]]
