@@ -22,7 +22,15 @@ $(STAMP): requirements.txt setup.py
 demo: $(STAMP)
 	$(PY) -m tfmetric.train --dataset synthetic --workdir runs/demo --overwrite
 
-test: $(STAMP)
+# The service's browser test drives Debian's chromium (Playwright with executable_path; browsers are
+# never downloaded): installed here with apt when it is missing, so the test always runs.
+CHROMIUM ?= /usr/bin/chromium
+
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	else sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -n 2 tests
 
 bench: $(STAMP)

@@ -18,6 +18,7 @@ setuptools.setup(
     description=("Classification-based deep metric learning (Zhai & Wu, BMVC 2019) "
                  "in TensorFlow 2 / Keras 3 with Apache Beam."),
     packages=setuptools.find_packages(include=["tfmetric", "tfmetric.*", "pipelines", "pipelines.*"]),
+    package_data={"tfmetric.serve": ["static/*.html"]},
     python_requires=">=3.10",
     install_requires=_requirements(),
     extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},

@@ -8,7 +8,8 @@
 ``catalog`` reads and writes the embedding job's output format, ``embedder`` calls an exported
 SavedModel (and says which model it is), ``kinds`` holds the faiss index of each ``--kind`` and
 its defaults, ``index`` the CatalogIndex, ``build`` and ``query`` the two operations, ``plot`` the
-picture of a query's neighbours. Names are imported lazily so that ``python -m tfmetric.search
+picture of a query's neighbours, ``modes`` the float / binary / rescore search of any index and
+``calibrate`` the match cut-offs stored in an index manifest. Names are imported lazily so that ``python -m tfmetric.search
 --help`` answers before TensorFlow and faiss load.
 """
 from tfmetric.lazy_exports import lazy_exports
@@ -21,6 +22,8 @@ _EXPORTS = {
     "Catalog": "catalog", "read_catalog": "catalog", "write_catalog": "catalog", "parquet_schema": "catalog",
     "SavedModelEmbedder": "embedder", "EmbedResult": "embedder", "model_identity": "embedder",
     "plot_neighbours": "plot",
+    "ModeSearcher": "modes", "MODES": "modes",
+    "match_thresholds": "calibrate", "calibrate_index": "calibrate",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,8 @@ Examples:
       --k 10 --plot results.png
   python -m tfmetric.search query --index indexes/products-3-bits --model saved_models/products/3 \\
       --image query.jpg --binary
+  python -m tfmetric.search calibrate --index indexes/products-3 --model saved_models/products/3 \
+      --dataset cars196 --split test --precision 0.9
 
 A query is the default command: the word "query" may be left out.
 """
@@ -16,7 +18,7 @@ from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 from tfmetric.search import kinds
 
 PROG = "python -m tfmetric.search"
-COMMANDS = ("build", "query")
+COMMANDS = ("build", "query", "calibrate")
 
 
 def _positive(text):
@@ -53,6 +55,34 @@ def build_parser():
     return p
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
+def calibrate_parser():
+    p = argparse.ArgumentParser(prog=f"{PROG} calibrate",
+                                description="Store the cosine / Hamming match cut-offs for a target precision, "
+                                            "measured on held-out labelled pairs, in the index manifest.")
+    p.add_argument("--index", required=True, help="index directory (python -m tfmetric.search build)")
+    p.add_argument("--model", help="saved_models/<name>/<version> that embedded the catalog; embeds --split")
+    p.add_argument("--split", help="with --model: the labelled split to embed (e.g. test)")
+    p.add_argument("--dataset", help="with --model: dataset of --split (default: the model card's)")
+    p.add_argument("--data-dir", help="with --model: where the dataset lives (default as in training)")
+    p.add_argument("--labelled", metavar="FILE.npz",
+                   help="instead of --model/--split: an .npz with float arrays 'embeddings' [n, D] and 'labels' [n]")
+    p.add_argument("--precision", type=_fraction, default=0.9, help="target precision (default %(default)s)")
+    p.add_argument("--max-pairs", type=_positive, default=2_000_000,
+                   help="pairs scored: all pairs when fewer, else a seeded sample (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pair sample (default 0)")
+    return p
+
+
 def query_parser():
     p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", required=True, help="index directory (python -m tfmetric.search build)")
@@ -76,6 +106,28 @@ def _build(args):
     params = ", ".join(f"{k}={v}" for k, v in index.manifest["params"].items())
     print(f"Indexed {index.count} items of {index.dim}-d embeddings into {args.index} "
           f"(kind {index.kind}, {kinds.metric(index.kind)}{', ' + params if params else ''})")
+    return 0
+
+
+def _calibrate(args):
+    from tfmetric.search import calibrate
+
+    if bool(args.labelled) == bool(args.model):
+        raise ValueError("pass either --model with --split, or --labelled FILE.npz.")
+    if args.model and not args.split:
+        raise ValueError("--model needs --split: the labelled split to embed.")
+    options = {"precision": args.precision, "max_pairs": args.max_pairs, "seed": args.seed}
+    if args.labelled:
+        embeddings, labels = calibrate.read_labelled(args.labelled)
+        match = calibrate.calibrate_index(args.index, embeddings, labels, source=args.labelled, **options)
+    else:
+        match = calibrate.calibrate_with_model(args.index, args.model, args.split, args.dataset, args.data_dir,
+                                               **options)
+    print(f"Calibrated {args.index} on {match['pairs']} pairs ({match['positive_pairs']} matching) of "
+          f"{match['images']} images from {match['source']}, target precision {match['target_precision']}:")
+    for metric, sign in (("cosine", ">="), ("hamming", "<=")):
+        t = match[metric]
+        print(f"  {metric:<7} {sign} {t['threshold']:g}: precision {t['precision']:.4f}, recall {t['recall']:.4f}")
     return 0
 
 
@@ -112,9 +164,11 @@ def _query(args):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "query"
-    args = (build_parser() if command == "build" else query_parser()).parse_args(argv)
+    parser, run = {"build": (build_parser, _build), "query": (query_parser, _query),
+                   "calibrate": (calibrate_parser, _calibrate)}[command]
+    args = parser().parse_args(argv)
     setup_logging()
-    return run_main(PROG, lambda: _build(args) if command == "build" else _query(args))
+    return run_main(PROG, lambda: run(args))
 
 
 if __name__ == "__main__":

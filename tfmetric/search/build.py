@@ -52,6 +52,7 @@ def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, 
     params = kinds.resolve_params(kind, count, nlist=nlist, nprobe=nprobe, train_size=train_size, m=m,
                                   ef_construction=ef_construction, ef_search=ef_search)
     data = catalog.bits if kinds.is_binary(kind) else _normalized(catalog.embeddings)
+    arrays = _mode_arrays(kind, catalog)
     start = time.perf_counter()
     index = kinds.create(kind, data, params, seed=seed)
     _LOG.info("Built a %s index of %d items in %.1f s", kind, count, time.perf_counter() - start)
@@ -68,12 +69,27 @@ def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, 
                        **{k: v for k, v in manifest.items() if k not in ("failed", "model")}},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "created_by": f"tfmetric {tfmetric.__version__}, faiss {faiss.__version__}",
-        "files": {"index": index_lib.INDEX_FILE, "ids": index_lib.IDS_FILE},
+        "files": {"index": index_lib.INDEX_FILE, "ids": index_lib.IDS_FILE,
+                  **{name: f"{name}.npy" for name in arrays}},
     }
-    built = index_lib.CatalogIndex(index, kind, catalog.ids, catalog.sources, index_manifest)
+    built = index_lib.CatalogIndex(index, kind, catalog.ids, catalog.sources, index_manifest, arrays)
     if index_dir:
         built.save(index_dir)
     return built
+
+
+def _mode_arrays(kind, catalog):
+    """What the index keeps beside its faiss index so it answers every search mode
+    (``tfmetric.search.modes``): the sign bits for float kinds, the float embeddings where the faiss
+    index cannot hand them back (every kind but flat) and the catalog has them."""
+    arrays = {}
+    if not kinds.is_binary(kind):
+        arrays[index_lib.BITS] = catalog.bits
+    if kind != kinds.FLAT and catalog.embeddings is not None:
+        arrays[index_lib.EMBEDDINGS] = catalog.embeddings  # normalised in place above for float kinds
+        if kinds.is_binary(kind):
+            _normalized(arrays[index_lib.EMBEDDINGS])
+    return arrays
 
 
 def _normalized(embeddings):

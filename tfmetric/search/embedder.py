@@ -12,6 +12,7 @@ names its reason.
 ``model_identity`` says which model produced a set of embeddings: embeddings of two different
 models are not comparable, and an index remembers the identity to refuse queries from another model.
 """
+import copy
 import os
 from typing import NamedTuple, Optional
 
@@ -61,14 +62,27 @@ class SavedModelEmbedder:
         if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
             raise FileNotFoundError(f"--model {model_dir}: no saved_model.pb there; pass an exported "
                                     f"version, saved_models/<name>/<version>.")
+        self.model_dir = model_dir
         self._loaded = tf.saved_model.load(model_dir)  # keeps the variables alive
+        self._bind(signature)
+
+    def _bind(self, signature):
         if signature not in self._loaded.signatures:
-            raise ValueError(f"--model {model_dir}: no {signature!r} signature "
+            raise ValueError(f"--model {self.model_dir}: no {signature!r} signature "
                              f"(has: {', '.join(self._loaded.signatures)}).")
         self._fn = self._loaded.signatures[signature]
         self.signature = signature
         self.binary = signature == BINARY_SIGNATURE
         self._output = BITS_OUTPUT if self.binary else EMBEDDING_OUTPUT
+
+    def with_signature(self, signature):
+        """An embedder of another signature of the same loaded SavedModel (loaded once, shared)."""
+        if signature not in EMBED_SIGNATURES:
+            raise ValueError(f"signature must be one of {', '.join(EMBED_SIGNATURES)}. "
+                             f"Received: signature={signature!r}")
+        other = copy.copy(self)
+        other._bind(signature)
+        return other
 
     @property
     def output_width(self):

@@ -3,9 +3,14 @@
     <index-dir>/
       index.faiss     the faiss index (faiss.write_index, or write_index_binary for binary kinds)
       ids.parquet     row -> id, source (faiss labels are row numbers)
+      bits.npy        float kinds: the catalog's packed sign bits, uint8 [n, ceil(D/8)]
+      embeddings.npy  kinds other than flat, when the catalog has float embeddings: float32 [n, D],
+                      L2-normalised (a flat index hands its own vectors back without a copy)
       manifest.json   written last: kind, metric, dim, count, parameters, the producing model's
                       identity and the embedding job's manifest (without its failure list)
 
+The two extra arrays let every index answer the three search modes of ``tfmetric.search.modes``
+(float, binary and binary-then-float ``rescore``) whatever its kind; they are memory-mapped on load.
 Index directories are local (faiss reads and writes local files).
 """
 import json
@@ -23,6 +28,8 @@ FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
 MANIFEST_NAME = "manifest.json"
+BITS, EMBEDDINGS = "bits", "embeddings"  # optional arrays, saved as <name>.npy and listed in manifest["files"]
+ARRAYS = (BITS, EMBEDDINGS)
 
 
 class Neighbour(NamedTuple):
@@ -40,14 +47,21 @@ class CatalogIndex:
       kind: one of ``tfmetric.search.kinds.KINDS``.
       ids, sources: object arrays [n] (sources may hold None).
       manifest: the index manifest: ``dim``, ``params`` and the model identity under ``model``.
+      arrays: optional ``{"bits": uint8 [n, B], "embeddings": float32 [n, D]}`` kept beside the
+        faiss index (see the module docstring).
     """
 
-    def __init__(self, index, kind, ids, sources, manifest):
+    def __init__(self, index, kind, ids, sources, manifest, arrays=None):
         self.index, self.kind = index, kinds.check_kind(kind)
         self.ids, self.sources = np.asarray(ids, dtype=object), np.asarray(sources, dtype=object)
         self.manifest = manifest
+        self.arrays = {name: value for name, value in (arrays or {}).items() if value is not None}
         if index.ntotal != len(self.ids):
             raise ValueError(f"The faiss index holds {index.ntotal} items but there are {len(self.ids)} ids.")
+        for name, value in self.arrays.items():
+            if name not in ARRAYS or len(value) != len(self.ids):
+                raise ValueError(f"arrays must map {' or '.join(ARRAYS)} to one row per id ({len(self.ids)}). "
+                                 f"Received: {name}={getattr(value, 'shape', None)}")
 
     binary = property(lambda self: kinds.is_binary(self.kind))
     dim = property(lambda self: int(self.manifest["dim"]))
@@ -98,6 +112,8 @@ class CatalogIndex:
         table = pa.table({"id": pa.array(list(self.ids), pa.string()),
                           "source": pa.array(list(self.sources), pa.string())})
         pq.write_table(table, os.path.join(directory, IDS_FILE))
+        for name, value in self.arrays.items():
+            np.save(os.path.join(directory, self.manifest["files"][name]), np.ascontiguousarray(value))
         catalog.write_manifest(directory, self.manifest)  # last: marks the index complete
         return directory
 
@@ -110,7 +126,10 @@ class CatalogIndex:
             raise ValueError(f"--index {directory}: the index is empty (built from 0 embeddings).")
         index = kinds.read(kind, os.path.join(directory, INDEX_FILE))
         table = pq.read_table(os.path.join(directory, IDS_FILE))
-        loaded = cls(index, kind, table.column("id").to_pylist(), table.column("source").to_pylist(), manifest)
+        arrays = {name: np.load(os.path.join(directory, manifest["files"][name]), mmap_mode="r")
+                  for name in ARRAYS if name in manifest.get("files", {})}
+        loaded = cls(index, kind, table.column("id").to_pylist(), table.column("source").to_pylist(), manifest,
+                     arrays)
         kinds.configure(index, kind, manifest["params"])
         if nprobe is not None or ef_search is not None:
             loaded.set_search_params(nprobe, ef_search)

@@ -111,7 +111,10 @@ def test_save_and_load_give_the_same_results(tmp_path, embeddings_dir, data, kin
     assert manifest["kind"] == kind and manifest["count"] == 2900 and manifest["dim"] == 32
     assert manifest["metric"] == ("hamming" if kinds.is_binary(kind) else "cosine")
     assert manifest["model"] == MODEL and manifest["params"] == kinds.default_params(kind, 2900)
-    assert sorted(os.listdir(tmp_path / "index")) == ["ids.parquet", "index.faiss", "manifest.json"]
+    # Beside the faiss index, what the other search modes need (tfmetric.search.modes): the bits of a
+    # float kind, the float embeddings of every kind but flat (whose own vectors serve).
+    arrays = (["bits.npy"] if not kinds.is_binary(kind) else []) + (["embeddings.npy"] if kind != "flat" else [])
+    assert sorted(os.listdir(tmp_path / "index")) == sorted(["ids.parquet", "index.faiss", "manifest.json", *arrays])
     assert list(loaded.ids[:2]) == ["item-0000", "item-0001"]
 
 
