@@ -17,7 +17,7 @@ Peak: `--peak-tflops`, else the dense peak of the detected GPU for the configura
 convolutions and matmuls as TF32 on Ampere and newer unless TF32 is disabled (`--no-tf32`), so
 fp32 rows compare against the TF32 peak then. A CPU has no published peak this script can look
 up, so its reference is measured: the best of many 3072 x 3072 fp32 matmuls in a process like the
-workers', before and after the grid (the higher one counts). It is a reference, not a peak: a
+workers', right before and right after each row (the higher one counts). It is a reference, not a peak: a
 convolution can beat it (oneDNN's convolutions are tuned better than one matmul shape) and so can
 a step timed while the machine was quieter than during the matmul. A row above 100% is therefore
 marked and explained under the table rather than printed as an impossible "% of peak".
@@ -215,10 +215,9 @@ def main(argv=None):
     batch = args.batch or (75 if full else 16)
     steps = args.steps or (30 if gpu_name else 3)
     precisions = args.precisions or (["fp32", "mixed"] if full else ["fp32"])
-    cpu_peaks = [run_config({"matmul": True}, args.timeout).get("tflops")] if gpu_name is None else []
-    cpu_peak = cpu_peaks[0] if cpu_peaks else None
+    measure_reference = gpu_name is None and not args.peak_tflops
+    reference = run_config({"matmul": True}, args.timeout).get("tflops") if measure_reference else None
     load_before = os.getloadavg()[0]
-
     print(f"Training step, {device}; {size}x{size}, batch {batch}, SGD momentum, {args.classes} proxies; "
           f"{args.warmup} warm-up + {steps} timed steps; mixed = {args.mixed_policy}; "
           f"{'' if gpu_name is None else 'TF32 ' + ('on; ' if args.tf32 else 'off; ')}load average {os.getloadavg()[0]:.1f}")
@@ -229,38 +228,37 @@ def main(argv=None):
               f"{'warm-up s':>9}  peak source")
     print(header)
     print("-" * len(header))
-    rows = []
+    flagged = False
     for backbone in args.backbones:
         for precision in precisions:
             for xla in args.xla:
                 spec = {"backbone": backbone, "precision": precision, "xla": xla == "on",
                         "image_size": size, "batch": batch, "steps": steps, "warmup": args.warmup,
                         "classes": args.classes, "mixed_policy": args.mixed_policy, "tf32": args.tf32}
-                rows.append((f"{backbone:<13} {precision:<9} {xla:<4}", precision, run_config(spec, args.timeout)))
-    if gpu_name is None and not args.peak_tflops:  # the reference again, after: the higher one counts
-        cpu_peaks.append(run_config({"matmul": True}, args.timeout).get("tflops"))
-        cpu_peak = max((p for p in cpu_peaks if p), default=None)
-    flagged = False
-    for prefix, precision, result in rows:
-        if "error" in result:
-            print(f"{prefix} failed: {result['error']}", flush=True)
-            continue
-        peak, label = peak_for(args, gpu_name, precision, cpu_peak)
-        achieved = result["images_per_s"] * 3 * result["forward_flops"] / 1e12
-        fraction, over = format_fraction(achieved, peak)
-        flagged |= over
-        peak_text = f"{peak:>12.3g}" if peak else f"{'n/a':>12}"
-        print(f"{prefix} {result['images_per_s']:>9.1f} {result['step_ms']:>9.1f} "
-              f"{result['forward_flops'] / 1e9:>13.2f} {achieved:>13.3f} {peak_text} {fraction} "
-              f"{result['warmup_s']:>9.1f}  {label}", flush=True)
-    if gpu_name is None:
-        print("CPU reference: " + " / ".join(f"{p:.3f}" if p else "failed" for p in cpu_peaks)
-              + " TFLOP/s (before / after the grid; the higher is used)")
-    if flagged and gpu_name is None and not args.peak_tflops:
+                result = run_config(spec, args.timeout)
+                prefix = f"{backbone:<13} {precision:<9} {xla:<4}"
+                cpu_peak = None
+                if measure_reference:  # right before and right after the row: the higher one counts
+                    after = run_config({"matmul": True}, args.timeout).get("tflops")
+                    cpu_peak = max((r for r in (reference, after) if r), default=None)
+                    reference = after
+                if "error" in result:
+                    print(f"{prefix} failed: {result['error']}", flush=True)
+                    continue
+                peak, label = peak_for(args, gpu_name, precision, cpu_peak)
+                achieved = result["images_per_s"] * 3 * result["forward_flops"] / 1e12
+                fraction, over = format_fraction(achieved, peak)
+                flagged |= over
+                peak_text = f"{peak:>12.3g}" if peak else f"{'n/a':>12}"
+                print(f"{prefix} {result['images_per_s']:>9.1f} {result['step_ms']:>9.1f} "
+                      f"{result['forward_flops'] / 1e9:>13.2f} {achieved:>13.3f} {peak_text} {fraction} "
+                      f"{result['warmup_s']:>9.1f}  {label}", flush=True)
+    if flagged and measure_reference:
         print(f"* above 100% of the measured matmul: the training step's convolutions ran faster per FLOP "
               f"than the 3072^2 matmul reference, or the machine was busier while the reference was timed "
-              f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after). The CPU's true peak "
-              f"is higher than the reference; read these rows as 'at least as efficient as a large matmul'.")
+              f"(load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). The CPU's "
+              f"true peak is higher than the reference; read these rows as 'at least as efficient as a large "
+              f"matmul'.")
     elif flagged:
         print("* above 100% of the stated peak, which no run can be: the peak is wrong for this device "
               "(pass --peak-tflops) or the 3 x forward FLOP convention overcounts this model's step.")

@@ -111,7 +111,7 @@ def test_imagefolder_small_trains_on_a_folder_offline(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "tfmetric.train", "--dataset", "imagefolder_small", "--raw-dir", str(root),
          "--data-dir", str(tmp_path / "data"), "--workdir", str(workdir), "--set", "train.epochs_per_step=1",
-         "--no-export", "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+         "--no-export", "--quiet"], capture_output=True, text=True, env=env, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["recall@1"] <= 1.0 and "binary/recall@1" in metrics["test"]
