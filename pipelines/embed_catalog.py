@@ -8,7 +8,8 @@ r"""Beam job: a catalog of images -> embeddings + sign bits (Parquet) through an
 Input (``--input-format auto`` decides by the pattern's extension):
 - images: a file pattern of JPEG/PNG files, local or on any filesystem Beam supports (gs://...);
   the id is the path relative to the pattern's directory part (``imgs/**`` -> ``sub/a.jpg``);
-- tfrecord (``*.tfrecord*``): records of tfmetric.data.schema; the id is ``image/id``;
+- tfrecord (``*.tfrecord*``): records of tfmetric.data.schema; the id is ``image/id``, the source
+  ``<file>#offset=<byte offset>`` (``tfmetric.search.image_source``), which the search reads back;
 - manifest (``*.csv``, ``*.txt``): ``id,path`` lines (optional header), paths relative to the
   manifest's directory or absolute/URIs.
 
@@ -114,11 +115,16 @@ def model_info(model_dir, signature):
 def read_inputs(p, pattern, fmt):
     """(PCollection[ImageInput], list of failure PCollections) for an input pattern."""
     if fmt == "tfrecord":
-        # Shards are read in parallel file by file; the image bytes are not shuffled a second time.
-        parsed = (p | "Read TFRecords" >> beam.io.ReadFromTFRecord(pattern)
+        # Shards are read in parallel file by file (each record keeps its file and offset as its
+        # source); the image bytes are not shuffled a second time.
+        records = (p | "Match TFRecords" >> fileio.MatchFiles(pattern)
+                   | "File names" >> beam.Map(lambda m: m.path) | "Spread files" >> beam.Reshuffle()
+                   | "Read TFRecords" >> beam.ParDo(transforms.ReadTFRecordFileFn()).with_outputs(
+                       transforms.FAILED, main="records"))
+        parsed = (records.records
                   | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()).with_outputs(
                       transforms.FAILED, main="images"))
-        return parsed.images, [parsed[transforms.FAILED]]
+        return parsed.images, [records[transforms.FAILED], parsed[transforms.FAILED]]
     if fmt == "manifest":
         parsed = (p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
                   | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()).with_outputs(

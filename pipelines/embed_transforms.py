@@ -22,7 +22,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
 from tfmetric.data import image_header, schema
-from tfmetric.search import catalog
+from tfmetric.search import catalog, image_source
 from tfmetric.search.embedder import DEFAULT_SIGNATURE, MODEL_REJECTED, SavedModelEmbedder
 
 NAMESPACE = "embed_catalog"
@@ -83,21 +83,36 @@ class ParseManifestLineFn(_FailingDoFn):
         yield ImageInput(image_id, path, None)
 
 
-class ParseExampleFn(_FailingDoFn):
-    """A serialized ``tf.train.Example`` of the project's schema -> ImageInput with its bytes."""
+class ReadTFRecordFileFn(_FailingDoFn):
+    """A TFRecord file name -> (source, serialized record) for each record, the source locating the
+    record (``tfmetric.search.image_source``: ``<path>#offset=<byte offset>``) so the search plot
+    and service can read the image back. A corrupt or truncated record fails with reason
+    ``bad_record`` and ends that file (its framing gives no way to the next record)."""
 
-    def process(self, serialized):
+    def process(self, path):
+        try:
+            for offset, serialized in image_source.iter_records(path):
+                yield image_source.tfrecord_source(path, offset), serialized
+        except (ValueError, OSError, tf.errors.OpError) as e:
+            yield self.fail(None, path, BAD_RECORD, str(e))
+
+
+class ParseExampleFn(_FailingDoFn):
+    """(source, serialized ``tf.train.Example`` of the project's schema) -> ImageInput with its bytes."""
+
+    def process(self, element):
+        source, serialized = element
         try:
             features = tf.train.Example.FromString(serialized).features.feature
             image_id = features[schema.IMAGE_ID].bytes_list.value[0].decode("utf-8")
         except Exception as e:  # any undecodable record is one failed input, not a failed job
-            yield self.fail(None, None, BAD_RECORD, f"not a tf.train.Example with {schema.IMAGE_ID} ({e})")
+            yield self.fail(None, source, BAD_RECORD, f"not a tf.train.Example with {schema.IMAGE_ID} ({e})")
             return
         encoded = features[schema.ENCODED].bytes_list.value
         if not encoded:
-            yield self.fail(image_id, None, BAD_RECORD, f"no {schema.ENCODED} feature")
+            yield self.fail(image_id, source, BAD_RECORD, f"no {schema.ENCODED} feature")
             return
-        yield ImageInput(image_id, None, encoded[0])
+        yield ImageInput(image_id, source, encoded[0])
 
 
 class ReadAndCheckImageFn(_FailingDoFn):

@@ -9,6 +9,7 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -19,7 +20,8 @@ from tests import fixtures as fx
 from tests.tfmetric.search.test_query import DIM, tiny_model
 from tfmetric.data import image_header, schema
 from tfmetric.search import catalog as catalog_lib
-from tfmetric.search import read_catalog
+from tfmetric.search import image_source
+from tfmetric.search import Neighbour, plot_neighbours, read_catalog
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The model's max_pixels is 64 * 64: an 80 x 80 image passes a looser pre-check but not the model.
@@ -138,11 +140,37 @@ def test_tfrecord_input(tmp_path, model_dir, signatures):
         writer.write(b"not a tf.train.Example")
     _, manifest, cat = embed(tmp_path / "out", "--model", model_dir, "--input", path, "--batch-size", "2")
     assert manifest["input"]["format"] == "tfrecord" and sorted(cat.ids) == sorted(images)
-    assert list(cat.sources) == [None] * 4
+    offsets = [offset for offset, _ in image_source.iter_records(path)]
+    assert sorted(cat.sources, key=lambda s: int(s.rsplit("=", 1)[1])) == [
+        f"{path}#offset={o}" for o in offsets[:4]]  # the 4 good records, each located in its file
+    for image_id, source in zip(cat.ids, cat.sources):
+        assert image_source.read_image_bytes(source) == images[image_id]
     order = np.argsort(cat.ids)
     np.testing.assert_allclose(cat.embeddings[order], direct(signatures, [images[i] for i in sorted(images)]),
                                atol=1e-5)
     assert sorted(f["reason"] for f in manifest["failed"]) == ["bad_record", "truncated"]
+    assert {f["source"] for f in manifest["failed"]} == {f"{path}#offset={o}" for o in offsets[4:]}
+
+
+def test_search_plot_of_a_tfrecord_catalog_shows_the_real_images(tmp_path, model_dir):
+    """--plot of a catalog embedded from TFRecords draws the records' images: pixel for pixel the
+    picture of the same catalog embedded from image files, and not the grey placeholders."""
+    images = {f"item-{i}": fx.noise_jpeg_bytes((40, 40), seed=30 + i) for i in range(3)}
+    path = str(tmp_path / "catalog-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for i, (image_id, data) in enumerate(images.items()):
+            writer.write(schema.serialize_example(data, "jpeg", 40, 40, i, "c", image_id))
+    _, _, cat = embed(tmp_path / "out", "--model", model_dir, "--input", path)
+    files = {i: fx.write_bytes(str(tmp_path / "files" / f"{i}.jpg"), data) for i, data in images.items()}
+    query = images["item-0"]
+
+    def picture(sources, name):
+        neighbours = [Neighbour(rank + 1, i, 0.5, sources[i]) for rank, i in enumerate(sorted(images))]
+        return np.asarray(Image.open(plot_neighbours(query, neighbours, str(tmp_path / name))))
+
+    from_records = picture(dict(zip(cat.ids, cat.sources)), "records.png")
+    np.testing.assert_array_equal(from_records, picture(files, "files.png"))
+    assert np.abs(from_records.astype(int) - picture(dict.fromkeys(images), "grey.png")).max() > 100
 
 
 def test_csv_manifest_input(tmp_path, model_dir):

@@ -84,3 +84,40 @@ def test_summary_of_the_chief_and_of_another_worker():
     assert "binary: R@1 0.4000  R@2 0.6000  MAP@R 0.2000" in text
     worker = train.summary({"worker": True, "epochs": 3, "test": None}, (1, 2), "runs/x")
     assert worker == "Worker done: 3 epochs trained; the chief writes the results to runs/x"
+
+
+def test_imagefolder_small_preset_is_the_small_recipe(capsys):
+    assert train.main(["--dataset", "imagefolder_small", "--print-config"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["data"]["dataset"] == "imagefolder" and (c["data"]["image_size"], c["data"]["resize_size"]) == (64, 72)
+    assert (c["model"]["backbone"], c["model"]["weights"], c["model"]["layer_norm"]) == ("inception_v1", None, True)
+    assert (c["train"]["optimizer"], c["data"]["batch_size"] // c["data"]["images_per_class"]) == ("adamw", 4)
+    assert train.main(["--dataset", "imagefolder", "--print-config"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    assert (paper["model"]["backbone"], paper["model"]["weights"], paper["data"]["image_size"]) == (
+        "resnet50", "imagenet", 224)
+
+
+@pytest.mark.slow
+def test_imagefolder_small_trains_on_a_folder_offline(tmp_path):
+    """One's own folder, one flag: 8 classes x 5 images -> TFRecords -> 1 epoch -> metrics."""
+    from tests import fixtures as fx
+
+    root = tmp_path / "photos"
+    for c in range(8):
+        for i in range(5):
+            fx.write_bytes(str(root / f"class_{c}" / f"{i}.jpg"), fx.noise_jpeg_bytes((48, 40), seed=10 * c + i))
+    workdir = tmp_path / "run"
+    env = dict(ENV, KERAS_HOME=str(tmp_path / "empty_keras_home"))  # no cached weights to lean on
+    result = subprocess.run(
+        [sys.executable, "-m", "tfmetric.train", "--dataset", "imagefolder_small", "--raw-dir", str(root),
+         "--data-dir", str(tmp_path / "data"), "--workdir", str(workdir), "--set", "train.epochs_per_step=1",
+         "--no-export", "--quiet"], capture_output=True, text=True, env=env, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["recall@1"] <= 1.0 and "binary/recall@1" in metrics["test"]
+    history = json.loads((workdir / "history.json").read_text())
+    assert len(history) == 2  # the warm-up epoch and one epoch
+    manifest = json.loads((tmp_path / "data" / "tfrecords" / "imagefolder" / "manifest.json").read_text())
+    assert {s: manifest["splits"][s]["num_classes"] for s in ("train", "test")} == {"train": 4, "test": 4}
+    assert "Test (imagefolder, held-out classes):" in result.stdout

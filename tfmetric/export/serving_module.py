@@ -4,8 +4,8 @@
     serving_binary   image_bytes string [batch]          -> embedding_bits uint8   [batch, ceil(D/8)]
     serving_images   images      uint8  [batch, H, W, 3] -> embedding, embedding_bits
 
-Built on ``keras.export.ExportArchive``, which tracks the model's variables as plain
-``tf.Variable``s: the result loads with ``tf.saved_model.load`` and also with the TF1 loader that
+Built on ``keras.export.ExportArchive``, which tracks the variables its endpoints capture as plain
+``tf.Variable``s, each once (``variables/`` is the size of the weights): the result loads with ``tf.saved_model.load`` and also with the TF1 loader that
 ``saved_model_cli run`` and TF Serving use (a ``tf.Module`` holding the Keras 3 model as an
 attribute does not: its variables are missing from the TF1 restore op).
 """
@@ -76,8 +76,9 @@ def build_serving_archive(embedding_model, image_size, resize_size, normalizatio
         return {EMBEDDING_OUTPUT: embedding, BITS_OUTPUT: pack_sign_bits(embedding)}
 
     bytes_spec = [tf.TensorSpec([None], tf.string, name=BYTES_INPUT)]
+    # Not ``archive.track(embedding_model)``: that saves every Keras variable a second time beside
+    # the plain tf.Variables the endpoints capture (``_all_variables``), doubling ``variables/``.
     archive = keras.export.ExportArchive()
-    archive.track(embedding_model)
     archive.add_endpoint(DEFAULT_SIGNATURE, serving_default, input_signature=bytes_spec)
     archive.add_endpoint(BINARY_SIGNATURE, serving_binary, input_signature=bytes_spec)
     archive.add_endpoint(IMAGES_SIGNATURE, serving_images, input_signature=[

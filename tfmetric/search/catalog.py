@@ -10,7 +10,8 @@ Parquet columns:
     id         string                 the input's stable id (relative path, TFRecord image/id, CSV id)
     embedding  list<float32>          L2-normalised, D values (absent with --signature serving_binary)
     bits       fixed_size_binary[B]   sign bits, B = ceil(D / 8), packed MSB-first (numpy.packbits)
-    source     string                 where the image was read (path or URI); null for TFRecord input
+    source     string                 where the image was read: path or URI, or <tfrecord file>#offset=<N>
+                                      for TFRecord input (tfmetric.search.image_source reads either)
 
 A directory without ``manifest.json`` is incomplete (an interrupted or running job).
 ``write_catalog`` writes the same format from numpy arrays without Beam.

@@ -36,7 +36,7 @@ class Neighbour(NamedTuple):
     rank: int
     id: str
     score: float           # cosine similarity (higher is closer) or Hamming distance (lower is closer)
-    source: Optional[str]  # path or URI of the image, None when unknown (TFRecord input)
+    source: Optional[str]  # the image's path or URI, or <tfrecord>#offset=<N> (image_source); None if unknown
 
 
 class CatalogIndex:
@@ -88,12 +88,20 @@ class CatalogIndex:
         return queries
 
     def search(self, queries, k=10):
-        """(scores, rows) [m, min(k, count)] for a batch of queries; rows -1 where none was found."""
+        """(scores, rows) [m, min(k, count)] for a batch of queries: faiss row numbers, -1 where none
+        was found; ``self.ids[row]`` is a row's id (``search_ids`` returns ids directly)."""
         if self.count == 0:
             raise ValueError("The index is empty.")
         if k < 1:
             raise ValueError(f"k must be a positive integer. Received: k={k}")
         return kinds.search(self.index, self.kind, self._prepare(queries), min(k, self.count))
+
+    def search_ids(self, queries, k=10):
+        """(scores, ids) [m, min(k, count)] for a batch of queries: catalog ids (object array), None
+        where none was found; scores as ``search``."""
+        scores, rows = self.search(queries, k)
+        ids = np.where(rows >= 0, self.ids[np.maximum(rows, 0)], None)
+        return scores, ids
 
     def neighbours(self, query, k=10):
         """The ``k`` nearest catalog items of one query, best first."""

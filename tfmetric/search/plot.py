@@ -1,8 +1,9 @@
 """plot_neighbours: a picture of a query image beside its nearest catalog items.
 
 The query sits in the left column with a coloured frame; the neighbours fill a grid to its right,
-best first, each titled with its rank, id and score. A neighbour whose image cannot be read (no
-source recorded, e.g. TFRecord input; a moved file; an undecodable one) is drawn as a grey
+best first, each titled with its rank, id and score. Images are read from each neighbour's source,
+an image file or a TFRecord record (``image_source``). A neighbour whose image cannot be read (no
+source recorded; a moved file; an undecodable one) is drawn as a grey
 placeholder naming its id, so the figure is always complete. matplotlib's object API with the Agg
 canvas is used (no pyplot state, no display needed).
 """
@@ -13,19 +14,20 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from tfmetric.search import image_source
+
 THUMBNAIL = 256
 MAX_COLUMNS = 5
 _TITLE_CHARS = 26
 
 
 def load_thumbnail(source, size=THUMBNAIL):
-    """uint8 RGB array of the image at ``source`` (path or URI) no larger than ``size``, or None."""
+    """uint8 RGB array no larger than ``size`` of the image at ``source`` (an image path or URI, or
+    a TFRecord ``<file>#offset=<N>``: ``image_source``), or None when it cannot be read."""
     if not source:
         return None
     try:
-        with tf.io.gfile.GFile(source, "rb") as f:
-            data = f.read()
-        return thumbnail(data, size)
+        return thumbnail(image_source.read_image_bytes(source), size)
     except (OSError, ValueError, tf.errors.OpError, Image.DecompressionBombError):
         return None
 

@@ -81,6 +81,21 @@ def test_layout(exported):
     assert os.listdir(os.path.dirname(path)) == ["1"]  # no temporary directory left behind
 
 
+def test_each_variable_is_stored_once(exported, tmp_path):
+    """variables/ holds the model's weights once: as many entries as the model has variables, and
+    about the size of the same model saved as .keras (ExportArchive.track would double both)."""
+    model, path = exported
+    stored = [name for name, _ in tf.train.list_variables(os.path.join(path, "variables", "variables"))
+              if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert len(stored) == len(model.weights)
+    variables_dir = os.path.join(path, "variables")
+    size = sum(os.path.getsize(os.path.join(variables_dir, f)) for f in os.listdir(variables_dir))
+    model.save(str(tmp_path / "embedding_model.keras"))
+    keras_size = os.path.getsize(tmp_path / "embedding_model.keras")
+    weight_bytes = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+    assert weight_bytes <= size <= 1.1 * keras_size, (weight_bytes, size, keras_size)
+
+
 def test_bytes_signatures_equal_the_keras_model(loaded, expected):
     _, encoded = _images()
     out = loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))

@@ -65,6 +65,9 @@ def test_exact_float_equals_brute_force(embeddings_dir, data):
     expected = np.argsort(-brute, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(rows, expected)
     np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, 1), atol=1e-5)
+    id_scores, ids = index.search_ids(queries, k=10)
+    assert ids.tolist() == [[f"item-{r:04d}" for r in row] for row in expected]
+    np.testing.assert_array_equal(id_scores, scores)
     top = index.neighbours(queries[0], k=3)
     assert [n.id for n in top] == [f"item-{r:04d}" for r in expected[0, :3]]
     assert top[0].rank == 1 and top[0].source == f"/images/{expected[0, 0]}.jpg"
@@ -96,6 +99,16 @@ def test_ann_recall_at_10_against_exact(embeddings_dir, data, kind, params, min_
         exact = np.argsort(-(queries @ catalog.T), axis=1)[:, :k]
         recall = np.mean([len(set(r) & set(e)) / k for r, e in zip(rows, exact)])
     assert recall >= min_recall, f"{kind} {params}: recall@10 {recall:.3f} < {min_recall}"
+
+
+def test_search_ids_is_none_where_faiss_found_nothing(embeddings_dir, data):
+    """An IVF search probing one list can return fewer than k results: rows -1, ids None."""
+    index = build_index(embeddings_dir, kind="ivf", nlist=50, nprobe=1)
+    _, rows = index.search(data[1], k=200)
+    _, ids = index.search_ids(data[1], k=200)
+    assert (rows < 0).any()
+    assert [[i is None for i in row] for row in ids.tolist()] == (rows < 0).tolist()
+    assert ids[rows >= 0].tolist() == [f"item-{r:04d}" for r in rows[rows >= 0]]
 
 
 @pytest.mark.parametrize("kind", kinds.KINDS)
