@@ -304,3 +304,18 @@ def test_plain_batches_read_every_record_once_per_round(tmp_path):
     assert len(records) == 48 and len(set(records[:24])) == len(set(records[24:])) == 24  # 2 rounds
     assert records[:24] != records[24:]
     np.testing.assert_array_equal(sampler.batch_labels(0, 8).ravel(), [r[0] for r in records])
+
+
+def test_plain_batches_hold_as_many_classes_as_a_true_shuffle(tmp_path):
+    """The ablation baseline on CUB-like data (100 classes, ~59 images each, batches of 75): a
+    true shuffle puts about 53 classes in a batch (a window over label-sorted shards gave 14)."""
+    sizes = np.random.default_rng(2).integers(41, 61, size=100)
+    index = ClassIndex.scan(write_split(str(tmp_path), sizes, num_shards=6, image=lambda c, k: b""))
+    sampler = ShuffledSampler(index, 75, seed=0)
+    ours = [len(np.unique(b)) for b in sampler.batch_labels(0, 40)]
+    split = np.repeat(np.arange(100), sizes)
+    rng = np.random.default_rng(0)
+    reference = [len(np.unique(b)) for _ in range(10) for b in rng.permutation(split)[:75 * 40].reshape(40, 75)]
+    assert abs(np.mean(ours) - np.mean(reference)) < 1.0 and np.mean(reference) > 50
+    streamed = [labels for _, labels in sampler.batches(0, 2).as_numpy_iterator()]
+    np.testing.assert_array_equal(np.stack(streamed), sampler.batch_labels(0, 2))
