@@ -34,7 +34,7 @@ from PIL import Image  # noqa: E402
 
 from tfmetric.config import DataConfig  # noqa: E402
 from tfmetric.data import preprocessing, schema  # noqa: E402
-from tfmetric.data.class_sampler import ClassIndex  # noqa: E402
+from tfmetric.data.class_index import ClassIndex  # noqa: E402
 from tfmetric.data.tfrecord_source import TFRecordSource  # noqa: E402
 
 
@@ -139,12 +139,13 @@ def index_startup(source):
     start = time.perf_counter()
     scanned = ClassIndex.scan(paths)
     scan_s = time.perf_counter() - start
-    runs = [[] for _ in paths]  # what the converter records in the manifest
+    runs, offsets = [[] for _ in paths], [[] for _ in paths]  # what the converter records in the manifest
     for label in scanned.order:
         shard, _, count = scanned.runs[label]
         runs[shard].append([int(label), int(count)])
+        offsets[shard].append(int(scanned.offsets[label]))
     start = time.perf_counter()
-    ClassIndex.from_runs(paths, runs)
+    ClassIndex.from_runs(paths, runs, offsets)
     return scan_s, time.perf_counter() - start
 
 

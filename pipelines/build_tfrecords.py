@@ -89,20 +89,26 @@ def num_shards(requested: int, num_images: int) -> int:
     return requested or max(1, math.ceil(num_images / IMAGES_PER_SHARD))
 
 
-def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels: int) -> None:
-    """Adds the conversion to pipeline ``p``; the shards and the summary go to ``staging``."""
+def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels: int,
+                   label_spaces=None) -> None:
+    """Adds the conversion to pipeline ``p``; the shards and the summary go to ``staging``.
+
+    ``label_spaces`` maps a split to the label space it shares with other splits (the dataset
+    module's ``LABEL_SPACES``); labels are made contiguous per label space.
+    """
+    spaces = dict(label_spaces or {})
     flat = [r for split in sorted(records) for r in records[split]]
     checked = (p
                | "Create image records" >> beam.Create(flat)
                | "Read and check images" >> beam.ParDo(transforms.ReadImageFn(max_pixels))
                .with_outputs(transforms.SKIPPED, transforms.FINGERPRINT, main="images"))
     label_maps = (checked.images
-                  | "Classes with images" >> beam.Map(lambda im: (im.split, im.label))
+                  | "Classes with images" >> beam.Map(lambda im: (spaces.get(im.split, im.split), im.label))
                   | "Distinct classes" >> beam.Distinct()
                   | "Group classes by split" >> beam.GroupByKey()
                   | "Build label maps" >> beam.Map(transforms.label_map))
     shards = (checked.images
-              | "Assign shards" >> beam.ParDo(transforms.AssignShardFn(shards_per_split),
+              | "Assign shards" >> beam.ParDo(transforms.AssignShardFn(shards_per_split, spaces),
                                               label_maps=beam.pvalue.AsDict(label_maps))
               | "Group by shard" >> beam.GroupByKey()
               | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging)))
@@ -148,7 +154,7 @@ def run(argv=None, test_pipeline=None):
     tf.io.gfile.makedirs(staging)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(p, records, shards_per_split, staging, args.max_pixels)
+    build_pipeline(p, records, shards_per_split, staging, args.max_pixels, getattr(module, "LABEL_SPACES", None))
     result = p.run()
     result.wait_until_finish()
     _log_metrics(result)

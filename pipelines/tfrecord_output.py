@@ -55,6 +55,7 @@ def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
     """The manifest (see tfmetric.data.manifest) from the parsed records and the build summary."""
     splits = {}
     reasons = collections.Counter()
+    spaces = getattr(module, "LABEL_SPACES", {})
     for split in module.SPLITS:
         listed = records.get(split, [])
         shards = sorted((s for s in summary["shards"] if s["split"] == split),
@@ -69,12 +70,15 @@ def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
             "num_images": sum(s["num_images"] for s in shards),
             "num_classes": sum(s["num_classes"] for s in shards),  # shards hold whole classes
             "num_listed": len(listed),
-            "shards": [{k: s[k] for k in ("path", "num_images", "num_classes", "class_runs")}
+            "shards": [{k: s[k] for k in ("path", "num_images", "num_classes", "class_runs", "class_offsets")}
                        for s in shards],
             "skipped": skipped,
             "empty_classes": sorted(c for c, n in skipped_per_class.items()
                                     if n == listed_per_class[c]),
         }
+    for split in set(spaces) & set(splits):  # labels of a shared space index the union's classes
+        splits[split]["num_labels"] = len({label for other in splits if spaces.get(other) == spaces[split]
+                                           for s in splits[other]["shards"] for label, _ in s["class_runs"]})
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "dataset": module.NAME,

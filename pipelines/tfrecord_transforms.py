@@ -15,6 +15,7 @@ import tensorflow as tf
 from apache_beam.metrics import Metrics
 
 from tfmetric.data import image_header, schema
+from tfmetric.data.class_index import RECORD_OVERHEAD
 
 NAMESPACE = "build_tfrecords"
 SKIPPED = "skipped"
@@ -91,10 +92,15 @@ class ReadImageFn(beam.DoFn):
                            info.format, info.height, info.width, info.encoded)
 
 
-def label_map(split_and_labels):
-    """(split, labels with images) -> (split, {parser label: contiguous label})."""
-    split, labels = split_and_labels
-    return split, {old: new for new, old in enumerate(sorted(labels))}
+def label_map(space_and_labels):
+    """(label space, labels with images) -> (label space, {parser label: contiguous label}).
+
+    A label space is a split, or several splits that share their labels (In-Shop query and
+    gallery): their map is built from the union of their classes, so one class keeps one label
+    in all of them whatever images were skipped.
+    """
+    space, labels = space_and_labels
+    return space, {old: new for new, old in enumerate(sorted(labels))}
 
 
 class AssignShardFn(beam.DoFn):
@@ -105,13 +111,15 @@ class AssignShardFn(beam.DoFn):
 
     Args:
       shards_per_split: dict split -> requested number of shards.
+      label_spaces: dict split -> its label space (default: the split itself).
     """
 
-    def __init__(self, shards_per_split: dict):
+    def __init__(self, shards_per_split: dict, label_spaces=None):
         self._shards_per_split = dict(shards_per_split)
+        self._label_spaces = dict(label_spaces or {})
 
     def process(self, image, label_maps):
-        mapping = label_maps[image.split]
+        mapping = label_maps[self._label_spaces.get(image.split, image.split)]
         label = mapping[image.label]
         num_shards = max(1, min(self._shards_per_split[image.split], len(mapping)))
         yield (image.split, label % num_shards, num_shards), image._replace(label=label)
@@ -139,17 +147,23 @@ class WriteShardFn(beam.DoFn):
         rel_path = f"{split}/{shard_name(split, index, num_shards)}"
         path = os.path.join(self._output_dir, rel_path)
         tf.io.gfile.makedirs(os.path.dirname(path))
+        starts, offset = [], 0  # byte offset of every record, so the sampler can seek to a class
         with tf.io.TFRecordWriter(path) as writer:
             for im in images:
-                writer.write(schema.serialize_example(im.encoded, im.format, im.height, im.width,
-                                                      im.label, im.class_name, im.image_id))
+                record = schema.serialize_example(im.encoded, im.format, im.height, im.width,
+                                                  im.label, im.class_name, im.image_id)
+                writer.write(record)
+                starts.append(offset)
+                offset += len(record) + RECORD_OVERHEAD
         self._written.inc(len(images))
         self._shards.inc()
         # One run per class, in file order (the records are sorted by label).
         runs = [[label, sum(1 for _ in run)]
                 for label, run in itertools.groupby(images, key=lambda im: im.label)]
+        firsts = itertools.accumulate([0] + [count for _, count in runs[:-1]])
         yield {"split": split, "index": index, "path": rel_path, "num_images": len(images),
-               "num_classes": len(runs), "class_runs": runs}
+               "num_classes": len(runs), "class_runs": runs,
+               "class_offsets": [starts[i] for i in firsts] if runs else []}
 
 
 class FingerprintFn(beam.CombineFn):

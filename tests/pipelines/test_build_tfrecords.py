@@ -3,6 +3,7 @@ import collections
 import os
 import types
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from apache_beam.metrics.metric import MetricsFilter
@@ -14,6 +15,8 @@ from tfmetric import datasets
 from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import schema
 from tfmetric.datasets.base import ImageRecord
+from tfmetric.data.class_index import ClassIndex
+from tfmetric.data.tfrecord_source import TFRecordSource
 
 FAKES = {"cars196": fx.make_cars196, "cub200": fx.make_cub200, "sop": fx.make_sop,
          "inshop": fx.make_inshop, "imagefolder": fx.make_imagefolder}
@@ -152,6 +155,37 @@ def test_class_without_good_images_leaves_labels_contiguous(tmp_path):
     rows = [r for shard in read_shards(tmp_path / "data", "imagefolder", "train").values()
             for r in shard]
     assert {(r[schema.CLASS_NAME], int(r[schema.LABEL])) for r in rows} == {(b"a", 0), (b"c", 1)}
+
+
+def test_inshop_query_and_gallery_keep_one_label_map_whatever_is_skipped(tmp_path):
+    """Item 2 loses its only query image: the union's map keeps every item's label in both splits."""
+    raw = fx.make_inshop(str(tmp_path / "raw"))
+    query_images = [line.split()[0] for line in open(os.path.join(raw, "list_eval_partition.txt"))
+                    if line.strip().endswith("query")]
+    fx.write_bytes(os.path.join(raw, next(q for q in query_images if "id_00000002" in q)), b"")
+    manifest, _ = convert("inshop", raw, tmp_path / "data", "--num-shards", "2")
+    labels = {}
+    for split in ("query", "gallery"):
+        rows = [r for shard in read_shards(tmp_path / "data", "inshop", split).values() for r in shard]
+        labels[split] = {(r[schema.CLASS_NAME].decode(), int(r[schema.LABEL])) for r in rows}
+    # Union of test items in id order: 2 -> 0, 4 -> 1, 5 -> 2, in both splits.
+    assert labels["query"] == {("id_00000004", 1)}
+    assert labels["gallery"] == {("id_00000002", 0), ("id_00000004", 1), ("id_00000005", 2)}
+    query = manifest["splits"]["query"]
+    assert (query["num_classes"], query["num_labels"], manifest["splits"]["gallery"]["num_labels"]) == (1, 3, 3)
+    assert "num_labels" not in manifest["splits"]["train"]
+    source = TFRecordSource.from_manifest(manifest, str(tmp_path / "data"))
+    assert source.labels("query").tolist() == [1, 1]  # a label space with gaps is readable
+
+
+def test_class_offsets_are_where_each_class_starts(tmp_path):
+    raw = fx.make_sop(str(tmp_path / "raw"))
+    manifest, _ = convert("sop", raw, tmp_path / "data", "--num-shards", "2")
+    source = TFRecordSource.from_manifest(manifest, str(tmp_path / "data"))
+    for split in manifest["splits"]:
+        scanned = ClassIndex.scan(source._paths(split))
+        np.testing.assert_array_equal(source.index(split).offsets, scanned.offsets)
+        np.testing.assert_array_equal(source.index(split).runs, scanned.runs)
 
 
 def test_rerun_is_byte_identical_and_replaces_the_output(tmp_path):

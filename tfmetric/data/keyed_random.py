@@ -10,6 +10,7 @@ import tensorflow as tf
 
 _RANK_MAX = 64  # permutations of up to this many items are exact (rank of random keys)
 _FEISTEL_ROUNDS = 6
+_FLOYD, _ORDER = 0x466C6F7964, 0x4F72646572  # domain tags of keyed_sample's two streams
 
 
 def _u64(x):
@@ -82,3 +83,27 @@ def keyed_permutation(i, n, *key):
                        lambda y: (tf.where(y >= limit, _feistel(y, half, round_keys), y),),
                        (_feistel(y, half, round_keys),))
     return tf.where(small, rank, tf.cast(y, tf.int64))
+
+
+def keyed_sample(n, k, *key):
+    """k distinct values of [0, n) per row, uniformly (every k-subset equally likely, in random
+    order): int64 [rows, k] for ``n`` int64 [rows] with ``n >= k`` (Floyd's algorithm, O(k^2)
+    whatever n, so drawing 3 of a million classes costs what drawing 3 of 10 does).
+
+    ``k`` is a python int; the key parts broadcast against [rows, 1] (give one part per row, e.g.
+    the class, for the rows to be drawn independently).
+    """
+    n = tf.reshape(tf.cast(n, tf.int64), [-1, 1])
+    chosen = []
+    for t in range(k):
+        m = n[:, 0] - k + t  # step t draws from [0, m]; a value already taken is replaced by m
+        draw = keyed_uniform_int(m[:, None] + 1, *key, _FLOYD, t)[:, 0]
+        if chosen:
+            taken = tf.reduce_any(tf.stack(chosen, axis=1) == draw[:, None], axis=1)
+            draw = tf.where(taken, m, draw)
+        chosen.append(draw)
+    values = tf.stack(chosen, axis=1)
+    # Floyd's output order is not exchangeable (m lands at position t): shuffle each row.
+    order = tf.argsort(tf.cast(tf.bitwise.right_shift(
+        keyed_hash(*key, _ORDER, tf.range(k, dtype=tf.int64)[None, :]), _u64(1)), tf.int64), axis=1, stable=True)
+    return tf.gather(values, tf.broadcast_to(order, tf.shape(values)), batch_dims=1)

@@ -11,7 +11,8 @@ Layout of the manifest (``schema_version`` 1)::
      "splits": {"train": {"num_images": 8054, "num_classes": 98, "num_listed": 8054,
                           "shards": [{"path": "train/train-00000-of-00008.tfrecord",
                                       "num_images": 1003, "num_classes": 13,
-                                      "class_runs": [[0, 83], [8, 74], ...]}, ...],
+                                      "class_runs": [[0, 83], [8, 74], ...],
+                                      "class_offsets": [0, 4561234, ...]}, ...],
                           "skipped": [{"image_id": ..., "path": ..., "class_name": ...,
                                        "reason": "truncated", "detail": ...}, ...],
                           "empty_classes": []}, ...},
@@ -21,8 +22,11 @@ Layout of the manifest (``schema_version`` 1)::
      "features": {"image/encoded": "bytes", ...}}
 
 A shard's ``class_runs`` lists its classes in file order as ``[label, number of records]`` (one
-contiguous run per class), so the sampler knows where every class is without reading the labels;
-manifests without them (older converters) are still valid and the sampler reads the labels once.
+contiguous run per class) and ``class_offsets`` the byte offset of each run's first record, so
+the sampler can read any class directly without reading the labels; manifests without them
+(older converters) are still valid and the sampler reads the labels once. A split whose labels
+are shared with other splits (In-Shop query and gallery) has ``num_labels``, the size of the
+shared label space (its labels are num_classes of 0..num_labels-1).
 """
 import json
 import os
@@ -112,6 +116,12 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
             raise ManifestError(f"{where}: split {name!r} has num_images {split['num_images']} "
                                 f"but its shards hold {counted}")
         for shard in split["shards"]:
+            offsets = shard.get("class_offsets")
+            if offsets is not None and (len(offsets) != len(shard.get("class_runs") or ())
+                                        or any(b <= a for a, b in zip(offsets, offsets[1:]))
+                                        or any(o < 0 for o in offsets)):
+                raise ManifestError(f"{where}: shard {shard['path']}: class_offsets must be one "
+                                    f"increasing byte offset per class run")
             runs = shard.get("class_runs")
             if runs is not None and (len(runs) != shard.get("num_classes")
                                      or sum(count for _, count in runs) != shard["num_images"]):

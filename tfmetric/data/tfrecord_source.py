@@ -2,16 +2,17 @@
 
 The trainer's interface to data: ``num_images``, ``num_classes``, ``labels``, ``train_dataset``,
 ``eval_dataset``, ``raw_dataset``, and ``distribute_dataset_fn`` for ``tf.distribute``. Training
-batches come from ``ClassBalancedSampler``: memory is bounded by a few batches, whatever the
-split's size. Evaluation and ``raw_dataset`` read the split's shards in manifest order, record by
+batches come from ``ClassBalancedSampler`` (``ShuffledSampler`` for the ablation): memory is
+bounded by a few batches, whatever the split's size. Evaluation and ``raw_dataset`` read the split's shards in manifest order, record by
 record, so their order (and ``labels(split)``) is deterministic.
 """
 import tensorflow as tf
 
 from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import preprocessing, schema
-from tfmetric.data.class_sampler import (RAW_SPEC, ClassBalancedSampler, ClassIndex, default_reader,
-                                         shuffled_batches)
+from tfmetric.data.class_index import ClassIndex
+from tfmetric.data.class_sampler import ClassBalancedSampler, ShuffledSampler
+from tfmetric.data.record_reader import RAW_SPEC
 
 AUTOTUNE = tf.data.AUTOTUNE
 PREFETCH_BATCHES = 2
@@ -63,31 +64,36 @@ class TFRecordSource:
     Args:
       shards: dict split -> shard paths, in manifest order.
       num_images, num_classes: dict split -> count (from the manifest); scanned when missing.
-      reader: path tensor -> dataset of serialized records (default: TFRecordDataset).
-      cycle_length: shards the sampler reads at the same time.
-      window_batches: the sampler shuffles class groups within windows of this many batches.
-      class_runs: dict split -> per shard ``[[label, count], ...]`` (the manifest's record of
-        where each class is); splits without it are indexed by reading their labels once.
+      cycle_length: classes the sampler reads at the same time.
+      class_runs: dict split -> per shard ``([[label, count], ...], [byte offset, ...])`` (the
+        manifest's record of where each class is); splits without it are indexed by reading
+        their labels once.
+      num_labels: dict split -> size of its label space, where it exceeds its class count (a
+        label space shared with another split, e.g. In-Shop query and gallery).
     """
 
-    def __init__(self, shards, num_images=None, num_classes=None, reader=default_reader,
-                 cycle_length=8, window_batches=8, class_runs=None):
+    def __init__(self, shards, num_images=None, num_classes=None, cycle_length=8, class_runs=None,
+                 num_labels=None):
         self._shards = {split: list(paths) for split, paths in shards.items()}
         self._class_runs = dict(class_runs or {})
         self._num_images = dict(num_images or {})
         self._num_classes = dict(num_classes or {})
-        self._reader, self._cycle_length, self._window_batches = reader, cycle_length, window_batches
+        self._num_labels = dict(num_labels or {})
+        self._cycle_length = cycle_length
         self._indexes, self._samplers = {}, {}
 
     @classmethod
     def from_manifest(cls, manifest, data_dir, **kwargs):
         """The source of a validated manifest (``tfmetric.data.manifest.load_manifest``)."""
         dataset, splits = manifest["dataset"], manifest["splits"]
-        runs = {s: [shard["class_runs"] for shard in info["shards"]] for s, info in splits.items()
-                if all("class_runs" in shard for shard in info["shards"])}  # older manifests lack them
+        runs = {s: ([shard["class_runs"] for shard in info["shards"]],
+                    [shard["class_offsets"] for shard in info["shards"]]) for s, info in splits.items()
+                if all("class_offsets" in shard for shard in info["shards"])}  # older manifests lack them
         return cls({s: manifest_lib.shard_paths(data_dir, dataset, s, manifest) for s in splits},
                    {s: info["num_images"] for s, info in splits.items()},
-                   {s: info["num_classes"] for s, info in splits.items()}, class_runs=runs, **kwargs)
+                   {s: info["num_classes"] for s, info in splits.items()}, class_runs=runs,
+                   num_labels={s: info["num_labels"] for s, info in splits.items() if "num_labels" in info},
+                   **kwargs)
 
     def _paths(self, split):
         if split not in self._shards:
@@ -98,11 +104,11 @@ class TFRecordSource:
         """The split's ClassIndex (cached): from the manifest's class runs when it has them, else
         one pass over the labels of every shard, checking the class grouping."""
         if split not in self._indexes:
+            counts = self._num_classes.get(split), self._num_labels.get(split)
             if split in self._class_runs:
-                index = ClassIndex.from_runs(self._paths(split), self._class_runs[split],
-                                             self._num_classes.get(split))
+                index = ClassIndex.from_runs(self._paths(split), *self._class_runs[split], *counts)
             else:
-                index = ClassIndex.scan(self._paths(split), self._num_classes.get(split), reader=self._reader)
+                index = ClassIndex.scan(self._paths(split), *counts)
             self._indexes[split] = index
         return self._indexes[split]
 
@@ -124,26 +130,30 @@ class TFRecordSource:
         return index if shard_ids is None else index.subset(list(shard_ids))
 
     def sampler(self, split, data_config, seed, batch_size, shard_ids=None):
-        """The (cached) ClassBalancedSampler; reusing it across epochs reuses its traced functions."""
+        """The (cached) sampler the config asks for: ClassBalancedSampler, or ShuffledSampler with
+        ``data.class_balanced=false``."""
         d = data_config
-        key = (split, batch_size, d.images_per_class, d.sample_with_replacement, seed,
+        key = (split, batch_size, d.class_balanced, d.images_per_class, d.sample_with_replacement, seed,
                None if shard_ids is None else tuple(shard_ids))
         if key not in self._samplers:
-            self._samplers[key] = ClassBalancedSampler(
-                self._index(split, shard_ids), batch_size, d.images_per_class, replace=d.sample_with_replacement, seed=seed,
-                cycle_length=self._cycle_length, window_batches=self._window_batches, reader=self._reader)
+            index = self._index(split, shard_ids)
+            self._samplers[key] = (
+                ClassBalancedSampler(index, batch_size, d.images_per_class, replace=d.sample_with_replacement,
+                                     seed=seed, cycle_length=self._cycle_length) if d.class_balanced else
+                ShuffledSampler(index, batch_size, seed=seed, cycle_length=self._cycle_length))
         return self._samplers[key]
 
-    def _batches(self, split, data_config, epoch, steps, seed, batch_size, shard_ids=None):
-        d = data_config
-        if d.class_balanced:
-            return self.sampler(split, d, seed, batch_size, shard_ids).batches(epoch, steps)
-        return shuffled_batches(self._index(split, shard_ids), batch_size, epoch, steps, seed, self._cycle_length,
-                                self._window_batches, self._reader)
+    def steps_per_epoch(self, split, global_batch, steps=0):
+        """Training steps of an epoch: ``steps`` if given, else the official ``num_images // batch``."""
+        return steps or max(1, self.num_images(split) // global_batch)
+
+    def train_batches(self, split, data_config, epoch, steps, seed):
+        """The ``(image_bytes, labels)`` batches ``train_dataset`` decodes (one replica)."""
+        return self.sampler(split, data_config, seed, data_config.batch_size).batches(epoch, steps)
 
     def train_dataset(self, split, data_config, normalization, epoch, steps, seed):
         """One epoch of ``steps`` augmented class-balanced batches ``(images, labels)``."""
-        batches = self._batches(split, data_config, epoch, steps, seed, data_config.batch_size)
+        batches = self.train_batches(split, data_config, epoch, steps, seed)
         return augment(batches, data_config, normalization, data_config.batch_size,
                        seed * 1_000_003 + epoch)
 
@@ -166,7 +176,7 @@ class TFRecordSource:
                     raise ValueError(f"Split {split!r} has {len(paths)} shards for {pipelines} input "
                                      f"pipelines; rebuild it with at least --num-shards {pipelines}.")
                 shard_ids = range(pipeline, len(paths), pipelines)
-            batches = self._batches(split, d, epoch, steps * replicas_here, seed, per_replica, shard_ids)
+            batches = self.sampler(split, d, seed, per_replica, shard_ids).batches(epoch, steps * replicas_here)
             return augment(batches, d, normalization, per_replica,
                            (seed * 1_000_003 + epoch) * 1_009 + pipeline)
         return dataset_fn

@@ -8,6 +8,8 @@ Every module exposes:
   GALLERY_SPLIT   the split searched by queries, or None for self-retrieval within QUERY_SPLIT
   load(raw_dir)   -> dict split -> list[ImageRecord] (generated sets ignore raw_dir)
   INSTRUCTIONS    what to download and where the files must end up
+  LABEL_SPACES    optional: split -> shared label space, for splits labelled from one map
+                  (In-Shop query and gallery); the converter relabels per space, not per split
 """
 import importlib
 

@@ -69,7 +69,7 @@ class _Data:
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
         self.global_batch = d.batch_size * self.replicas
-        self.steps = t.steps_per_epoch or max(1, self.source.num_images(self.split) // self.global_batch)
+        self.steps = self.source.steps_per_epoch(self.split, self.global_batch, t.steps_per_epoch)
         self.normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
         self.eval_splits = [s for s in (self.module.QUERY_SPLIT, self.module.GALLERY_SPLIT) if s]
         self.eval = {s: self.source.eval_dataset(s, d, self.normalization) for s in self.eval_splits}

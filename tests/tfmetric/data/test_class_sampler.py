@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 from tfmetric.data import schema
-from tfmetric.data.class_sampler import CHUNK, ClassBalancedSampler, ClassIndex, ShardLayoutError, shuffled_batches
+from tfmetric.data.class_index import ClassIndex, ShardLayoutError
+from tfmetric.data.class_sampler import ClassBalancedSampler, ShuffledSampler
+from tfmetric.data.record_reader import class_reader
 
 
 def write_split(directory, sizes, num_shards, image=None, order=None):
@@ -58,7 +60,7 @@ def ragged(tmp_path_factory):
 def test_every_batch_has_exact_classes_and_images(ragged, batch_size, k):
     index, sizes = ragged
     for seed, epoch in ((0, 0), (1, 3)):
-        batches = collect(ClassBalancedSampler(index, batch_size, k, seed=seed, window_batches=2), epoch, 25)
+        batches = collect(ClassBalancedSampler(index, batch_size, k, seed=seed), epoch, 25)
         assert len(batches) == 25
         assert_balanced(batches, batch_size, k)
         for images, labels in batches:  # image k of class c exists
@@ -88,68 +90,135 @@ def test_with_replacement_is_the_default_and_repeats_images(tmp_path):
     assert 40 < repeats < 80
 
 
-def test_without_replacement_walks_through_all_images_of_a_class(tmp_path):
-    index = ClassIndex.scan(write_split(str(tmp_path), [8, 8], num_shards=2))
-    batches = collect(ClassBalancedSampler(index, 8, 4, replace=False, seed=3), 0, 4)
-    for c in (0, 1):  # rounds 0, 1 use one permutation, rounds 2, 3 the next: all 8 images twice
-        drawn = np.concatenate([images[labels == c] for images, labels in batches])
-        assert sorted(drawn[:8]) == list(range(8)) and sorted(drawn[8:]) == list(range(8))
+def test_without_replacement_uses_a_class_s_images_uniformly(tmp_path):
+    index = ClassIndex.scan(write_split(str(tmp_path), [10, 10, 10], num_shards=2))
+    sampler = ClassBalancedSampler(index, 8, 4, replace=False, seed=3)
+    batches = collect(sampler, 0, 50)
+    drawn = np.concatenate([images for images, _ in batches])
+    groups = drawn.reshape(-1, 4)
+    assert all(len(set(g)) == 4 for g in groups)                 # 4 distinct images per group
+    counts = np.bincount(drawn + 10 * np.concatenate([labels for _, labels in batches]), minlength=30)
+    chi2 = ((counts - counts.mean()) ** 2 / counts.mean()).sum()  # 400 draws over 30 images
+    assert chi2 < 29 + 5 * np.sqrt(2 * 29)
 
 
-@pytest.mark.parametrize("num_classes,classes_per_batch", [(50, 5), (53, 5)])
-def test_classes_are_used_equally_over_an_epoch(tmp_path, num_classes, classes_per_batch):
-    index = ClassIndex.scan(write_split(str(tmp_path), [3] * num_classes, num_shards=5))
-    sampler = ClassBalancedSampler(index, classes_per_batch * 2, 2, seed=4)
-    steps = 100  # 500 class slots
-    usage = np.bincount(np.concatenate([labels[::2] for _, labels in collect(sampler, 0, steps)]),
-                        minlength=num_classes)
-    if num_classes % classes_per_batch == 0:
-        assert usage.min() == usage.max() == 10                 # 10 full rounds
-    else:  # 3 classes sit out per round, along a cycle: counts differ by at most 2 in an epoch
-        assert usage.sum() == 500 and usage.max() - usage.min() <= 2
+# ---- Classes drawn like the official sampler: uniform, independent, whatever the layout -----------
+
+C, P, K, STEPS = 50, 5, 2, 400
 
 
-def test_deterministic_for_a_seed_and_different_across_seeds_and_epochs(ragged):
+@pytest.fixture(scope="module")
+def label_sorted(tmp_path_factory):
+    """50 classes in 5 label-sorted shards (the converter's layout), and their sampler's labels."""
+    sizes = np.random.default_rng(1).integers(2, 9, size=C)
+    paths = write_split(str(tmp_path_factory.mktemp("sorted")), sizes, num_shards=5,
+                        order=[[c for c in range(C) if c * 5 // C == s for _ in range(sizes[c])] for s in range(5)])
+    index = ClassIndex.scan(paths)
+    sampler = ClassBalancedSampler(index, P * K, K, seed=11)
+    classes = sampler.batch_labels(0, STEPS)[:, ::K]
+    return index, sampler, classes, sizes
+
+
+def uniform_reference(steps, seed=0):
+    """The official sampler's draw in numpy: P of C classes without replacement, per batch."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(C, P, replace=False) for _ in range(steps)])
+
+
+def test_batch_labels_are_those_the_batches_carry(label_sorted):
+    _, sampler, classes, _ = label_sorted
+    streamed = [labels for _, labels in sampler.batches(0, 30).as_numpy_iterator()]
+    np.testing.assert_array_equal(np.stack(streamed)[:, ::K], classes[:30])
+    assert_balanced([(np.zeros(P * K), y) for y in streamed], P * K, K)
+
+
+def test_class_usage_is_multinomial_like_not_round_robin(label_sorted):
+    _, _, classes, _ = label_sorted
+
+    def chi2(draws):
+        counts = np.bincount(draws.ravel(), minlength=C)
+        return ((counts - counts.mean()) ** 2 / counts.mean()).sum()
+
+    ours, reference = chi2(classes), np.mean([chi2(uniform_reference(STEPS, s)) for s in range(20)])
+    # Uniform draws: about (C - 1) * (C - P) / (C - 1) = 45, sd ~ 9.5; a round-robin schedule
+    # (every class equally often) gives about 0, a skewed one far more.
+    assert 45 - 4 * 9.5 < ours < 45 + 4 * 9.5
+    assert abs(reference - 45) < 6
+
+
+def test_label_span_matches_a_uniform_draw(label_sorted):
+    _, _, classes, _ = label_sorted
+    span = classes.max(1) - classes.min(1)
+    expected = (P - 1) * (C + 1) / (P + 1) - 1  # E[max - min] of P of 0..C-1: 33
+    reference = uniform_reference(STEPS)
+    assert abs(span.mean() - expected) < 2.0 and abs(np.ptp(reference, 1).mean() - expected) < 2.0
+
+
+def test_consecutive_batches_are_independent(label_sorted):
+    _, _, classes, _ = label_sorted
+    overlap = [len(set(a) & set(b)) for a, b in zip(classes[:-1], classes[1:])]
+    assert abs(np.mean(overlap) - P * P / C) < 0.15  # E = 0.5 classes shared; sd of the mean 0.034
+    means = classes.mean(1)
+    assert abs(np.corrcoef(means[:-1], means[1:])[0, 1]) < 0.15
+    first = np.bincount(classes[:, 0], minlength=C)  # every slot is uniform too
+    assert ((first - first.mean()) ** 2 / first.mean()).sum() < 49 + 5 * np.sqrt(98)
+
+
+def test_class_pair_coverage_matches_a_uniform_draw(label_sorted):
+    _, _, classes, _ = label_sorted
+
+    def coverage(draws):
+        pairs = {(a, b) for row in draws for a in row for b in row if a < b}
+        return len(pairs) / (C * (C - 1) / 2)
+
+    expected = 1 - (1 - P * (P - 1) / (C * (C - 1))) ** STEPS  # 0.805
+    assert abs(coverage(classes) - expected) < 0.03
+    assert abs(coverage(uniform_reference(STEPS)) - expected) < 0.03
+
+
+def test_batches_do_not_depend_on_the_shard_layout(tmp_path, label_sorted):
+    index, sampler, classes, sizes = label_sorted
+    other = ClassIndex.scan(write_split(str(tmp_path), sizes, num_shards=7))  # round-robin layout
+    again = ClassBalancedSampler(other, P * K, K, seed=11)
+    np.testing.assert_array_equal(again.batch_labels(0, STEPS)[:, ::K], classes)
+    a, b = collect(sampler, 2, 5), collect(again, 2, 5)
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+
+
+def test_a_batch_is_a_function_of_seed_epoch_and_step(ragged):
     index, _ = ragged
 
-    def run(seed, epoch):
-        batches = collect(ClassBalancedSampler(index, 12, 3, seed=seed), epoch, 10)
-        return np.concatenate([np.stack(b) for b in batches])
+    def run(seed, epoch, steps):
+        return np.concatenate([np.stack(b) for b in collect(ClassBalancedSampler(index, 12, 3, seed=seed), epoch, steps)])
 
-    a = run(5, 0)
-    assert np.array_equal(a, run(5, 0))
-    assert not np.array_equal(a, run(6, 0))
-    assert not np.array_equal(a, run(5, 1))
+    a = run(5, 0, 10)
+    np.testing.assert_array_equal(a, run(5, 0, 10))
+    np.testing.assert_array_equal(a[:6], run(5, 0, 3))  # the epoch's length does not matter
+    assert not np.array_equal(a, run(6, 0, 10))
+    assert not np.array_equal(a, run(5, 1, 10))
 
 
-def test_buffers_a_bounded_number_of_records_on_a_large_split(tmp_path):
-    """A split 10x larger than everything the sampler may hold: records read but not yet emitted
-    (every record is taken once: classes of exactly K images, without replacement) stay within
-    the documented bound at every batch."""
-    k, classes_per_batch, cycle, window_batches = 4, 4, 4, 2
-    num_classes = 1200
-    paths = write_split(str(tmp_path), [k] * num_classes, num_shards=8)
+def test_reads_only_the_chosen_classes_up_to_their_last_chosen_image(tmp_path):
+    """A split far larger than a batch: the records read per batch are at most those of its P
+    classes (up to the last image chosen), so nothing is read ahead beyond a few batches."""
+    k, classes_per_batch, size, num_classes = 4, 4, 6, 400
+    paths = write_split(str(tmp_path), [size] * num_classes, num_shards=8)
     reads = tf.Variable(0, dtype=tf.int64)
 
-    def counting_reader(path):
+    def counting_reader(path, offset):
         def count(record):
             with tf.control_dependencies([reads.assign_add(1)]):
                 return tf.identity(record)
-        return tf.data.TFRecordDataset(path).map(count)
+        return class_reader(path, offset).map(count)
 
-    index = ClassIndex.scan(paths)
-    sampler = ClassBalancedSampler(index, classes_per_batch * k, k, replace=False, seed=0,
-                                   cycle_length=cycle, window_batches=window_batches, reader=counting_reader)
-    bound = cycle * (CHUNK + k) + window_batches * classes_per_batch * k + classes_per_batch * k
-    assert 10 * bound < num_classes * k
-    held = []
-    steps = num_classes // classes_per_batch
-    iterator = iter(sampler.batches(0, steps))
-    for b in range(steps):
+    sampler = ClassBalancedSampler(ClassIndex.scan(paths), classes_per_batch * k, k, seed=0,
+                                   cycle_length=4, reader=counting_reader)
+    per_batch = classes_per_batch * size
+    iterator = iter(sampler.batches(0, 50))
+    for b in range(50):
         next(iterator)
-        held.append(int(reads.numpy()) - (b + 1) * classes_per_batch * k)
-    assert max(held) <= bound
-    assert int(reads.numpy()) == num_classes * k  # one pass read every record exactly once
+        assert int(reads.numpy()) <= (b + 4) * per_batch  # + the classes and batches in flight
+    assert int(reads.numpy()) < 50 * per_batch < num_classes * size
 
 
 def test_shards_with_a_class_in_two_shards_are_named(tmp_path):
@@ -161,14 +230,35 @@ def test_shards_with_a_class_in_two_shards_are_named(tmp_path):
 
 def test_class_runs_are_checked_like_scanned_labels():
     paths = ["a.tfrecord", "b.tfrecord"]
-    index = ClassIndex.from_runs(paths, [[[0, 2], [2, 1]], [[1, 3]]])
+    index = ClassIndex.from_runs(paths, [[[0, 2], [2, 1]], [[1, 3]]], [[0, 40], [0]])
     assert index.runs.tolist() == [[0, 0, 2], [1, 0, 3], [0, 2, 1]] and index.order.tolist() == [0, 2, 1]
+    assert index.offsets.tolist() == [0, 0, 40]
     with pytest.raises(ShardLayoutError, match=r"Class 1 is in two shards: a.tfrecord and b.tfrecord"):
-        ClassIndex.from_runs(paths, [[[0, 2], [1, 1]], [[1, 3]]])
+        ClassIndex.from_runs(paths, [[[0, 2], [1, 1]], [[1, 3]]], [[0, 9], [0]])
     with pytest.raises(ShardLayoutError, match=r"missing \[1\]"):
-        ClassIndex.from_runs(paths, [[[0, 2]], [[2, 3]]])
-    with pytest.raises(ShardLayoutError, match="1 lists of class runs for 2 shards"):
-        ClassIndex.from_runs(paths, [[[0, 2]]])
+        ClassIndex.from_runs(paths, [[[0, 2]], [[2, 3]]], [[0], [0]])
+    with pytest.raises(ShardLayoutError, match="1 lists of class runs and 1 of class offsets for 2 shards"):
+        ClassIndex.from_runs(paths, [[[0, 2]]], [[0]])
+    with pytest.raises(ShardLayoutError, match="a.tfrecord: 2 class runs but 1 offsets"):
+        ClassIndex.from_runs(paths, [[[0, 2], [2, 1]], [[1, 3]]], [[0], [0]])
+
+
+def test_scanned_offsets_are_where_each_class_starts(ragged):
+    index, _ = ragged
+    for c in (0, 5, 22):
+        # Inside a tf.data function, as the sampler uses it (its op cannot be serialized eagerly).
+        first = next(iter(tf.data.Dataset.from_tensors(0).interleave(
+            lambda _: class_reader(index.paths[index.runs[c, 0]], index.offsets[c]))))
+        example = tf.train.Example.FromString(first.numpy())
+        assert example.features.feature[schema.ENCODED].bytes_list.value == [f"{c}:0".encode()]
+
+
+def test_a_shared_label_space_may_have_gaps():
+    """In-Shop query and gallery share labels: a split may hold C of L labels (not 0..C-1)."""
+    index = ClassIndex.from_runs(["q.tfrecord"], [[[0, 2], [3, 1]]], [[0, 90]], num_classes=2, num_labels=4)
+    assert index.classes.tolist() == [0, 3] and index.labels().tolist() == [0, 0, 3]
+    with pytest.raises(ShardLayoutError, match="out of range \\[3\\]"):
+        ClassIndex.from_runs(["q.tfrecord"], [[[0, 2], [3, 1]]], [[0, 90]], num_classes=2, num_labels=3)
 
 
 def test_a_class_that_is_not_contiguous_is_named(tmp_path):
@@ -208,7 +298,24 @@ def test_a_subset_of_shards_yields_only_its_classes(ragged):
 
 def test_plain_batches_read_every_record_once_per_round(tmp_path):
     index = ClassIndex.scan(write_split(str(tmp_path), [3, 5, 4, 6, 2, 4], num_shards=3))
-    records = [(int(label), bytes(x)) for images, labels in
-               shuffled_batches(index, 6, epoch=0, steps=4, seed=0, window_batches=2).as_numpy_iterator()
+    sampler = ShuffledSampler(index, 6, seed=0)
+    records = [(int(label), bytes(x)) for images, labels in sampler.batches(0, 8).as_numpy_iterator()
                for x, label in zip(images, labels)]
-    assert len(records) == len(set(records)) == 24
+    assert len(records) == 48 and len(set(records[:24])) == len(set(records[24:])) == 24  # 2 rounds
+    assert records[:24] != records[24:]
+    np.testing.assert_array_equal(sampler.batch_labels(0, 8).ravel(), [r[0] for r in records])
+
+
+def test_plain_batches_hold_as_many_classes_as_a_true_shuffle(tmp_path):
+    """The ablation baseline on CUB-like data (100 classes, ~59 images each, batches of 75): a
+    true shuffle puts about 53 classes in a batch (a window over label-sorted shards gave 14)."""
+    sizes = np.random.default_rng(2).integers(41, 61, size=100)
+    index = ClassIndex.scan(write_split(str(tmp_path), sizes, num_shards=6, image=lambda c, k: b""))
+    sampler = ShuffledSampler(index, 75, seed=0)
+    ours = [len(np.unique(b)) for b in sampler.batch_labels(0, 40)]
+    split = np.repeat(np.arange(100), sizes)
+    rng = np.random.default_rng(0)
+    reference = [len(np.unique(b)) for _ in range(10) for b in rng.permutation(split)[:75 * 40].reshape(40, 75)]
+    assert abs(np.mean(ours) - np.mean(reference)) < 1.0 and np.mean(reference) > 50
+    streamed = [labels for _, labels in sampler.batches(0, 2).as_numpy_iterator()]
+    np.testing.assert_array_equal(np.stack(streamed), sampler.batch_labels(0, 2))

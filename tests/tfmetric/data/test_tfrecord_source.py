@@ -12,7 +12,7 @@ from tfmetric import datasets
 from tfmetric.config import DataConfig
 from tfmetric.data import preprocessing
 from tfmetric.data.sources import open_source
-from tfmetric.data.class_sampler import ClassIndex
+from tfmetric.data.class_index import ClassIndex
 from tfmetric.data.tfrecord_source import TFRecordSource
 
 CONFIG = DataConfig(image_size=32, resize_size=36, batch_size=8, images_per_class=2, eval_batch_size=5)
@@ -65,6 +65,12 @@ def test_train_dataset_is_deterministic_per_seed_and_epoch(source):
     assert not np.array_equal(a, run(1, 1)) and not np.array_equal(a, run(2, 0))
 
 
+def test_train_batches_carry_the_labels_train_dataset_feeds(source):
+    batches = source.train_batches("train", CONFIG, epoch=1, steps=4, seed=3)
+    decoded = source.train_dataset("train", CONFIG, "imagenet_mean_std", epoch=1, steps=4, seed=3)
+    assert [y.tolist() for _, y in batches.as_numpy_iterator()] == [y.numpy().tolist() for _, y in decoded]
+
+
 def test_plain_batches_when_class_balancing_is_off(source):
     config = dataclasses.replace(CONFIG, class_balanced=False)
     batches = list(source.train_dataset("train", config, "imagenet_mean_std", epoch=0, steps=2, seed=0))
@@ -109,7 +115,9 @@ def test_class_runs_in_the_manifest_replace_the_label_scan(tmp_path, monkeypatch
     manifest = {"dataset": "toy", "splits": {"train": {
         "num_images": 12, "num_classes": 5, "skipped": [],
         "shards": [{"path": os.path.relpath(p, directory), "num_images": sum(n for _, n in r),
-                    "num_classes": len(r), "class_runs": r} for p, r in zip(paths, runs)]}}}
+                    "num_classes": len(r), "class_runs": r,
+                    "class_offsets": [int(scanned.offsets[label]) for label, _ in r]}
+                   for p, r in zip(paths, runs)]}}}
 
     def no_scan(*args, **kwargs):
         raise AssertionError("the labels must not be read")
@@ -118,6 +126,7 @@ def test_class_runs_in_the_manifest_replace_the_label_scan(tmp_path, monkeypatch
     index = TFRecordSource.from_manifest(manifest, str(tmp_path)).index("train")
     np.testing.assert_array_equal(index.runs, scanned.runs)
     np.testing.assert_array_equal(index.order, scanned.order)
+    np.testing.assert_array_equal(index.offsets, scanned.offsets)
     assert index.paths == scanned.paths
 
 

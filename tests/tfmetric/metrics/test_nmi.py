@@ -4,6 +4,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from tfmetric import metrics
+from tfmetric.metrics.nmi import kmeans_assignments
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +37,47 @@ def test_deterministic_for_a_seed():
     x = rng.standard_normal((300, 8)).astype(np.float32)
     labels = rng.integers(0, 10, 300)
     assert metrics.nmi(x, labels, seed=3) == metrics.nmi(x, labels, seed=3)
+
+
+def naive_nmi(a, b):
+    """NMI with arithmetic-mean normalisation, from the definition (float64 loops)."""
+    n = len(a)
+    joint = {}
+    for x, y in zip(a, b):
+        joint[(x, y)] = joint.get((x, y), 0) + 1
+    pa = {x: np.mean(np.asarray(a) == x) for x in set(a)}
+    pb = {y: np.mean(np.asarray(b) == y) for y in set(b)}
+    mi = sum(c / n * np.log(c / n / (pa[x] * pb[y])) for (x, y), c in joint.items())
+    h = lambda p: -sum(v * np.log(v) for v in p.values())  # noqa: E731
+    return mi / ((h(pa) + h(pb)) / 2)
+
+
+def test_naive_reference_on_a_hand_computed_case():
+    # H(L) = ln 2, H(C) = 0.5623, I = 0.2158: NMI = 0.2158 / 0.6277 = 0.3437.
+    assert naive_nmi([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(0.34371, abs=1e-4)
+
+
+def test_equals_the_naive_nmi_of_the_official_kmeans_clusters():
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(6), 40)
+    x = rng.normal(0, 1, (6, 8))[labels] + rng.normal(0, 0.8, (240, 8))
+    norm = x / np.linalg.norm(x, axis=1, keepdims=True)
+    clusters = kmeans_assignments(norm, 6, seed=0)
+    assert metrics.nmi(x, labels) == pytest.approx(naive_nmi(labels.tolist(), clusters.tolist()), abs=1e-9)
+
+
+def test_kmeans_recovers_separated_blobs_and_redos_pick_the_best_objective():
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(12), 20)
+    x = (rng.normal(0, 10, (12, 4))[labels] + rng.normal(0, 0.1, (240, 4))).astype(np.float32)
+    clusters = kmeans_assignments(x, 12)
+    assert len({(a, b) for a, b in zip(labels, clusters)}) == 12  # a relabelling of the classes
+
+    def objective(assignment):
+        return sum(((x[assignment == c] - x[assignment == c].mean(0)) ** 2).sum() for c in set(assignment))
+
+    single = [objective(kmeans_assignments(x[:, :], 12, seed=s)) for s in range(3)]
+    assert objective(clusters) <= min(single) + 1e-3  # separated blobs: every seed finds the optimum
 
 
 @pytest.mark.parametrize("embeddings, labels, argument", [
