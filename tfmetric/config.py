@@ -294,7 +294,8 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"data.image_size must be >= 32 and <= data.resize_size. "
                           f"Received: image_size={d.image_size}, resize_size={d.resize_size}.")
     if m.backbone not in BACKBONES:
-        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. Allowed values: {', '.join(BACKBONES)}.")
+        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. "
+                          f"Allowed values: {', '.join(BACKBONES)}.")
     if m.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
     if t.optimizer not in OPTIMIZERS:

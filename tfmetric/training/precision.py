@@ -71,8 +71,8 @@ def global_batch_size(batch_size, replicas, per_replica_batch=False):
         raise ValueError(
             f"data.batch_size ({batch_size}) is the global batch and cannot be split evenly across "
             f"{replicas} replicas. Use a number of replicas that divides it, set data.batch_size "
-            f"to a multiple of {replicas} (the recipe changes), or set train.per_replica_batch=true to give every replica data.batch_size "
-            f"images with local BatchNorm statistics.")
+            f"to a multiple of {replicas} (the recipe changes), or set train.per_replica_batch=true "
+            f"to give every replica data.batch_size images with local BatchNorm statistics.")
     return batch_size
 
 

@@ -75,7 +75,8 @@ def test_imagenet_missing_says_what_to_download_and_run(tmp_path, monkeypatch):
 def test_a_state_dict_of_another_network_is_named(tmp_path):
     output = tmp_path / "out" / "x.weights.h5"
     tiny = os.path.join(DATA, "tiny_resnet.pth")
-    with pytest.raises(ValueError, match=r"tiny_resnet.pth does not match resnet50: missing keys \['layer1.0.downsample"):
+    needle = r"tiny_resnet.pth does not match resnet50: missing keys \['layer1.0.downsample"
+    with pytest.raises(ValueError, match=needle):
         torchvision_weights.convert_torchvision_state_dict(tiny, output)
     assert not output.parent.exists()
     with pytest.raises(ValueError, match="ending in '.weights.h5'"):
