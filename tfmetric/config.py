@@ -1,7 +1,8 @@
 """Typed experiment configuration and the per-dataset presets (the paper's recipe).
 
 Presets for cars196, cub200, sop and inshop equal the official code's README commands
-(github.com/azgo14/classification_metric_learning): ResNet50, 2048-d, batch 75, SGD momentum 0.9,
+(github.com/azgo14/classification_metric_learning): torchvision's ResNet50 with its ImageNet
+weights, 2048-d, global batch 75 on any number of replicas, SGD momentum 0.9,
 weight decay 1e-4, one warm-up epoch on the new parameters, then 2 steps of 15 epochs with the lr
 divided by 10 at each step. ``synthetic`` and ``digits`` are small presets that run on a laptop CPU.
 """
@@ -14,6 +15,9 @@ from typing import Optional, Tuple
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
 OPTIMIZERS = ("sgd", "adamw")
+# The names of tfmetric.models.backbones.BACKBONES (a test keeps them equal); here so that a config
+# is validated without importing TensorFlow.
+BACKBONES = ("inception_v1", "resnet50", "resnet50_keras")
 
 
 class ConfigError(ValueError):
@@ -57,12 +61,15 @@ class ModelConfig:
     """The embedding network.
 
     Attributes:
-      backbone: "inception_v1" or "resnet50".
-      weights: None (random init), "imagenet", or a path: a Keras weights file, or for
-        inception_v1 a TF-Slim checkpoint. inception_v1 "imagenet" is the converted file
-        <data_dir>/weights/inception_v1_imagenet.weights.h5 (see python -m tfmetric.weights).
+      backbone: "resnet50" (torchvision's ResNet50, the official code's), "resnet50_keras"
+        (keras.applications.ResNet50) or "inception_v1" (TF-Slim's).
+      weights: None (random init), "imagenet", or a path: a Keras weights file, for inception_v1
+        also a TF-Slim checkpoint, for resnet50 also a torchvision .pth. "imagenet" is the
+        converted file <data_dir>/weights/resnet50_torchvision_imagenet.weights.h5 (resnet50) or
+        inception_v1_imagenet.weights.h5 (see python -m tfmetric.weights), for resnet50_keras
+        the keras.applications file in the Keras cache.
       embedding_dim: embedding size; a bias-free Dense is added only when it differs from the
-        backbone width (1024 for InceptionV1, 2048 for ResNet50).
+        backbone width (1024 for InceptionV1, 2048 for the ResNet50s).
       layer_norm: LayerNormalization without affine parameters on pool5 (the paper; ablation off).
       temperature: softmax temperature of the CosineProxy layer (0.05 in the paper).
       bn_momentum: BatchNorm moving-average momentum (Keras convention); 0.9 is PyTorch's default
@@ -99,7 +106,13 @@ class TrainConfig:
         CosineProxy and the loss stay float32).
       jit_compile: compile the forward and backward pass with XLA.
       distribute: "auto" (MultiWorkerMirrored from TF_CONFIG, Mirrored over several GPUs, else
-        one device), "none", "mirrored" or "multi_worker". data.batch_size is per replica.
+        one device), "none", "mirrored" or "multi_worker".
+      per_replica_batch: False (the official recipe on any number of replicas): data.batch_size
+        is the global batch, split evenly across the replicas (an error when it cannot be), and
+        BatchNorm normalises with statistics over the whole global batch (synchronized
+        BatchNorm), so N GPUs take the steps one GPU would. True: every replica takes
+        data.batch_size images of whole classes (global batch = batch_size x replicas) and
+        BatchNorm uses each replica's local batch statistics.
       checkpoint_every_n_steps: also checkpoint inside epochs (0: only at epoch ends and on
         SIGINT/SIGTERM).
       log_every_n_steps: TensorBoard loss logging interval.
@@ -120,6 +133,7 @@ class TrainConfig:
     precision: str = "float32"
     jit_compile: bool = False
     distribute: str = "auto"
+    per_replica_batch: bool = False
     checkpoint_every_n_steps: int = 0
     log_every_n_steps: int = 10
 
@@ -286,8 +300,9 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if d.image_size < 32 or d.resize_size < d.image_size:
         raise ConfigError(f"data.image_size must be >= 32 and <= data.resize_size. "
                           f"Received: image_size={d.image_size}, resize_size={d.resize_size}.")
-    if m.backbone not in ("inception_v1", "resnet50"):
-        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. Allowed values: inception_v1, resnet50.")
+    if m.backbone not in BACKBONES:
+        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. "
+                          f"Allowed values: {', '.join(BACKBONES)}.")
     if m.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
     if t.optimizer not in OPTIMIZERS:

@@ -1,35 +1,51 @@
 """python -m tfmetric.weights: prepare pretrained backbone weights.
 
 Examples:
+  # torchvision's ResNet50 ImageNet weights -> the file `--weights imagenet` uses for resnet50:
+  curl -O https://download.pytorch.org/models/resnet50-0676ba61.pth
+  python -m tfmetric.weights convert --from torchvision resnet50-0676ba61.pth \\
+      --to ~/tfmetric_data/weights/resnet50_torchvision_imagenet.weights.h5
+
   # TF-Slim's InceptionV1 ImageNet checkpoint -> the file `--weights imagenet` uses:
   curl -O http://download.tensorflow.org/models/inception_v1_2016_08_28.tar.gz
   tar xzf inception_v1_2016_08_28.tar.gz
   python -m tfmetric.weights convert --from slim-checkpoint inception_v1.ckpt \\
       --to ~/tfmetric_data/weights/inception_v1_imagenet.weights.h5
 
-Without --to, the file goes to <data-dir>/weights/inception_v1_imagenet.weights.h5.
+Without --to, the file goes to <data-dir>/weights/<backbone>_..._imagenet.weights.h5, where
+--weights imagenet looks. Reading a .pth needs no torch and runs no pickled code (only tensor
+data is accepted); both torch's zip format and the legacy format (resnet50-19c8e357.pth) are read.
 """
 import argparse
+import importlib
 
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.weights"
-FORMATS = ("slim-checkpoint",)
+# --from FORMAT -> (what it converts, functions in tfmetric.models: converter, default output path)
+FORMATS = {
+    "torchvision": ("torchvision ResNet50 state_dict (.pth) for the resnet50 backbone",
+                    "torchvision_weights", "convert_torchvision_state_dict", "resnet50_imagenet_path"),
+    "slim-checkpoint": ("TF-Slim InceptionV1 checkpoint for the inception_v1 backbone",
+                        "weights", "convert_slim_checkpoint", "inception_v1_imagenet_path"),
+}
 
 
 def parse_args(argv=None):
     p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    convert = commands.add_parser("convert", help="convert a checkpoint into a Keras weights file",
-                                  description="Convert TF-Slim's InceptionV1 ImageNet checkpoint "
-                                              "into a Keras .weights.h5 file.")
+    convert = commands.add_parser(
+        "convert", help="convert pretrained weights into a Keras weights file",
+        description="Convert pretrained ImageNet weights into a Keras .weights.h5 file: "
+                    + "; ".join(f"{name}: {spec[0]}" for name, spec in FORMATS.items()) + ".")
     convert.add_argument("--from", dest="source", nargs=2, required=True, metavar=("FORMAT", "PATH"),
-                         help=f"source format ({', '.join(FORMATS)}) and checkpoint path, e.g. "
-                              "--from slim-checkpoint inception_v1.ckpt")
+                         help=f"source format ({', '.join(FORMATS)}) and file, e.g. --from "
+                              "torchvision resnet50-0676ba61.pth")
     convert.add_argument("--to", dest="output", default=None, metavar="FILE",
-                         help="output .weights.h5 file (default: <data-dir>/weights/"
-                              "inception_v1_imagenet.weights.h5, what --weights imagenet loads)")
+                         help="output .weights.h5 file (default: the file --weights imagenet "
+                              "loads, <data-dir>/weights/resnet50_torchvision_imagenet.weights.h5 "
+                              "or .../inception_v1_imagenet.weights.h5)")
     convert.add_argument("--data-dir", default=None,
                          help="data root for the default --to (default: $TFMETRIC_DATA_DIR or "
                               "~/tfmetric_data)")
@@ -45,11 +61,15 @@ def main(argv=None):
     setup_logging()
 
     def go():
-        from tfmetric.models import weights  # heavy: TensorFlow
-        output = args.output or weights.inception_v1_imagenet_path(args.data_dir)
-        result = weights.convert_slim_checkpoint(args.source[1], output)
-        print(f"Wrote {result['variables']} InceptionV1 variables to {result['output']} "
-              f"(ignored: {', '.join(result['ignored']) or 'none'}).")
+        # The converters import TensorFlow: imported only once the flags are valid.
+        _, module_name, convert_name, default_name = FORMATS[args.source[0]]
+        module = importlib.import_module(f"tfmetric.models.{module_name}")
+        output = args.output or getattr(module, default_name)(args.data_dir)
+        result = getattr(module, convert_name)(args.source[1], output)
+        ignored = result["ignored"]
+        shown = ", ".join(ignored[:4]) + (f", ... ({len(ignored)} in all)" if len(ignored) > 4 else "")
+        print(f"Wrote {result['variables']} variables from {args.source[1]} to {result['output']} "
+              f"(ignored: {shown or 'none'}).")
         return 0
 
     return run_main(PROG, go)

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from tests.tfmetric.models import torch_files
+from tests.tfmetric.models.test_torchvision_weights import resnet50_tensors
 from tests.tfmetric.models.test_weights import slim_imagenet_tensors, write_slim_checkpoint
 from tfmetric import weights as cli
 
@@ -23,7 +25,7 @@ def test_convert_to_the_default_imagenet_path(checkpoint, tmp_path, capsys):
     expected = tmp_path / "weights" / "inception_v1_imagenet.weights.h5"
     assert expected.is_file()
     out = capsys.readouterr().out
-    assert f"Wrote 228 InceptionV1 variables to {expected}" in out and "global_step" in out
+    assert f"Wrote 228 variables from {checkpoint} to {expected}" in out and "global_step" in out
 
 
 def test_convert_to_an_explicit_file(checkpoint, tmp_path):
@@ -46,11 +48,33 @@ def test_user_errors_are_one_line_exit_2(checkpoint, tmp_path, capsys, args, nee
     assert err.startswith(f"{PROG}: error: ") and needle in err and len(err.splitlines()) == 1
 
 
+def test_torchvision_to_the_default_imagenet_path(tmp_path, capsys):
+    pth = torch_files.write_torch_zip(tmp_path / "resnet50-0676ba61.pth", resnet50_tensors())
+    assert cli.main(["convert", "--from", "torchvision", pth, "--data-dir", str(tmp_path)]) == 0
+    expected = tmp_path / "weights" / "resnet50_torchvision_imagenet.weights.h5"
+    assert expected.is_file()
+    out = capsys.readouterr().out
+    assert f"Wrote 265 variables from {pth} to {expected}" in out and "(55 in all)" in out
+
+
+def test_torchvision_unsafe_file_is_a_one_line_error(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    evil = torch_files.write_torch_zip(tmp_path / "evil.pth", {},
+                                       data_pkl=torch_files.malicious_pickle(os.system, f"touch {marker}"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["convert", "--from", "torchvision", evil, "--to", str(tmp_path / "x.weights.h5")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{PROG}: error: {evil}: refusing to load the pickled global")
+    assert len(err.splitlines()) == 1 and not marker.exists()
+    assert sorted(os.listdir(tmp_path)) == ["evil.pth"]
+
+
 def test_unknown_format_lists_allowed_values(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["convert", "--from", "keras", "x", "--to", "y.weights.h5"])
     assert exit_info.value.code == 2
-    assert "unknown format 'keras'. Allowed values: slim-checkpoint" in capsys.readouterr().err
+    assert "unknown format 'keras'. Allowed values: torchvision, slim-checkpoint" in capsys.readouterr().err
 
 
 def test_module_entry_point_help():

@@ -1,7 +1,9 @@
-"""Pretrained backbone weights: where "imagenet" lives for each backbone, and the slim converter.
+"""Pretrained backbone weights: shared helpers, InceptionV1's slim converter, the Keras ResNet50 file.
 
-Zhai & Wu (BMVC 2019), Section 4, fine-tune ImageNet-pretrained backbones:
-- resnet50: the `keras.applications` ResNet50 `notop` file, taken from the Keras cache
+Zhai & Wu (BMVC 2019), Section 4, fine-tune ImageNet-pretrained backbones (the table of which
+backbone uses what is `tfmetric.models.backbones.BACKBONES`):
+- resnet50 (torchvision's): see `tfmetric.models.torchvision_weights`.
+- resnet50_keras: the `keras.applications` ResNet50 `notop` file, taken from the Keras cache
   (`$KERAS_HOME/models/`, default `~/.keras/models/`) or downloaded into it. Nothing is
   downloaded when the file is already cached; offline, the error says which file to put where.
 - inception_v1: TF-Slim's ImageNet checkpoint (`inception_v1_2016_08_28.tar.gz` ->
@@ -18,8 +20,6 @@ import tensorflow as tf
 
 from tfmetric.datasets.base import default_data_dir
 from tfmetric.models import inception_v1
-
-BACKBONE_NAMES = ("inception_v1", "resnet50")
 
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RESNET50_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -69,42 +69,28 @@ def inception_v1_imagenet_path(data_dir=None):
     return os.path.join(data_dir or default_data_dir(), "weights", INCEPTION_V1_WEIGHTS_FILE)
 
 
-def resolve_weights(backbone, weights, data_dir=None):
-    """Turns a `--weights` value into None (random init) or an existing local file.
-
-    Args:
-        backbone: "inception_v1" or "resnet50".
-        weights: None / "none" (random initialisation), "imagenet", or a path: for resnet50 a
-            Keras weights file; for inception_v1 a TF-Slim checkpoint or a converted Keras
-            weights file.
-        data_dir: data root holding `weights/` (inception_v1 "imagenet"); None or "" means
-            `$TFMETRIC_DATA_DIR`, else `~/tfmetric_data`.
-
-    Raises:
-        WeightsNotFoundError: the file is missing; the message says how to obtain it.
-        ValueError: unknown backbone, or a path that cannot be weights (e.g. an archive).
-    """
-    if backbone not in BACKBONE_NAMES:
-        raise ValueError(f"Unknown backbone. Allowed values: {list(BACKBONE_NAMES)}. "
-                         f"Received: backbone={backbone!r}")
-    if is_none(weights):
-        return None
-    weights = str(weights)
-    if weights == "imagenet":
-        if backbone == "resnet50":
-            return _resnet50_imagenet()
-        return _inception_v1_imagenet(data_dir)
-    path = os.path.expanduser(weights)
-    if backbone == "inception_v1" and not is_keras_weights_file(path):
-        _check_checkpoint(path)
-    elif not os.path.isfile(path):
+def check_keras_weights_file(backbone, path, weights):
+    """Raises WeightsNotFoundError unless ``path`` is an existing file."""
+    if not os.path.isfile(path):
         raise WeightsNotFoundError(
             f"{backbone} weights file not found: {path}. Pass 'imagenet', 'none' or an existing "
             f"Keras weights file. Received: weights={weights!r}")
-    return path
 
 
-def _resnet50_imagenet():
+def check_inception_v1_weights(backbone, path, weights):
+    """A TF-Slim checkpoint (file, V2 prefix or directory) or an existing Keras weights file."""
+    if is_keras_weights_file(path):
+        check_keras_weights_file(backbone, path, weights)
+    else:
+        _check_checkpoint(path)
+
+
+def load_keras_weights(model, path):
+    model.load_weights(path)
+
+
+def resnet50_keras_imagenet(data_dir=None):
+    """The keras.applications ResNet50 `notop` file from the Keras cache, downloaded when online."""
     cache = keras_cache_dir()
     candidates = [os.path.join(cache, "models", RESNET50_WEIGHTS_FILE)]
     if not os.access(cache, os.W_OK):  # keras.utils.get_file falls back to /tmp/.keras then
@@ -125,7 +111,8 @@ def _resnet50_imagenet():
             f"{RESNET50_WEIGHTS_FILE}.") from e
 
 
-def _inception_v1_imagenet(data_dir):
+def inception_v1_imagenet(data_dir=None):
+    """<data_dir>/weights/inception_v1_imagenet.weights.h5, or how to make it."""
     path = inception_v1_imagenet_path(data_dir)
     if os.path.isfile(path):
         return path
@@ -179,10 +166,7 @@ def convert_slim_checkpoint(checkpoint_path, output_path):
         (checkpoint variables not used).
     """
     checkpoint_path = os.path.expanduser(str(checkpoint_path))
-    output_path = os.path.expanduser(str(output_path))
-    if not output_path.endswith(_KERAS_WEIGHTS_SUFFIX):
-        raise ValueError(f"The output must be a Keras weights file ending in "
-                         f"'{_KERAS_WEIGHTS_SUFFIX}'. Received: {output_path!r}")
+    output_path = check_output_path(output_path)
     _check_checkpoint(checkpoint_path)
     model = inception_v1.InceptionV1()
     _load_slim_checkpoint(model, checkpoint_path)
@@ -190,6 +174,21 @@ def convert_slim_checkpoint(checkpoint_path, output_path):
     ignored = sorted(set(tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map())
                      - used)
 
+    save_weights_atomically(model, output_path)
+    return {"output": output_path, "variables": len(used), "ignored": ignored}
+
+
+def check_output_path(output_path):
+    """The expanded output path; ValueError unless it ends in '.weights.h5'."""
+    output_path = os.path.expanduser(str(output_path))
+    if not output_path.endswith(_KERAS_WEIGHTS_SUFFIX):
+        raise ValueError(f"The output must be a Keras weights file ending in "
+                         f"'{_KERAS_WEIGHTS_SUFFIX}'. Received: {output_path!r}")
+    return output_path
+
+
+def save_weights_atomically(model, output_path):
+    """``model.save_weights`` under a temporary name, then renamed: never a truncated file."""
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
     stem = os.path.basename(output_path)[:-len(_KERAS_WEIGHTS_SUFFIX)]
@@ -200,4 +199,3 @@ def convert_slim_checkpoint(checkpoint_path, output_path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return {"output": output_path, "variables": len(used), "ignored": ignored}

@@ -51,3 +51,31 @@ def make_strategy(name="auto"):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([d.name for d in devices])
     return tf.distribute.get_strategy()
+
+
+def global_batch_size(batch_size, replicas, per_replica_batch=False):
+    """Images per training step over all replicas.
+
+    Args:
+      batch_size: ``data.batch_size``.
+      replicas: ``strategy.num_replicas_in_sync``.
+      per_replica_batch: ``train.per_replica_batch``: every replica takes ``batch_size`` images.
+        False (the official recipe): ``batch_size`` is the global batch, split evenly.
+
+    Raises:
+      ValueError: the global batch cannot be split evenly across the replicas.
+    """
+    if per_replica_batch:
+        return batch_size * replicas
+    if batch_size % replicas:
+        raise ValueError(
+            f"data.batch_size ({batch_size}) is the global batch and cannot be split evenly across "
+            f"{replicas} replicas. Use a number of replicas that divides it, set data.batch_size "
+            f"to a multiple of {replicas} (the recipe changes), or set train.per_replica_batch=true "
+            f"to give every replica data.batch_size images with local BatchNorm statistics.")
+    return batch_size
+
+
+def sync_batch_norm(replicas, per_replica_batch=False):
+    """Whether BatchNorm must use statistics over the global batch (several replicas, split batch)."""
+    return replicas > 1 and not per_replica_batch

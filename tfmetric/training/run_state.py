@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfmetric.models.embedding import build_embedding_model, build_training_model, head_variables
 from tfmetric.training.optimizer import make_optimizer
-from tfmetric.training.precision import dtype_policy
+from tfmetric.training.precision import dtype_policy, sync_batch_norm
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ class RunState:
         with strategy.scope(), dtype_policy(t.precision):
             self.embedding_model = build_embedding_model(
                 m.backbone, m.embedding_dim, config.data.image_size, m.weights, m.layer_norm,
-                m.bn_momentum, data_dir=config.data.data_dir or None)
+                m.bn_momentum, data_dir=config.data.data_dir or None,
+                sync_batch_norm=sync_batch_norm(strategy.num_replicas_in_sync, t.per_replica_batch))
             self.model = build_training_model(self.embedding_model, num_classes, m.temperature)
             self.head_vars = head_variables(self.model)
             self.all_vars = self.model.trainable_variables

@@ -15,6 +15,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfmetric import config as config_lib
 from tfmetric.data.balanced_batches import check_balanced_args
@@ -22,7 +23,7 @@ from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.progress import resolve_verbose
 from tfmetric.training import evaluation, retrieval_grid, tensorboard
-from tfmetric.training.precision import make_strategy
+from tfmetric.training.precision import global_batch_size, make_strategy
 from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
 from tfmetric.training.schedule import learning_rate_at, total_epochs
 from tfmetric.training.steps import make_train_step
@@ -68,7 +69,7 @@ class _Data:
         check_balanced_args(self.num_classes, d.batch_size, d.images_per_class)
         self.strategy = strategy
         self.replicas = strategy.num_replicas_in_sync
-        self.global_batch = d.batch_size * self.replicas
+        self.global_batch = global_batch_size(d.batch_size, self.replicas, t.per_replica_batch)
         self.steps = self.source.steps_per_epoch(self.split, self.global_batch, t.steps_per_epoch)
         self.normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
         self.eval_splits = [s for s in (self.module.QUERY_SPLIT, self.module.GALLERY_SPLIT) if s]
@@ -78,9 +79,17 @@ class _Data:
     def epoch(self, epoch, skip_steps):
         """Batches of ``epoch`` after the first ``skip_steps`` steps (deterministic per seed and epoch)."""
         d, seed = self.config.data, self.config.train.seed
-        if self.replicas == 1:
-            return self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps,
-                                             seed).skip(skip_steps)
+        if self.replicas == 1 or not self.config.train.per_replica_batch:
+            # The global batches one device trains on; under a strategy each is split evenly
+            # across the replicas (every worker of a cluster makes them all and keeps its part).
+            batches = self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps,
+                                                seed).skip(skip_steps)
+            if self.replicas == 1:
+                return batches
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            return self.strategy.experimental_distribute_dataset(batches.with_options(options))
+        d = dataclasses.replace(d, batch_size=self.global_batch)  # whole classes per replica
         fn = self.source.distribute_dataset_fn(self.split, d, self.normalization, epoch, self.steps, seed)
         return self.strategy.distribute_datasets_from_function(
             lambda ctx: fn(ctx).skip(skip_steps))

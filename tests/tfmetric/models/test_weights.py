@@ -9,7 +9,6 @@ import tensorflow as tf
 from tests.tfmetric.models.test_inception_v1 import slim_conv_shapes
 from tfmetric.models import backbones
 from tfmetric.models import inception_v1
-from tfmetric.models import resnet50
 from tfmetric.models import weights as weights_lib
 
 LOGITS = "InceptionV1/Logits/Conv2d_0c_1x1/"
@@ -124,9 +123,9 @@ def test_missing_checkpoint_and_archive_are_user_errors(tmp_path):
     archive = tmp_path / "inception_v1_2016_08_28.tar.gz"
     archive.write_bytes(b"\x1f\x8b")
     with pytest.raises(ValueError, match="extract it first"):
-        weights_lib.resolve_weights("inception_v1", str(archive))
+        backbones.resolve_weights("inception_v1", str(archive))
     (tmp_path / "v2.ckpt.index").write_bytes(b"")  # a V2 checkpoint is named by its prefix
-    assert weights_lib.resolve_weights("inception_v1", str(tmp_path / "v2.ckpt")) == str(tmp_path / "v2.ckpt")
+    assert backbones.resolve_weights("inception_v1", str(tmp_path / "v2.ckpt")) == str(tmp_path / "v2.ckpt")
 
 
 def test_inception_imagenet_missing_explains_how_to_get_it(tmp_path, monkeypatch):
@@ -155,10 +154,10 @@ def offline_keras(tmp_path, monkeypatch):
     return tmp_path / "keras", calls
 
 
-def test_resnet50_imagenet_offline_says_which_file_goes_where(offline_keras):
+def test_resnet50_keras_imagenet_offline_says_which_file_goes_where(offline_keras):
     cache, calls = offline_keras
     with pytest.raises(weights_lib.WeightsNotFoundError) as info:
-        backbones.build_backbone("resnet50", weights="imagenet")
+        backbones.build_backbone("resnet50_keras", weights="imagenet")
     message = str(info.value)
     assert calls == [weights_lib.RESNET50_WEIGHTS_URL]
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
@@ -166,54 +165,53 @@ def test_resnet50_imagenet_offline_says_which_file_goes_where(offline_keras):
     assert str(cache / "models") in message and "--weights" in message
 
 
-def test_resnet50_imagenet_from_keras_cache_downloads_nothing(offline_keras, monkeypatch):
+def test_resnet50_keras_imagenet_from_keras_cache_downloads_nothing(offline_keras, monkeypatch):
     cache, calls = offline_keras
     cached = cache / "models" / weights_lib.RESNET50_WEIGHTS_FILE
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"h5")
     built = {}
 
-    def fake_resnet(input_shape, weights):
-        built.update(input_shape=input_shape, weights=weights)
-        return "model"
+    class FakeModel:
+        def load_weights(self, path):
+            built["weights"] = path
 
-    monkeypatch.setattr(resnet50, "ResNet50Backbone", fake_resnet)
-    assert backbones.build_backbone("resnet50", (64, 64, 3), weights="imagenet") == ("model", 2048)
+    def fake_resnet(input_shape):
+        built["input_shape"] = input_shape
+        return FakeModel()
+
+    entry = backbones.BACKBONES["resnet50_keras"]
+    monkeypatch.setitem(backbones.BACKBONES, "resnet50_keras",
+                        backbones.dataclasses.replace(entry, build=fake_resnet))
+    model, dim = backbones.build_backbone("resnet50_keras", (64, 64, 3), weights="imagenet")
+    assert isinstance(model, FakeModel) and dim == 2048
     assert built == {"input_shape": (64, 64, 3), "weights": str(cached)}
     assert calls == []
 
 
-def test_resnet50_loads_a_local_weights_file(tmp_path):
-    source, _ = backbones.build_backbone("resnet50", (32, 32, 3))
-    path = str(tmp_path / "resnet50.weights.h5")
-    source.save_weights(path)
-    loaded, _ = backbones.build_backbone("resnet50", (32, 32, 3), weights=path)
-    for a, b in zip(source.weights, loaded.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-
-
-@pytest.mark.parametrize("backbone", ["inception_v1", "resnet50"])
+@pytest.mark.parametrize("backbone", ["inception_v1", "resnet50", "resnet50_keras"])
 @pytest.mark.parametrize("value", [None, "none", "None", ""])
 def test_none_means_random_initialisation(backbone, value):
-    assert weights_lib.resolve_weights(backbone, value) is None
+    assert backbones.resolve_weights(backbone, value) is None
     assert backbones.backbone_preprocessing(backbone, value) == "imagenet_mean_std"
 
 
 @pytest.mark.parametrize("backbone, weights, expected", [
-    ("inception_v1", "imagenet", "inception"), ("resnet50", "imagenet", "caffe"),
+    ("inception_v1", "imagenet", "inception"), ("resnet50_keras", "imagenet", "caffe"),
+    ("resnet50", "imagenet", "imagenet_mean_std"),
     ("inception_v1", "/w/inception_v1_imagenet.weights.h5", "inception"),
 ])
 def test_pretrained_preprocessing(backbone, weights, expected):
     assert backbones.backbone_preprocessing(backbone, weights) == expected
 
 
-@pytest.mark.parametrize("backbone", ["inception_v1", "resnet50"])
+@pytest.mark.parametrize("backbone", ["inception_v1", "resnet50", "resnet50_keras"])
 def test_missing_file_names_it(backbone, tmp_path):
     path = str(tmp_path / "missing.weights.h5")
     with pytest.raises(weights_lib.WeightsNotFoundError, match="missing.weights.h5"):
-        weights_lib.resolve_weights(backbone, path)
+        backbones.resolve_weights(backbone, path)
 
 
 def test_unknown_backbone_lists_allowed_values():
-    with pytest.raises(ValueError, match=r"inception_v1.*resnet50.*Received: backbone='vgg16'"):
-        weights_lib.resolve_weights("vgg16", "imagenet")
+    with pytest.raises(ValueError, match=r"inception_v1.*resnet50.*Received: name='vgg16'"):
+        backbones.resolve_weights("vgg16", "imagenet")

@@ -1,9 +1,11 @@
 """Training under MirroredStrategy over two logical CPU devices, in a fresh interpreter.
 
 Logical devices must be configured before TensorFlow initialises, hence the subprocess. The step
-test checks the data-parallel arithmetic (loss divided by the *global* batch, gradients summed
-across replicas, one optimizer update) against the same model trained on one device; the
-end-to-end test runs the trainer with ``train.distribute=mirrored`` and resumes it.
+tests check the data-parallel arithmetic (loss divided by the *global* batch, gradients summed
+across replicas, one optimizer update, BatchNorm statistics over the global batch with
+synchronized BatchNorm) against the same model trained on one device; the end-to-end tests run the
+trainer with ``train.distribute=mirrored`` (the global batch split across replicas, or with
+``train.per_replica_batch`` one batch per replica) and resume it.
 """
 import json
 import os
@@ -62,6 +64,68 @@ print("RESULT " + json.dumps({
     "moved": max(float(np.abs(a - b).max()) for a, b in zip(initial, model.get_weights()))}))
 """
 
+SYNC_BN = fixtures.TWO_LOGICAL_CPUS + r"""
+import keras
+from tfmetric.models.embedding import build_training_model, configure_batch_norm
+from tfmetric.training.optimizer import TorchSGD
+from tfmetric.training.precision import make_strategy
+from tfmetric.training.steps import make_train_step
+
+def build(synchronized):
+    images = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(6, 3, use_bias=False)(images)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.LayerNormalization(center=False, scale=False)(x)
+    x = keras.layers.Dense(5, use_bias=False)(x)
+    embedding = keras.Model(images, keras.layers.UnitNormalization()(x))
+    configure_batch_norm(embedding, 0.9, synchronized)  # what the trainer does on several replicas
+    model = build_training_model(embedding, num_classes=4, temperature=0.05)
+    optimizer = TorchSGD(0.05, momentum=0.9, l2_decay=1e-3)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+def max_diff(a, b):
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+rng = np.random.default_rng(0)
+# Replica 0 and replica 1 see differently distributed halves: local statistics would differ.
+batches = [(np.concatenate([rng.normal(0, 1, (4, 8, 8, 3)), rng.normal(2, 3, (4, 8, 8, 3))]).astype("float32"),
+            rng.integers(0, 4, 8).astype("int64")) for _ in range(3)]
+keras.utils.set_random_seed(0)
+single_model, single_opt = build(False)
+initial = single_model.get_weights()
+single_step = make_train_step(tf.distribute.get_strategy(), single_model, single_opt,
+                              single_model.trainable_variables, 8)
+single_losses = [float(single_step(x, y)) for x, y in batches]
+strategy = make_strategy("mirrored")
+result = {"replicas": strategy.num_replicas_in_sync, "single_losses": single_losses,
+          "moved": max_diff(initial, single_model.get_weights())}
+for synchronized in (True, False):
+    with strategy.scope():
+        model, opt = build(synchronized)
+    model.set_weights(initial)
+    step = make_train_step(strategy, model, opt, model.trainable_variables, 8)
+    losses = []
+    for x, y in batches:  # replica r gets examples 4r..4r+3 of the global batch
+        values = strategy.experimental_distribute_values_from_function(
+            lambda ctx: (x[4 * ctx.replica_id_in_sync_group:][:4], y[4 * ctx.replica_id_in_sync_group:][:4]))
+        losses.append(float(step(*values)))
+    # get_weights() includes BatchNorm's moving mean and variance.
+    result["sync" if synchronized else "local"] = {
+        "losses": losses, "max_weight_diff": max_diff(single_model.get_weights(), model.get_weights())}
+make_train_step(strategy, model, opt, model.trainable_variables, 8, jit_compile=True)  # local BN: fine
+try:
+    with strategy.scope():
+        sync_model, sync_opt = build(True)
+    make_train_step(strategy, sync_model, sync_opt, sync_model.trainable_variables, 8, jit_compile=True)
+    result["jit_error"] = None
+except ValueError as e:
+    result["jit_error"] = str(e)
+print("RESULT " + json.dumps(result))
+"""
+
 TRAIN = fixtures.TWO_LOGICAL_CPUS + r"""
 from tfmetric import config as config_lib
 from tfmetric.training.trainer import train_and_evaluate
@@ -80,12 +144,24 @@ def test_two_replicas_take_the_same_steps_as_one_device():
     assert result["max_weight_diff"] < 1e-5
 
 
+def test_two_replicas_with_sync_batch_norm_take_one_devices_steps():
+    result, _ = fixtures.run_script(SYNC_BN)
+    assert result["replicas"] == 2 and result["moved"] > 1e-1
+    # Statistics over the global batch: the same losses, weights and moving statistics as one
+    # device (E[x^2] - E[x]^2 across replicas vs. one device's two-pass moments: float rounding).
+    np.testing.assert_allclose(result["sync"]["losses"], result["single_losses"], rtol=1e-4)
+    assert result["sync"]["max_weight_diff"] < 1e-4
+    # Each replica's own statistics (train.per_replica_batch) is a different computation.
+    assert result["local"]["max_weight_diff"] > 1e-2
+    assert "train.jit_compile cannot compile synchronized BatchNorm" in result["jit_error"]
+
+
 def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_path):
     config = config_lib.apply_overrides(tiny_config(digits_data_dir, distribute="mirrored"),
                                         ["data.batch_size=8", "data.images_per_class=4"])
     workdir = str(tmp_path / "run")
     result, out = fixtures.run_script(TRAIN, config.to_json(), workdir)
-    assert "2 replica(s), global batch 16" in out
+    assert "2 replica(s), global batch 8" in out  # data.batch_size is the global batch, split
     assert [h["epoch"] for h in result["history"]] == [1, 2, 3]
     assert all(np.isfinite(h["loss"]) for h in result["history"])
     for key in ("recall@1", "map@r", "binary/recall@1"):
@@ -99,6 +175,15 @@ def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_p
     for key in ("recall@1", "map@r", "binary/recall@1"):
         assert again["test"][key] == pytest.approx(result["test"][key], abs=1e-6), key
 
+
+def test_trainer_with_per_replica_batches(digits_data_dir, tmp_path):
+    config = config_lib.apply_overrides(tiny_config(digits_data_dir, distribute="mirrored"),
+                                        ["data.batch_size=8", "data.images_per_class=4",
+                                         "train.per_replica_batch=true", "train.num_steps=1"])
+    result, out = fixtures.run_script(TRAIN, config.to_json(), str(tmp_path / "run"))
+    assert "2 replica(s), global batch 16" in out
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert all(np.isfinite(h["loss"]) for h in result["history"])
 
 
 WORKER = r"""
@@ -150,14 +235,15 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path):
     results = []
     for proc in procs:
         result, out = fixtures.script_result(proc)
-        assert "2 replica(s), global batch 16" in out
+        assert "2 replica(s), global batch 8" in out
         results.append(result)
     chief, other = results
     assert chief["epochs"] == other["epochs"] == [1, 2, 3]
-    # Synchronous data parallelism: the same trainable weights on both workers. BatchNorm's moving
-    # statistics are per replica (each worker's own batches); the saved model carries the chief's.
+    # Synchronous data parallelism: the same trainable weights on both workers, and, with BatchNorm
+    # statistics over the global batch (synchronized), the same moving statistics too.
     np.testing.assert_allclose(chief["trainable"], other["trainable"], rtol=1e-6)
     assert len(chief["non_trainable"]) == len(other["non_trainable"]) > 0
+    np.testing.assert_allclose(chief["non_trainable"], other["non_trainable"], rtol=1e-5)
     assert other["test"] is None and 0.0 <= chief["test"]["recall@1"] <= 1.0
     assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "embedding_model.keras",
                                            "history.json", "metrics.json", "model.keras", "tensorboard"]

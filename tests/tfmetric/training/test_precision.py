@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tfmetric.config import TrainConfig
 from tfmetric.models.embedding import build_embedding_model, build_training_model
-from tfmetric.training.precision import dtype_policy, make_strategy
+from tfmetric.training.precision import dtype_policy, global_batch_size, make_strategy, sync_batch_norm
 from tfmetric.training.run_state import RunState
 from tfmetric.training.steps import make_train_step
 
@@ -91,3 +91,12 @@ def test_xla_compiled_step_matches_the_plain_step():
     for a, b in zip(xla_model.get_weights(), plain_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)  # float32 reassociation
     assert max(float(np.abs(a - b).max()) for a, b in zip(plain_model.get_weights(), initial)) > 1e-3
+
+
+def test_global_batch_is_the_configured_batch_split_evenly():
+    assert global_batch_size(75, 1) == 75 and global_batch_size(75, 3) == 75 and global_batch_size(75, 5) == 75
+    assert global_batch_size(75, 4, per_replica_batch=True) == 300
+    with pytest.raises(ValueError, match=r"data.batch_size \(75\) is the global batch and cannot be split "
+                                         r"evenly across 2 replicas.*train.per_replica_batch=true"):
+        global_batch_size(75, 2)
+    assert sync_batch_norm(2) and not sync_batch_norm(1) and not sync_batch_norm(4, per_replica_batch=True)
