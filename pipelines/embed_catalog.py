@@ -22,7 +22,9 @@ unless ``--runner`` says otherwise: ``--direct_num_workers 2 --direct_running_mo
 multi_processing`` locally; ``--runner DataflowRunner --setup_file ./setup.py ...`` (README).
 
 Steps: List inputs -> Reshuffle -> Read and check images -> RunInference (KeyedModelHandler of a
-SavedModelHandler) -> To rows -> Write Parquet; failures -> Write dead letter; Write summary.
+SavedModelHandler) -> To rows -> Write Parquet; failures -> Write dead letter; (written files, rows,
+failures, repeated ids) -> Summarize -> Write summary. Every step has one output and the job uses
+no side inputs of its own, so it runs unchanged on Beam's DaskRunner (README, "Speed and scale").
 """
 import argparse
 import json
@@ -115,15 +117,15 @@ def read_inputs(p, pattern, fmt):
     """(PCollection[ImageInput], list of failure PCollections) for an input pattern."""
     if fmt == "tfrecord":
         # Shards are read in parallel file by file; the image bytes are not shuffled a second time.
-        parsed = (p | "Read TFRecords" >> beam.io.ReadFromTFRecord(pattern)
-                  | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()).with_outputs(
-                      transforms.FAILED, main="images"))
-        return parsed.images, [parsed[transforms.FAILED]]
+        images, failed = transforms.outcomes(p | "Read TFRecords" >> beam.io.ReadFromTFRecord(pattern)
+                                             | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()),
+                                             "Parsed")
+        return images, [failed]
     if fmt == "manifest":
-        parsed = (p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
-                  | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()).with_outputs(
-                      transforms.FAILED, main="images"))
-        images, failed = parsed.images, [parsed[transforms.FAILED]]
+        images, failed = transforms.outcomes(
+            p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
+            | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()), "Parsed")
+        failed = [failed]
     else:
         base = transforms.pattern_base(pattern)
         images = (p | "Match files" >> fileio.MatchFiles(pattern)
@@ -143,24 +145,28 @@ def build_pipeline(p, args, fmt, dim, max_pixels):
     images, failed = read_inputs(p, args.input, fmt)
     embedded = images | "Embed images" >> transforms.EmbedImages(handler, max_pixels)
     rows = embedded["rows"]
-    _ = rows | "Write Parquet" >> beam.io.WriteToParquet(
+    parquet = rows | "Write Parquet" >> beam.io.WriteToParquet(
         output.embeddings_prefix(args.output_dir), catalog.parquet_schema(dim, has_float),
         file_name_suffix=catalog.PARQUET_SUFFIX, num_shards=args.num_shards)
     failed = (failed + [embedded["failed"]]) | "All failures" >> beam.Flatten()
-    _ = (failed | "Failure as JSON" >> beam.Map(json.dumps, sort_keys=True)
-         | "Write dead letter" >> beam.io.WriteToText(output.dead_letter_prefix(args.output_dir),
-                                                      file_name_suffix=output.DEAD_LETTER_SUFFIX))
-    ids = rows | "Ids" >> beam.Map(lambda row: row[catalog.ID])
-    count = ids | "Count rows" >> beam.combiners.Count.Globally()
-    duplicates = (ids | "Count per id" >> beam.combiners.Count.PerElement()
-                  | "Repeated ids" >> beam.Filter(lambda kv: kv[1] > 1) | "Id" >> beam.Keys()
-                  | "Collect repeated ids" >> beam.combiners.ToList())
-    _ = (p | "Summary trigger" >> beam.Create([None])
-         | "Write summary" >> beam.Map(output.write_summary, args.output_dir,
-                                       count=beam.pvalue.AsSingleton(count),
-                                       failed=beam.pvalue.AsSingleton(failed | "Collect failures" >>
-                                                                      beam.combiners.ToList()),
-                                       duplicate_ids=beam.pvalue.AsSingleton(duplicates)))
+    dead_letter = (failed | "Failure as JSON" >> beam.Map(json.dumps, sort_keys=True)
+                   | "Write dead letter" >> beam.io.WriteToText(output.dead_letter_prefix(args.output_dir),
+                                                                file_name_suffix=output.DEAD_LETTER_SUFFIX))
+    duplicates = (rows | "Ids" >> beam.Map(lambda row: row[catalog.ID])
+                  | "Count per id" >> beam.combiners.Count.PerElement()
+                  | "Repeated ids" >> beam.Filter(lambda kv: kv[1] > 1) | "Id" >> beam.Keys())
+    # One combine over the written file names, rows, failures and repeated ids: the summary is
+    # written after both sinks finished, and every step feeds the last one (runners that execute
+    # only what the last step needs, like the DaskRunner, run it all).
+    _ = ((parquet | "Parquet entries" >> beam.Map(lambda name: ("file", name)),
+          dead_letter | "Dead letter entries" >> beam.Map(lambda name: ("file", name)),
+          rows | "Row entries" >> beam.Map(lambda _: ("row", 1)),
+          failed | "Failure entries" >> beam.Map(lambda failure: ("failed", failure)),
+          duplicates | "Repeated id entries" >> beam.Map(lambda image_id: ("duplicate", image_id)))
+         | "Summary entries" >> beam.Flatten()
+         | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
+         | "Write summary" >> beam.Map(lambda summary: output.write_summary(
+             None, args.output_dir, summary["count"], summary["failed"], summary["duplicate_ids"])))
 
 
 def run(argv=None, test_pipeline=None):

@@ -1,8 +1,10 @@
 """The transforms of ``embed_catalog``: list inputs, read and check images, RunInference, rows.
 
 Images travel as ``ImageInput(image_id, source, data)``; ``data`` is None until the file is read.
-An input that cannot be embedded goes to the ``failed`` output as a dict (id, source, reason,
-detail) and is counted as ``failed_<reason>`` in the ``embed_catalog`` Metrics namespace.
+A DoFn that can fail emits ``(OK, value)`` or ``(FAILED, failure)`` on its one output and
+``outcomes`` splits them (tagged side outputs are not what every runner supports: Beam's
+DaskRunner merges them into the main output). A failure is a dict (id, source, reason, detail),
+counted as ``failed_<reason>`` in the ``embed_catalog`` Metrics namespace.
 
 Each image is checked before batching (header sniff, pixel limit and a cheap decode,
 ``tfmetric.data.image_header.inspect_image``), because the SavedModel fails a whole batch for one
@@ -26,7 +28,7 @@ from tfmetric.search import catalog
 from tfmetric.search.embedder import DEFAULT_SIGNATURE, MODEL_REJECTED, SavedModelEmbedder
 
 NAMESPACE = "embed_catalog"
-FAILED = "failed"
+OK, FAILED = "ok", "failed"
 MISSING, UNREADABLE, BAD_RECORD, BAD_LINE = "missing", "unreadable", "bad_record", "bad_manifest_line"
 _GLOB_CHARS = "*?["
 
@@ -45,8 +47,19 @@ def relative_id(path, base):
     return path[len(base):] if base and path.startswith(base) else path
 
 
+def _of_kind(outcome, kind):
+    if outcome[0] == kind:
+        yield outcome[1]
+
+
+def outcomes(pcoll, label):
+    """(the OK values, the FAILED values) of a PCollection of ``(kind, value)``."""
+    return (pcoll | f"{label} ok" >> beam.FlatMap(_of_kind, OK),
+            pcoll | f"{label} failed" >> beam.FlatMap(_of_kind, FAILED))
+
+
 class _FailingDoFn(beam.DoFn):
-    """A DoFn that routes inputs it cannot handle to the ``failed`` output, counted per reason."""
+    """A DoFn whose outputs are ``(OK, value)``, or ``(FAILED, failure)`` counted per reason."""
 
     def setup(self):
         self._failed = {}
@@ -56,8 +69,7 @@ class _FailingDoFn(beam.DoFn):
             self._failed[reason] = Metrics.counter(NAMESPACE, f"failed_{reason}")
         self._failed[reason].inc()
         _LOG.warning("Not embedding %s (%s): %s", source or image_id, reason, detail)
-        return beam.pvalue.TaggedOutput(FAILED, {"id": image_id, "source": source, "reason": reason,
-                                                 "detail": detail})
+        return FAILED, {"id": image_id, "source": source, "reason": reason, "detail": detail}
 
 
 class ParseManifestLineFn(_FailingDoFn):
@@ -80,7 +92,7 @@ class ParseManifestLineFn(_FailingDoFn):
         image_id, path = (f.strip() for f in fields)
         if "://" not in path and not path.startswith("/"):
             path = posixpath.join(posixpath.dirname(filename), path)
-        yield ImageInput(image_id, path, None)
+        yield OK, ImageInput(image_id, path, None)
 
 
 class ParseExampleFn(_FailingDoFn):
@@ -97,7 +109,7 @@ class ParseExampleFn(_FailingDoFn):
         if not encoded:
             yield self.fail(image_id, None, BAD_RECORD, f"no {schema.ENCODED} feature")
             return
-        yield ImageInput(image_id, None, encoded[0])
+        yield OK, ImageInput(image_id, None, encoded[0])
 
 
 class ReadAndCheckImageFn(_FailingDoFn):
@@ -140,7 +152,7 @@ class ReadAndCheckImageFn(_FailingDoFn):
             return
         if info.reencoded:
             self._reencoded.inc()
-        yield (image.image_id, image.source), info.encoded
+        yield OK, ((image.image_id, image.source), info.encoded)
 
 
 class SavedModelHandler(ModelHandler):
@@ -208,7 +220,7 @@ class ToRowFn(_FailingDoFn):
         row = {catalog.ID: image_id, catalog.BITS: result.bits.tobytes(), catalog.SOURCE: source}
         if self._has_float:
             row[catalog.EMBEDDING] = result.embedding
-        yield row
+        yield OK, row
 
 
 class EmbedImages(beam.PTransform):
@@ -225,11 +237,42 @@ class EmbedImages(beam.PTransform):
         self._handler, self._max_pixels = handler, max_pixels
 
     def expand(self, images):
-        checked = images | "Read and check images" >> beam.ParDo(
-            ReadAndCheckImageFn(self._max_pixels)).with_outputs(FAILED, main="images")
+        checked, unreadable = outcomes(images | "Read and check images" >> beam.ParDo(
+            ReadAndCheckImageFn(self._max_pixels)), "Checked")
         has_float = self._handler.signature == DEFAULT_SIGNATURE
-        rows = (checked.images
-                | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
-                | "To rows" >> beam.ParDo(ToRowFn(has_float)).with_outputs(FAILED, main="rows"))
-        failed = (checked[FAILED], rows[FAILED]) | "Merge failures" >> beam.Flatten()
-        return {"rows": rows.rows, "failed": failed}
+        rows, rejected = outcomes(checked
+                                  | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
+                                  | "To rows" >> beam.ParDo(ToRowFn(has_float)), "Rows")
+        failed = (unreadable, rejected) | "Merge failures" >> beam.Flatten()
+        return {"rows": rows, "failed": failed}
+
+
+class SummaryFn(beam.CombineFn):
+    """("row", 1), ("failed", failure), ("duplicate", id) and ("file", name) entries -> the job's
+    summary {"count", "failed", "duplicate_ids"} (embed_output.write_summary); file names only make
+    the summary wait for the sinks."""
+
+    def create_accumulator(self):
+        return 0, [], []
+
+    def add_input(self, accumulator, entry):
+        count, failed, duplicates = accumulator
+        kind, value = entry
+        if kind == "row":
+            return count + value, failed, duplicates
+        if kind == "failed":
+            failed.append(value)
+        elif kind == "duplicate":
+            duplicates.append(value)
+        return count, failed, duplicates
+
+    def merge_accumulators(self, accumulators):
+        count, failed, duplicates = self.create_accumulator()
+        for c, f, d in accumulators:
+            count, failed, duplicates = count + c, failed + f, duplicates + d
+        return count, failed, duplicates
+
+    def extract_output(self, accumulator):
+        count, failed, duplicates = accumulator
+        return {"count": count, "failed": sorted(failed, key=lambda f: (str(f["id"]), str(f["source"]))),
+                "duplicate_ids": sorted(duplicates)}

@@ -1,0 +1,37 @@
+"""Both Beam jobs on Beam's DaskRunner over a local 2-process dask.distributed cluster give what
+the in-process FnApiRunner gives, byte for byte (slow: starts a cluster)."""
+import json
+import os
+
+import pytest
+
+from tests import fixtures as fx
+from tests.pipelines.dask_cluster import dask_address  # noqa: F401 (a fixture)
+from tests.pipelines.test_build_tfrecords import all_files, convert
+from tfmetric import datasets
+
+pytestmark = pytest.mark.slow
+
+
+def _without_data_dir(manifest):
+    manifest = json.loads(json.dumps(manifest))
+    manifest["arguments"].pop("data_dir")
+    return manifest
+
+
+@pytest.mark.parametrize("runner", ["DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"])
+def test_build_tfrecords_on_dask_matches_fnapi(tmp_path, dask_address, runner):  # noqa: F811
+    raw = fx.make_inshop(str(tmp_path / "raw"))
+    fx.write_bytes(os.path.join(raw, "img/WOMEN/Dresses/id_00000001/01_1_train.jpg"),
+                   fx.truncated_jpeg_bytes())
+    dask_manifest, _ = convert("inshop", raw, tmp_path / "dask", "--num-shards", "2",
+                               "--runner", runner, "--dask_client_address", dask_address,
+                               "--dask_npartitions", "2")
+    local_manifest, _ = convert("inshop", raw, tmp_path / "local", "--num-shards", "2")
+
+    assert [s["reason"] for s in dask_manifest["splits"]["train"]["skipped"]] == ["truncated"]
+    assert _without_data_dir(dask_manifest) == _without_data_dir(local_manifest)
+    on_dask = all_files(datasets.tfrecord_dir(str(tmp_path / "dask"), "inshop"))
+    local = all_files(datasets.tfrecord_dir(str(tmp_path / "local"), "inshop"))
+    on_dask.pop("manifest.json"), local.pop("manifest.json")
+    assert on_dask == local and len(on_dask) == 6
