@@ -15,6 +15,7 @@ import collections
 import csv
 import logging
 import posixpath
+import uuid
 
 import apache_beam as beam
 import tensorflow as tf
@@ -165,8 +166,8 @@ class SavedModelHandler(ModelHandler):
     Args:
       model_dir: ``saved_models/<name>/<version>``.
       signature: ``serving_default`` or ``serving_binary``.
-      batch_size: images per model call (``min_batch_size = max_batch_size``, so batches have this
-        size except the last of a bundle).
+      batch_size: images per model call (``EmbedImages`` groups this many consecutive images of a
+        bundle into one batch; the last of a bundle may be smaller).
       share_model_across_processes: load the model once per machine instead of once per process
         (Beam's multi_process_shared), for large models on workers with many SDK processes.
       threads: TensorFlow's intra- and inter-op thread pools of each worker process (0: TensorFlow's
@@ -179,6 +180,7 @@ class SavedModelHandler(ModelHandler):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=share_model_across_processes)
         self.model_dir, self.signature, self.threads = model_dir, signature, threads
+        self.batch_size = batch_size
 
     def load_model(self):
         if self.threads:
@@ -223,6 +225,31 @@ class ToRowFn(_FailingDoFn):
         yield OK, row
 
 
+def _batch_order(keyed):
+    (image_id, source), _ = keyed
+    return str(image_id), str(source)
+
+
+class KeyIntoBatchesFn(beam.DoFn):
+    """Keys every ``batch_size`` consecutive elements of a bundle alike, so that a GroupByKey
+    forms the model's batches. RunInference's own batching (BatchElements) emits a bundle's last
+    batch from ``finish_bundle``, which Beam's DaskRunner drops; a GroupByKey works everywhere.
+
+    Args:
+      batch_size: elements per key.
+    """
+
+    def __init__(self, batch_size):
+        self._batch_size = batch_size
+
+    def start_bundle(self):
+        self._bundle, self._count = uuid.uuid4().hex, 0
+
+    def process(self, element):
+        yield (self._bundle, self._count // self._batch_size), element
+        self._count += 1
+
+
 class EmbedImages(beam.PTransform):
     """PCollection[ImageInput] -> {"rows": Parquet rows, "failed": failure dicts}.
 
@@ -240,8 +267,13 @@ class EmbedImages(beam.PTransform):
         checked, unreadable = outcomes(images | "Read and check images" >> beam.ParDo(
             ReadAndCheckImageFn(self._max_pixels)), "Checked")
         has_float = self._handler.signature == DEFAULT_SIGNATURE
-        rows, rejected = outcomes(checked
-                                  | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
+        batches = (checked
+                   | "Key into batches" >> beam.ParDo(KeyIntoBatchesFn(self._handler.batch_size))
+                   | "Group into batches" >> beam.GroupByKey()
+                   | "Batch" >> beam.MapTuple(lambda _, batch: sorted(batch, key=_batch_order)))
+        rows, rejected = outcomes(batches
+                                  | "RunInference" >> RunInference(
+                                      KeyedModelHandler(self._handler).with_no_batching())
                                   | "To rows" >> beam.ParDo(ToRowFn(has_float)), "Rows")
         failed = (unreadable, rejected) | "Merge failures" >> beam.Flatten()
         return {"rows": rows, "failed": failed}

@@ -3,11 +3,14 @@ the in-process FnApiRunner gives, byte for byte (slow: starts a cluster)."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from tests import fixtures as fx
+from tests.pipelines.test_embed_catalog import BAD, dead_letter, embed, make_folder
 from tests.pipelines.dask_cluster import dask_address  # noqa: F401 (a fixture)
 from tests.pipelines.test_build_tfrecords import all_files, convert
+from tests.tfmetric.search.test_query import tiny_model
 from tfmetric import datasets
 
 pytestmark = pytest.mark.slow
@@ -35,3 +38,25 @@ def test_build_tfrecords_on_dask_matches_fnapi(tmp_path, dask_address, runner): 
     local = all_files(datasets.tfrecord_dir(str(tmp_path / "local"), "inshop"))
     on_dask.pop("manifest.json"), local.pop("manifest.json")
     assert on_dask == local and len(on_dask) == 6
+
+
+def test_embed_catalog_on_dask_matches_fnapi(tmp_path, tmp_path_factory, dask_address):  # noqa: F811
+    model_dir = tiny_model(tmp_path_factory)
+    good = make_folder(str(tmp_path / "images"))
+    pattern = str(tmp_path / "images") + "/**"
+    _, on_dask, dask_catalog = embed(tmp_path / "dask", "--model", model_dir, "--input", pattern,
+                                     "--batch-size", "3", "--runner", "DaskRunner",
+                                     "--dask_client_address", dask_address, "--dask_npartitions", "2")
+    _, local, local_catalog = embed(tmp_path / "local", "--model", model_dir, "--input", pattern,
+                                    "--batch-size", "3")
+
+    assert sorted(dask_catalog.ids) == sorted(good) and len(set(dask_catalog.ids)) == len(good)
+    a, b = np.argsort(dask_catalog.ids), np.argsort(local_catalog.ids)
+    np.testing.assert_allclose(dask_catalog.embeddings[a], local_catalog.embeddings[b], atol=1e-6)
+    np.testing.assert_array_equal(dask_catalog.bits[a], local_catalog.bits[b])
+    assert dead_letter(str(tmp_path / "dask")) == dead_letter(str(tmp_path / "local")) == {
+        image_id: reason for image_id, (_, reason) in BAD.items()}
+    for manifest in (on_dask, local):  # shard names and counts are the runner's to choose
+        manifest.pop("files"), manifest.pop("dead_letter"), manifest.pop("created")
+    assert on_dask == local
+    assert not [n for n in os.listdir(tmp_path / "dask") if n.startswith(("_", "beam-temp"))]
