@@ -124,6 +124,17 @@ def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels:
                                                   summary["fingerprint"])))
 
 
+def wait_until_finish(result) -> None:
+    """Waits for the job, then closes the connection a runner's result may hold (the DaskRunner's
+    dask Client), so that none outlives the job in a long-lived process."""
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+
 def _log_metrics(result) -> None:
     try:
         counters = result.metrics().query()["counters"]
@@ -158,7 +169,7 @@ def run(argv=None, test_pipeline=None):
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
     build_pipeline(p, records, shards_per_split, staging, args.max_pixels, args.dataset)
     result = p.run()
-    result.wait_until_finish()
+    wait_until_finish(result)
     _log_metrics(result)
 
     arguments = {"dataset": args.dataset, "data_dir": data_dir,

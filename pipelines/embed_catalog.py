@@ -40,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
-from pipelines.build_tfrecords import pipeline_options, setup_job_logging
+from pipelines.build_tfrecords import pipeline_options, setup_job_logging, wait_until_finish
 from pipelines.shard_sink import WriteShards
 from tfmetric.cli_utils import run_main
 from tfmetric.search import catalog
@@ -195,7 +195,7 @@ def run(argv=None, test_pipeline=None):
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
     build_pipeline(p, args, fmt, dim, max_pixels, num_shards)
     result = p.run()
-    result.wait_until_finish()
+    wait_until_finish(result)
 
     manifest = output.finish(
         args.output_dir, identity, dim, args.signature == DEFAULT_SIGNATURE, signature=args.signature,
