@@ -14,8 +14,11 @@ records sorted by label then image id) and ``manifest.json``, written last (tfme
 Unusable images (missing, empty, truncated, corrupt, unsupported, over ``--max-pixels``) are
 counted, logged and listed in the manifest with their reason; only a wrong layout fails the job.
 
-Steps: Create image records -> Read and check images -> (classes with images -> label maps) ->
-Assign shards -> Group by shard -> Write shards -> Write build summary.
+Steps: List classes (records without bytes) -> Read and check images (one class per element;
+header facts, no bytes, go on) -> Group classes by split -> Assign shards -> Group by shard ->
+Write shards (reads the images again) -> Summarize -> Write build summary. The same graph runs on
+every runner; ``--runner DaskRunner --dask_client_address tcp://HOST:8786`` runs it on a Dask
+cluster (README, "Speed and scale").
 """
 import argparse
 import logging
@@ -38,6 +41,8 @@ IMAGES_PER_SHARD = 1000
 # honours --direct_num_workers / --direct_running_mode and needs no network, whereas
 # `--runner DirectRunner` first tries to download and start the Prism runner (Beam 2.77).
 DEFAULT_RUNNER = "FnApiRunner"
+# Runners Beam ships but does not resolve by their short name (Beam 2.77 knows the others).
+RUNNER_PATHS = {"daskrunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
 _LOG = logging.getLogger(__name__)
 PROG = "python -m " + prepare.JOB_MODULE
 
@@ -71,8 +76,11 @@ def parse_args(argv=None):
 
 def pipeline_options(beam_args) -> PipelineOptions:
     options = PipelineOptions(beam_args)
-    if options.view_as(StandardOptions).runner is None:
-        options.view_as(StandardOptions).runner = DEFAULT_RUNNER
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = DEFAULT_RUNNER
+    elif isinstance(standard.runner, str):
+        standard.runner = RUNNER_PATHS.get(standard.runner.lower(), standard.runner)
     return options
 
 
@@ -82,6 +90,8 @@ def load_records(module, raw_dir: str, args) -> dict:
         module.download(raw_dir)
     if module.NAME == "imagefolder":
         return module.load(raw_dir, train_classes=args.train_classes, test_classes=args.test_classes)
+    if hasattr(module, "list_images"):  # generated: the workers render each class's bytes
+        return module.list_images(raw_dir)
     return module.load(raw_dir)
 
 
@@ -90,36 +100,44 @@ def num_shards(requested: int, num_images: int) -> int:
 
 
 def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels: int,
-                   label_spaces=None) -> None:
+                   dataset: str, label_spaces=None) -> None:
     """Adds the conversion to pipeline ``p``; the shards and the summary go to ``staging``.
 
-    ``label_spaces`` maps a split to the label space it shares with other splits (the dataset
-    module's ``LABEL_SPACES``); labels are made contiguous per label space.
+    Only records without bytes (paths, or ids the workers render for generated datasets) enter
+    the pipeline, one element per class; only header facts are shuffled. ``label_spaces`` maps a
+    split to the label space it shares with other splits (the dataset module's ``LABEL_SPACES``);
+    labels are made contiguous per label space.
     """
     spaces = dict(label_spaces or {})
-    flat = [r for split in sorted(records) for r in records[split]]
-    checked = (p
-               | "Create image records" >> beam.Create(flat)
-               | "Read and check images" >> beam.ParDo(transforms.ReadImageFn(max_pixels))
-               .with_outputs(transforms.SKIPPED, transforms.FINGERPRINT, main="images"))
-    label_maps = (checked.images
-                  | "Classes with images" >> beam.Map(lambda im: (spaces.get(im.split, im.split), im.label))
-                  | "Distinct classes" >> beam.Distinct()
-                  | "Group classes by split" >> beam.GroupByKey()
-                  | "Build label maps" >> beam.Map(transforms.label_map))
-    shards = (checked.images
-              | "Assign shards" >> beam.ParDo(transforms.AssignShardFn(shards_per_split, spaces),
-                                              label_maps=beam.pvalue.AsDict(label_maps))
+    checks = (p
+              | "List classes" >> beam.Create(transforms.class_units(records))
+              | "Read and check images" >> beam.ParDo(transforms.CheckClassFn(dataset, max_pixels)))
+    shards = (checks
+              | "Key by label space" >> beam.Map(lambda check: (spaces.get(check.split, check.split), check))
+              | "Group classes by label space" >> beam.GroupByKey()
+              | "Assign shards" >> beam.FlatMap(transforms.assign_shards, shards_per_split)
               | "Group by shard" >> beam.GroupByKey()
-              | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging)))
-    skipped = checked[transforms.SKIPPED] | "Collect skipped" >> beam.combiners.ToList()
-    fingerprint = (checked[transforms.FINGERPRINT]
-                   | "Fingerprint input" >> beam.CombineGlobally(transforms.FingerprintFn()))
-    _ = (shards
-         | "Collect shards" >> beam.combiners.ToList()
-         | "Write build summary" >> beam.Map(output.write_summary, staging,
-                                             skipped=beam.pvalue.AsSingleton(skipped),
-                                             fingerprint=beam.pvalue.AsSingleton(fingerprint)))
+              | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging, dataset, max_pixels)))
+    # One combine over everything the manifest needs, so the last step depends on every shard
+    # (runners that execute only what the last step needs, like the DaskRunner, run it all).
+    _ = ((shards | "Shard entries" >> beam.Map(lambda shard: ("shard", shard)),
+          checks | "Skip and fingerprint entries" >> beam.FlatMap(transforms.summary_entries))
+         | "Summary entries" >> beam.Flatten()
+         | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
+         | "Write build summary" >> beam.Map(
+             lambda summary: output.write_summary(summary["shards"], staging, summary["skipped"],
+                                                  summary["fingerprint"])))
+
+
+def wait_until_finish(result) -> None:
+    """Waits for the job, then closes the connection a runner's result may hold (the DaskRunner's
+    dask Client), so that none outlives the job in a long-lived process."""
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None and hasattr(client, "close"):
+            client.close()
 
 
 def _log_metrics(result) -> None:
@@ -154,9 +172,10 @@ def run(argv=None, test_pipeline=None):
     tf.io.gfile.makedirs(staging)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(p, records, shards_per_split, staging, args.max_pixels, getattr(module, "LABEL_SPACES", None))
+    build_pipeline(p, records, shards_per_split, staging, args.max_pixels, args.dataset,
+                   getattr(module, "LABEL_SPACES", None))
     result = p.run()
-    result.wait_until_finish()
+    wait_until_finish(result)
     _log_metrics(result)
 
     arguments = {"dataset": args.dataset, "data_dir": data_dir,

@@ -23,11 +23,14 @@ unless ``--runner`` says otherwise: ``--direct_num_workers 2 --direct_running_mo
 multi_processing`` locally; ``--runner DataflowRunner --setup_file ./setup.py ...`` (README).
 
 Steps: List inputs -> Reshuffle -> Read and check images -> RunInference (KeyedModelHandler of a
-SavedModelHandler) -> To rows -> Write Parquet; failures -> Write dead letter; Write summary.
+SavedModelHandler) -> To rows -> Write Parquet; failures -> Write dead letter; (written files, rows,
+failures, repeated ids) -> Summarize -> Write summary. Every step has one output and the job uses
+no side inputs of its own, so it runs unchanged on Beam's DaskRunner (README, "Speed and scale").
 """
 import argparse
-import json
+import functools
 import logging
+import math
 import os
 import sys
 
@@ -38,7 +41,8 @@ from apache_beam.io.filesystems import FileSystems
 import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
-from pipelines.build_tfrecords import pipeline_options, setup_job_logging
+from pipelines.build_tfrecords import pipeline_options, setup_job_logging, wait_until_finish
+from pipelines.shard_sink import WriteShards
 from tfmetric.cli_utils import ArgumentParser, run_main
 from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
@@ -47,6 +51,7 @@ from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, SavedM
 PROG = "python -m pipelines.embed_catalog"
 INPUT_FORMATS = ("auto", "images", "tfrecord", "manifest")
 DEFAULT_BATCH_SIZE = 32
+IMAGES_PER_SHARD = 10_000
 _LOG = logging.getLogger(__name__)
 
 
@@ -60,7 +65,9 @@ def parse_args(argv=None):
                    help="serving_default: float embeddings and their sign bits; serving_binary: bits only")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per model call")
     p.add_argument("--input-format", default="auto", choices=INPUT_FORMATS)
-    p.add_argument("--num-shards", type=int, default=0, help="Parquet shards (default 0: the runner decides)")
+    p.add_argument("--num-shards", type=int, default=0,
+                   help=f"Parquet shards (default 0: one per {IMAGES_PER_SHARD} images of an image "
+                        f"pattern, else one)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="images declaring more pixels fail undecoded (default: the model card's limit)")
     p.add_argument("--share-model-across-processes", action="store_true",
@@ -89,13 +96,19 @@ def input_format(pattern, requested="auto"):
 
 
 def check_input(pattern):
-    """Raises FileNotFoundError when ``pattern`` matches nothing (before any worker starts)."""
+    """The number of files ``pattern`` matches; FileNotFoundError when none (before any worker starts)."""
     try:
         matched = FileSystems.match([pattern])[0].metadata_list
     except Exception:  # BeamIOError for a missing literal path
         matched = []
     if not matched:
         raise FileNotFoundError(f"--input {pattern}: matches no files.")
+    return len(matched)
+
+
+def default_num_shards(fmt, num_matched):
+    """Parquet shards without --num-shards: one per IMAGES_PER_SHARD matched images, else one."""
+    return max(1, math.ceil(num_matched / IMAGES_PER_SHARD)) if fmt == "images" else 1
 
 
 def model_info(model_dir, signature):
@@ -117,19 +130,18 @@ def read_inputs(p, pattern, fmt):
     if fmt == "tfrecord":
         # Shards are read in parallel file by file (each record keeps its file and offset as its
         # source); the image bytes are not shuffled a second time.
-        records = (p | "Match TFRecords" >> fileio.MatchFiles(pattern)
-                   | "File names" >> beam.Map(lambda m: m.path) | "Spread files" >> beam.Reshuffle()
-                   | "Read TFRecords" >> beam.ParDo(transforms.ReadTFRecordFileFn()).with_outputs(
-                       transforms.FAILED, main="records"))
-        parsed = (records.records
-                  | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()).with_outputs(
-                      transforms.FAILED, main="images"))
-        return parsed.images, [records[transforms.FAILED], parsed[transforms.FAILED]]
+        records, unreadable = transforms.outcomes(
+            p | "Match TFRecords" >> fileio.MatchFiles(pattern)
+            | "File names" >> beam.Map(lambda m: m.path) | "Spread files" >> beam.Reshuffle()
+            | "Read TFRecords" >> beam.ParDo(transforms.ReadTFRecordFileFn()), "Read")
+        images, failed = transforms.outcomes(
+            records | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()), "Parsed")
+        return images, [unreadable, failed]
     if fmt == "manifest":
-        parsed = (p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
-                  | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()).with_outputs(
-                      transforms.FAILED, main="images"))
-        images, failed = parsed.images, [parsed[transforms.FAILED]]
+        images, failed = transforms.outcomes(
+            p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
+            | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()), "Parsed")
+        failed = [failed]
     else:
         base = transforms.pattern_base(pattern)
         images = (p | "Match files" >> fileio.MatchFiles(pattern)
@@ -140,33 +152,38 @@ def read_inputs(p, pattern, fmt):
     return images | "Spread over workers" >> beam.Reshuffle(), failed
 
 
-def build_pipeline(p, args, fmt, dim, max_pixels):
+def build_pipeline(p, args, fmt, dim, max_pixels, num_shards=1):
     """Adds the job to pipeline ``p`` reading inputs of format ``fmt``; everything goes to
-    ``args.output_dir``."""
+    ``args.output_dir``, the embeddings in ``num_shards`` Parquet files."""
     has_float = args.signature == DEFAULT_SIGNATURE
     handler = transforms.SavedModelHandler(args.model, args.signature, args.batch_size,
                                            args.share_model_across_processes, args.threads)
     images, failed = read_inputs(p, args.input, fmt)
     embedded = images | "Embed images" >> transforms.EmbedImages(handler, max_pixels)
     rows = embedded["rows"]
-    _ = rows | "Write Parquet" >> beam.io.WriteToParquet(
-        output.embeddings_prefix(args.output_dir), catalog.parquet_schema(dim, has_float),
-        file_name_suffix=catalog.PARQUET_SUFFIX, num_shards=args.num_shards)
+    parquet = rows | "Write Parquet" >> WriteShards(
+        output.embeddings_prefix(args.output_dir), catalog.PARQUET_SUFFIX, num_shards,
+        key=lambda row: row[catalog.ID],
+        write=functools.partial(output.write_parquet, schema=catalog.parquet_schema(dim, has_float)))
     failed = (failed + [embedded["failed"]]) | "All failures" >> beam.Flatten()
-    _ = (failed | "Failure as JSON" >> beam.Map(json.dumps, sort_keys=True)
-         | "Write dead letter" >> beam.io.WriteToText(output.dead_letter_prefix(args.output_dir),
-                                                      file_name_suffix=output.DEAD_LETTER_SUFFIX))
-    ids = rows | "Ids" >> beam.Map(lambda row: row[catalog.ID])
-    count = ids | "Count rows" >> beam.combiners.Count.Globally()
-    duplicates = (ids | "Count per id" >> beam.combiners.Count.PerElement()
-                  | "Repeated ids" >> beam.Filter(lambda kv: kv[1] > 1) | "Id" >> beam.Keys()
-                  | "Collect repeated ids" >> beam.combiners.ToList())
-    _ = (p | "Summary trigger" >> beam.Create([None])
-         | "Write summary" >> beam.Map(output.write_summary, args.output_dir,
-                                       count=beam.pvalue.AsSingleton(count),
-                                       failed=beam.pvalue.AsSingleton(failed | "Collect failures" >>
-                                                                      beam.combiners.ToList()),
-                                       duplicate_ids=beam.pvalue.AsSingleton(duplicates)))
+    dead_letter = failed | "Write dead letter" >> WriteShards(
+        output.dead_letter_prefix(args.output_dir), output.DEAD_LETTER_SUFFIX, 1,
+        key=lambda failure: failure["id"], write=output.write_dead_letter)
+    duplicates = (rows | "Ids" >> beam.Map(lambda row: row[catalog.ID])
+                  | "Count per id" >> beam.combiners.Count.PerElement()
+                  | "Repeated ids" >> beam.Filter(lambda kv: kv[1] > 1) | "Id" >> beam.Keys())
+    # One combine over the written file names, rows, failures and repeated ids: the summary is
+    # written after both sinks finished, and every step feeds the last one (runners that execute
+    # only what the last step needs, like the DaskRunner, run it all).
+    _ = ((parquet | "Parquet entries" >> beam.Map(lambda name: ("file", name)),
+          dead_letter | "Dead letter entries" >> beam.Map(lambda name: ("file", name)),
+          rows | "Row entries" >> beam.Map(lambda _: ("row", 1)),
+          failed | "Failure entries" >> beam.Map(lambda failure: ("failed", failure)),
+          duplicates | "Repeated id entries" >> beam.Map(lambda image_id: ("duplicate", image_id)))
+         | "Summary entries" >> beam.Flatten()
+         | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
+         | "Write summary" >> beam.Map(lambda summary: output.write_summary(
+             None, args.output_dir, summary["count"], summary["failed"], summary["duplicate_ids"])))
 
 
 def run(argv=None, test_pipeline=None):
@@ -177,13 +194,13 @@ def run(argv=None, test_pipeline=None):
     identity, dim, max_pixels = model_info(args.model, args.signature)
     max_pixels = args.max_pixels if args.max_pixels is not None else max_pixels
     fmt = input_format(args.input, args.input_format)
-    check_input(args.input)
+    num_shards = args.num_shards or default_num_shards(fmt, check_input(args.input))
     output.prepare_output_dir(args.output_dir)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(p, args, fmt, dim, max_pixels)
+    build_pipeline(p, args, fmt, dim, max_pixels, num_shards)
     result = p.run()
-    result.wait_until_finish()
+    wait_until_finish(result)
 
     manifest = output.finish(
         args.output_dir, identity, dim, args.signature == DEFAULT_SIGNATURE, signature=args.signature,

@@ -10,6 +10,8 @@ shards. Any filesystem TensorFlow reads and writes (local, gs://).
 import json
 import os
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import tensorflow as tf
 
 from tfmetric.search import catalog
@@ -24,6 +26,26 @@ def embeddings_prefix(output_dir):
 
 def dead_letter_prefix(output_dir):
     return os.path.join(output_dir, catalog.DEAD_LETTER_PREFIX)
+
+
+def write_parquet(path, rows, schema):
+    """One Parquet shard of ``rows`` (sorted by id, then source), local or on any filesystem."""
+    rows = sorted(rows, key=lambda row: (row[catalog.ID], str(row[catalog.SOURCE])))
+    table = pa.Table.from_pylist(rows, schema=schema)
+    if "://" not in path:
+        pq.write_table(table, path)
+        return
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(sink.getvalue().to_pybytes())
+
+
+def write_dead_letter(path, failures):
+    """One JSON Lines shard of failure dicts, one sorted-key line each, in a stable order."""
+    lines = sorted(json.dumps(failure, sort_keys=True) for failure in failures)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write("".join(line + "\n" for line in lines))
 
 
 def _embedding_shards(output_dir):
@@ -45,7 +67,7 @@ def prepare_output_dir(output_dir):
         path = os.path.join(output_dir, name)
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
-    for path in _outputs(output_dir):
+    for path in _outputs(output_dir) + tf.io.gfile.glob(os.path.join(output_dir, "_incomplete-*")):
         tf.io.gfile.remove(path)
 
 

@@ -1,8 +1,10 @@
 """The transforms of ``embed_catalog``: list inputs, read and check images, RunInference, rows.
 
 Images travel as ``ImageInput(image_id, source, data)``; ``data`` is None until the file is read.
-An input that cannot be embedded goes to the ``failed`` output as a dict (id, source, reason,
-detail) and is counted as ``failed_<reason>`` in the ``embed_catalog`` Metrics namespace.
+A DoFn that can fail emits ``(OK, value)`` or ``(FAILED, failure)`` on its one output and
+``outcomes`` splits them (tagged side outputs are not what every runner supports: Beam's
+DaskRunner merges them into the main output). A failure is a dict (id, source, reason, detail),
+counted as ``failed_<reason>`` in the ``embed_catalog`` Metrics namespace.
 
 Each image is checked before batching (header sniff, pixel limit and a cheap decode,
 ``tfmetric.data.image_header.inspect_image``), because the SavedModel fails a whole batch for one
@@ -13,6 +15,7 @@ import collections
 import csv
 import logging
 import posixpath
+import uuid
 
 import apache_beam as beam
 import tensorflow as tf
@@ -26,7 +29,7 @@ from tfmetric.search import catalog, image_source
 from tfmetric.search.embedder import DEFAULT_SIGNATURE, MODEL_REJECTED, SavedModelEmbedder
 
 NAMESPACE = "embed_catalog"
-FAILED = "failed"
+OK, FAILED = "ok", "failed"
 MISSING, UNREADABLE, BAD_RECORD, BAD_LINE = "missing", "unreadable", "bad_record", "bad_manifest_line"
 _GLOB_CHARS = "*?["
 
@@ -45,8 +48,19 @@ def relative_id(path, base):
     return path[len(base):] if base and path.startswith(base) else path
 
 
+def _of_kind(outcome, kind):
+    if outcome[0] == kind:
+        yield outcome[1]
+
+
+def outcomes(pcoll, label):
+    """(the OK values, the FAILED values) of a PCollection of ``(kind, value)``."""
+    return (pcoll | f"{label} ok" >> beam.FlatMap(_of_kind, OK),
+            pcoll | f"{label} failed" >> beam.FlatMap(_of_kind, FAILED))
+
+
 class _FailingDoFn(beam.DoFn):
-    """A DoFn that routes inputs it cannot handle to the ``failed`` output, counted per reason."""
+    """A DoFn whose outputs are ``(OK, value)``, or ``(FAILED, failure)`` counted per reason."""
 
     def setup(self):
         self._failed = {}
@@ -56,8 +70,7 @@ class _FailingDoFn(beam.DoFn):
             self._failed[reason] = Metrics.counter(NAMESPACE, f"failed_{reason}")
         self._failed[reason].inc()
         _LOG.warning("Not embedding %s (%s): %s", source or image_id, reason, detail)
-        return beam.pvalue.TaggedOutput(FAILED, {"id": image_id, "source": source, "reason": reason,
-                                                 "detail": detail})
+        return FAILED, {"id": image_id, "source": source, "reason": reason, "detail": detail}
 
 
 class ParseManifestLineFn(_FailingDoFn):
@@ -80,7 +93,7 @@ class ParseManifestLineFn(_FailingDoFn):
         image_id, path = (f.strip() for f in fields)
         if "://" not in path and not path.startswith("/"):
             path = posixpath.join(posixpath.dirname(filename), path)
-        yield ImageInput(image_id, path, None)
+        yield OK, ImageInput(image_id, path, None)
 
 
 class ReadTFRecordFileFn(_FailingDoFn):
@@ -92,7 +105,7 @@ class ReadTFRecordFileFn(_FailingDoFn):
     def process(self, path):
         try:
             for offset, serialized in image_source.iter_records(path):
-                yield image_source.tfrecord_source(path, offset), serialized
+                yield OK, (image_source.tfrecord_source(path, offset), serialized)
         except (ValueError, OSError, tf.errors.OpError) as e:
             yield self.fail(None, path, BAD_RECORD, str(e))
 
@@ -112,7 +125,7 @@ class ParseExampleFn(_FailingDoFn):
         if not encoded:
             yield self.fail(image_id, source, BAD_RECORD, f"no {schema.ENCODED} feature")
             return
-        yield ImageInput(image_id, source, encoded[0])
+        yield OK, ImageInput(image_id, source, encoded[0])
 
 
 class ReadAndCheckImageFn(_FailingDoFn):
@@ -157,7 +170,7 @@ class ReadAndCheckImageFn(_FailingDoFn):
             return
         if info.reencoded:
             self._reencoded.inc()
-        yield (image.image_id, image.source), info.encoded
+        yield OK, ((image.image_id, image.source), info.encoded)
 
 
 class SavedModelHandler(ModelHandler):
@@ -170,8 +183,8 @@ class SavedModelHandler(ModelHandler):
     Args:
       model_dir: ``saved_models/<name>/<version>``.
       signature: ``serving_default`` or ``serving_binary``.
-      batch_size: images per model call (``min_batch_size = max_batch_size``, so batches have this
-        size except the last of a bundle).
+      batch_size: images per model call (``EmbedImages`` groups this many consecutive images of a
+        bundle into one batch; the last of a bundle may be smaller).
       share_model_across_processes: load the model once per machine instead of once per process
         (Beam's multi_process_shared), for large models on workers with many SDK processes.
       threads: TensorFlow's intra- and inter-op thread pools of each worker process (0: TensorFlow's
@@ -184,6 +197,7 @@ class SavedModelHandler(ModelHandler):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=share_model_across_processes)
         self.model_dir, self.signature, self.threads = model_dir, signature, threads
+        self.batch_size = batch_size
 
     def load_model(self):
         if self.threads:
@@ -225,7 +239,32 @@ class ToRowFn(_FailingDoFn):
         row = {catalog.ID: image_id, catalog.BITS: result.bits.tobytes(), catalog.SOURCE: source}
         if self._has_float:
             row[catalog.EMBEDDING] = result.embedding
-        yield row
+        yield OK, row
+
+
+def _batch_order(keyed):
+    (image_id, source), _ = keyed
+    return str(image_id), str(source)
+
+
+class KeyIntoBatchesFn(beam.DoFn):
+    """Keys every ``batch_size`` consecutive elements of a bundle alike, so that a GroupByKey
+    forms the model's batches. RunInference's own batching (BatchElements) emits a bundle's last
+    batch from ``finish_bundle``, which Beam's DaskRunner drops; a GroupByKey works everywhere.
+
+    Args:
+      batch_size: elements per key.
+    """
+
+    def __init__(self, batch_size):
+        self._batch_size = batch_size
+
+    def start_bundle(self):
+        self._bundle, self._count = uuid.uuid4().hex, 0
+
+    def process(self, element):
+        yield (self._bundle, self._count // self._batch_size), element
+        self._count += 1
 
 
 class EmbedImages(beam.PTransform):
@@ -242,11 +281,47 @@ class EmbedImages(beam.PTransform):
         self._handler, self._max_pixels = handler, max_pixels
 
     def expand(self, images):
-        checked = images | "Read and check images" >> beam.ParDo(
-            ReadAndCheckImageFn(self._max_pixels)).with_outputs(FAILED, main="images")
+        checked, unreadable = outcomes(images | "Read and check images" >> beam.ParDo(
+            ReadAndCheckImageFn(self._max_pixels)), "Checked")
         has_float = self._handler.signature == DEFAULT_SIGNATURE
-        rows = (checked.images
-                | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
-                | "To rows" >> beam.ParDo(ToRowFn(has_float)).with_outputs(FAILED, main="rows"))
-        failed = (checked[FAILED], rows[FAILED]) | "Merge failures" >> beam.Flatten()
-        return {"rows": rows.rows, "failed": failed}
+        batches = (checked
+                   | "Key into batches" >> beam.ParDo(KeyIntoBatchesFn(self._handler.batch_size))
+                   | "Group into batches" >> beam.GroupByKey()
+                   | "Batch" >> beam.MapTuple(lambda _, batch: sorted(batch, key=_batch_order)))
+        rows, rejected = outcomes(batches
+                                  | "RunInference" >> RunInference(
+                                      KeyedModelHandler(self._handler).with_no_batching())
+                                  | "To rows" >> beam.ParDo(ToRowFn(has_float)), "Rows")
+        failed = (unreadable, rejected) | "Merge failures" >> beam.Flatten()
+        return {"rows": rows, "failed": failed}
+
+
+class SummaryFn(beam.CombineFn):
+    """("row", 1), ("failed", failure), ("duplicate", id) and ("file", name) entries -> the job's
+    summary {"count", "failed", "duplicate_ids"} (embed_output.write_summary); file names only make
+    the summary wait for the sinks."""
+
+    def create_accumulator(self):
+        return 0, [], []
+
+    def add_input(self, accumulator, entry):
+        count, failed, duplicates = accumulator
+        kind, value = entry
+        if kind == "row":
+            return count + value, failed, duplicates
+        if kind == "failed":
+            failed.append(value)
+        elif kind == "duplicate":
+            duplicates.append(value)
+        return count, failed, duplicates
+
+    def merge_accumulators(self, accumulators):
+        count, failed, duplicates = self.create_accumulator()
+        for c, f, d in accumulators:
+            count, failed, duplicates = count + c, failed + f, duplicates + d
+        return count, failed, duplicates
+
+    def extract_output(self, accumulator):
+        count, failed, duplicates = accumulator
+        return {"count": count, "failed": sorted(failed, key=lambda f: (str(f["id"]), str(f["source"]))),
+                "duplicate_ids": sorted(duplicates)}

@@ -1,29 +1,37 @@
-"""The DoFns of ``build_tfrecords``: read and check images, relabel and assign shards, write shards.
+"""The steps of ``build_tfrecords``: check each class's images, assign shards, write shards.
 
-Images travel as ``CheckedImage`` tuples; an image that cannot be kept goes to the ``skipped``
-output with its path and reason instead, and every listed image (kept or not) contributes a line
-to the ``fingerprint`` output, so the manifest can say exactly which input it was built from.
+The job moves group keys and small metadata, never image bytes: a worker reads (or, for generated
+datasets, renders) one class's images and checks them, and only their header facts travel on
+(``ClassCheck``); the worker that writes a shard reads the bytes again, verified by CRC-32 against
+the first read. Images that cannot be kept are listed in ``ClassCheck.skipped`` with path and
+reason, and every listed image (kept or not) contributes a fingerprint line, so the manifest says
+exactly which input it was built from.
+
+Every step has one output (no tagged side outputs) and no side inputs, so the job runs the same
+on every Beam runner, the DaskRunner included (see the README, "Speed and scale").
 """
 import collections
 import hashlib
-import itertools
 import logging
 import os
+import zlib
 
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.metrics import Metrics
 
+from tfmetric import datasets
 from tfmetric.data import image_header, schema
 from tfmetric.data.class_index import RECORD_OVERHEAD
 
 NAMESPACE = "build_tfrecords"
-SKIPPED = "skipped"
-FINGERPRINT = "fingerprint"
 MISSING, UNREADABLE = "missing", "unreadable"
 
-CheckedImage = collections.namedtuple(
-    "CheckedImage", "split label class_name image_id format height width encoded")
+# One kept image: its header facts, and the CRC-32 the writer checks its second read against.
+CheckedImage = collections.namedtuple("CheckedImage", "image_id format height width crc32 reencoded")
+# One class: the listed records (no bytes unless in memory), its kept images, skipped entries and
+# fingerprint lines; ``label`` is the dataset's label until shards are assigned.
+ClassCheck = collections.namedtuple("ClassCheck", "split label class_name records images skipped fingerprints")
 
 _LOG = logging.getLogger(__name__)
 _PROGRESS_EVERY = 1000
@@ -33,17 +41,64 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
     return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
-class ReadImageFn(beam.DoFn):
-    """ImageRecord -> CheckedImage, or a ``skipped`` entry naming the file and the reason.
+def class_units(records: dict) -> list:
+    """dict split -> ImageRecords -> one tuple of records per (split, label), in listing order."""
+    units = collections.defaultdict(list)
+    for split in sorted(records):
+        for record in records[split]:
+            units[(split, record.label)].append(record)
+    return [tuple(unit) for _, unit in sorted(units.items())]
+
+
+class ClassReader:
+    """Bytes of one class's records: in memory, from their path (any filesystem TensorFlow reads), or
+    rendered by the dataset module's ``generate_class`` (generated datasets list no bytes).
 
     Args:
+      dataset: the dataset name, for ``generate_class``.
+    """
+
+    def __init__(self, dataset: str):
+        self._dataset = dataset
+
+    def read(self, records, wanted=None):
+        """[(record, bytes or None, (reason, detail) or None)] for the records whose id is in
+        ``wanted`` (default all), in the order of ``records`` (one class's, in listing order)."""
+        if records and records[0].path is None and records[0].data is None:
+            encoded = datasets.get_dataset(self._dataset).generate_class(records[0].class_name)
+            if len(encoded) != len(records):
+                raise RuntimeError(f"{self._dataset}.generate_class({records[0].class_name!r}) gave "
+                                   f"{len(encoded)} images for {len(records)} listed ones")
+            return [(r, data, None) for r, data in zip(records, encoded)
+                    if wanted is None or r.image_id in wanted]
+        return [self._read_one(r) for r in records if wanted is None or r.image_id in wanted]
+
+    @staticmethod
+    def _read_one(record):
+        if record.data is not None:
+            return record, record.data, None
+        try:
+            with tf.io.gfile.GFile(record.path, "rb") as f:  # local paths, gs://, ...
+                return record, f.read(), None
+        except tf.errors.NotFoundError:
+            return record, None, (MISSING, "listed in the annotations but not on disk")
+        except (tf.errors.OpError, OSError) as e:
+            return record, None, (UNREADABLE, str(e).splitlines()[0] if str(e) else repr(e))
+
+
+class CheckClassFn(beam.DoFn):
+    """Records of one class -> its ``ClassCheck`` (header facts of the kept images, no bytes).
+
+    Args:
+      dataset: the dataset name (generated datasets render the class here).
       max_pixels: images whose header announces more pixels are skipped without decoding.
     """
 
-    def __init__(self, max_pixels: int):
-        self._max_pixels = max_pixels
+    def __init__(self, dataset: str, max_pixels: int):
+        self._dataset, self._max_pixels = dataset, max_pixels
 
     def setup(self):
+        self._reader = ClassReader(self._dataset)
         self._read = Metrics.counter(NAMESPACE, "images_read")
         self._reencoded = Metrics.counter(NAMESPACE, "images_reencoded")
         self._skipped = {}
@@ -54,133 +109,150 @@ class ReadImageFn(beam.DoFn):
             self._skipped[reason] = Metrics.counter(NAMESPACE, f"skipped_{reason}")
         self._skipped[reason].inc()
         _LOG.warning("Skipping %s (%s): %s", record.path or record.image_id, reason, detail)
-        return beam.pvalue.TaggedOutput(SKIPPED, {
-            "split": record.split, "image_id": record.image_id, "path": record.path,
-            "class_name": record.class_name, "reason": reason, "detail": detail})
+        return {"split": record.split, "image_id": record.image_id, "path": record.path,
+                "class_name": record.class_name, "reason": reason, "detail": detail}
 
-    def _load(self, record):
-        if record.data is not None:
-            return record.data
-        with tf.io.gfile.GFile(record.path, "rb") as f:  # local paths, gs://, ...
-            return f.read()
-
-    def process(self, record):
-        self._read.inc()
-        self._seen += 1
-        if self._seen % _PROGRESS_EVERY == 0:
-            _LOG.info("This worker has read %d images", self._seen)
-        key = f"{record.split}\t{record.class_name}\t{record.image_id}"
-        try:
-            data = self._load(record)
-        except tf.errors.NotFoundError:
-            yield beam.pvalue.TaggedOutput(FINGERPRINT, f"{key}\t{MISSING}")
-            yield self._skip(record, MISSING, "listed in the annotations but not on disk")
-            return
-        except (tf.errors.OpError, OSError) as e:
-            yield beam.pvalue.TaggedOutput(FINGERPRINT, f"{key}\t{UNREADABLE}")
-            yield self._skip(record, UNREADABLE, str(e).splitlines()[0] if str(e) else repr(e))
-            return
-        yield beam.pvalue.TaggedOutput(FINGERPRINT, f"{key}\t{hashlib.sha256(data).hexdigest()}")
-        try:
-            info = image_header.inspect_image(data, self._max_pixels)
-        except image_header.ImageError as e:
-            yield self._skip(record, e.reason, e.detail)
-            return
-        if info.reencoded:
-            self._reencoded.inc()
-        yield CheckedImage(record.split, record.label, record.class_name, record.image_id,
-                           info.format, info.height, info.width, info.encoded)
+    def process(self, records):
+        kept, skipped, fingerprints = [], [], []
+        for record, data, error in self._reader.read(records):
+            self._read.inc()
+            self._seen += 1
+            if self._seen % _PROGRESS_EVERY == 0:
+                _LOG.info("This worker has read %d images", self._seen)
+            key = f"{record.split}\t{record.class_name}\t{record.image_id}"
+            if error is not None:
+                fingerprints.append(f"{key}\t{error[0]}")
+                skipped.append(self._skip(record, *error))
+                continue
+            fingerprints.append(f"{key}\t{hashlib.sha256(data).hexdigest()}")
+            try:
+                info = image_header.inspect_image(data, self._max_pixels)
+            except image_header.ImageError as e:
+                skipped.append(self._skip(record, e.reason, e.detail))
+                continue
+            if info.reencoded:
+                self._reencoded.inc()
+            kept.append(CheckedImage(record.image_id, info.format, info.height, info.width,
+                                     zlib.crc32(data), info.reencoded))
+        first = records[0]
+        yield ClassCheck(first.split, first.label, first.class_name, tuple(records), tuple(kept),
+                         tuple(skipped), tuple(fingerprints))
 
 
-def label_map(space_and_labels):
-    """(label space, labels with images) -> (label space, {parser label: contiguous label}).
+def assign_shards(space_and_checks, shards_per_split: dict):
+    """(label space, its ClassChecks) -> ((split, shard index, num shards), ClassCheck relabelled).
 
     A label space is a split, or several splits that share their labels (In-Shop query and
-    gallery): their map is built from the union of their classes, so one class keeps one label
-    in all of them whatever images were skipped.
+    gallery): the classes that kept images in any of its splits are relabelled contiguously, in
+    the dataset's label order, over their union, so one class keeps one label in all of them
+    whatever images were skipped. Within each split the classes go round-robin over
+    ``min(shards, classes)`` shards, so every shard holds whole classes and the classes are spread
+    evenly.
     """
-    space, labels = space_and_labels
-    return space, {old: new for new, old in enumerate(sorted(labels))}
-
-
-class AssignShardFn(beam.DoFn):
-    """Relabels contiguously over the classes that kept images and keys each image by its shard.
-
-    Classes go round-robin over ``min(shards, classes)`` shards, so every shard holds whole
-    classes and the classes are spread evenly.
-
-    Args:
-      shards_per_split: dict split -> requested number of shards.
-      label_spaces: dict split -> its label space (default: the split itself).
-    """
-
-    def __init__(self, shards_per_split: dict, label_spaces=None):
-        self._shards_per_split = dict(shards_per_split)
-        self._label_spaces = dict(label_spaces or {})
-
-    def process(self, image, label_maps):
-        mapping = label_maps[self._label_spaces.get(image.split, image.split)]
-        label = mapping[image.label]
-        num_shards = max(1, min(self._shards_per_split[image.split], len(mapping)))
-        yield (image.split, label % num_shards, num_shards), image._replace(label=label)
+    _, checks = space_and_checks
+    kept = [c for c in checks if c.images]
+    mapping = {old: new for new, old in enumerate(sorted({c.label for c in kept}))}
+    for split in sorted({c.split for c in kept}):
+        classes = sorted((c for c in kept if c.split == split), key=lambda c: c.label)
+        num_shards = max(1, min(shards_per_split[split], len(classes)))
+        for rank, check in enumerate(classes):
+            yield (split, rank % num_shards, num_shards), check._replace(label=mapping[check.label])
 
 
 class WriteShardFn(beam.DoFn):
-    """((split, index, num_shards), images) -> one TFRecord file, records sorted by (label, id).
+    """((split, index, num_shards), ClassChecks) -> one TFRecord file, records sorted by (label, id).
 
-    Sorting makes a re-run over the same input byte-identical whatever order the runner delivers.
+    Reads each kept image again (or renders its class again) and fails if the bytes differ from
+    the checked ones. Sorting makes a re-run over the same input byte-identical whatever order the
+    runner delivers.
 
     Args:
       output_dir: the staging directory; the shard goes to ``<output_dir>/<split>/``.
+      dataset: the dataset name (generated datasets render the class here).
+      max_pixels: the check's pixel limit, for images that are re-encoded.
     """
 
-    def __init__(self, output_dir: str):
-        self._output_dir = output_dir
+    def __init__(self, output_dir: str, dataset: str, max_pixels: int):
+        self._output_dir, self._dataset, self._max_pixels = output_dir, dataset, max_pixels
 
     def setup(self):
+        self._reader = ClassReader(self._dataset)
         self._written = Metrics.counter(NAMESPACE, "images_written")
         self._shards = Metrics.counter(NAMESPACE, "shards_written")
 
+    def _encoded(self, record, data, error, checked):
+        if error is not None or zlib.crc32(data) != checked.crc32:
+            raise RuntimeError(f"{record.path or record.image_id} changed while the job ran "
+                               f"({error[1] if error else 'different bytes'}); run the job again.")
+        return image_header.inspect_image(data, self._max_pixels).encoded if checked.reencoded else data
+
     def process(self, element):
-        (split, index, num_shards), images = element
-        images = sorted(images, key=lambda im: (im.label, im.image_id))
+        (split, index, num_shards), checks = element
         rel_path = f"{split}/{shard_name(split, index, num_shards)}"
         path = os.path.join(self._output_dir, rel_path)
         tf.io.gfile.makedirs(os.path.dirname(path))
-        starts, offset = [], 0  # byte offset of every record, so the sampler can seek to a class
+        checks = sorted(checks, key=lambda c: c.label)
+        count, offset, runs, class_offsets = 0, 0, [], []
         with tf.io.TFRecordWriter(path) as writer:
-            for im in images:
-                record = schema.serialize_example(im.encoded, im.format, im.height, im.width,
-                                                  im.label, im.class_name, im.image_id)
-                writer.write(record)
-                starts.append(offset)
-                offset += len(record) + RECORD_OVERHEAD
-        self._written.inc(len(images))
+            for check in checks:
+                kept = {im.image_id: im for im in check.images}
+                read = {r.image_id: (r, data, error)
+                        for r, data, error in self._reader.read(check.records, wanted=kept)}
+                class_offsets.append(offset)  # where the class starts, so the sampler can seek to it
+                for image_id in sorted(kept):
+                    im = kept[image_id]
+                    record = schema.serialize_example(
+                        self._encoded(*read[image_id], im), im.format, im.height, im.width,
+                        check.label, check.class_name, image_id)
+                    writer.write(record)
+                    offset += len(record) + RECORD_OVERHEAD
+                count += len(kept)
+                runs.append([check.label, len(kept)])  # one run per class, in file order
+        self._written.inc(count)
         self._shards.inc()
-        # One run per class, in file order (the records are sorted by label).
-        runs = [[label, sum(1 for _ in run)]
-                for label, run in itertools.groupby(images, key=lambda im: im.label)]
-        firsts = itertools.accumulate([0] + [count for _, count in runs[:-1]])
-        yield {"split": split, "index": index, "path": rel_path, "num_images": len(images),
-               "num_classes": len(runs), "class_runs": runs,
-               "class_offsets": [starts[i] for i in firsts] if runs else []}
+        yield {"split": split, "index": index, "path": rel_path, "num_images": count,
+               "num_classes": len(runs), "class_runs": runs, "class_offsets": class_offsets}
 
 
-class FingerprintFn(beam.CombineFn):
+def summary_entries(check: ClassCheck):
+    """What one class adds to the build summary: its skipped images and fingerprint lines."""
+    yield "class", (check.skipped, check.fingerprints)
+
+
+def fingerprint(lines) -> str:
     """Order-independent SHA-256 over one line per listed image (split, class, id, content hash)."""
+    digest = hashlib.sha256()
+    for line in sorted(lines):
+        digest.update(line.encode("utf-8") + b"\n")
+    return f"sha256:{digest.hexdigest()}"
+
+
+class SummaryFn(beam.CombineFn):
+    """("shard", written shard) and ("class", (skipped, fingerprint lines)) entries -> the build
+    summary {"shards", "skipped", "fingerprint"} (tfrecord_output.write_summary)."""
 
     def create_accumulator(self):
-        return []
+        return [], [], []
 
-    def add_input(self, accumulator, line):
-        accumulator.append(line)
+    def add_input(self, accumulator, entry):
+        kind, value = entry
+        shards, skipped, lines = accumulator
+        if kind == "shard":
+            shards.append(value)
+        else:
+            skipped.extend(value[0])
+            lines.extend(value[1])
         return accumulator
 
     def merge_accumulators(self, accumulators):
-        return [line for acc in accumulators for line in acc]
+        merged = self.create_accumulator()
+        for acc in accumulators:
+            for into, part in zip(merged, acc):
+                into.extend(part)
+        return merged
 
     def extract_output(self, accumulator):
-        digest = hashlib.sha256()
-        for line in sorted(accumulator):
-            digest.update(line.encode("utf-8") + b"\n")
-        return f"sha256:{digest.hexdigest()}"
+        shards, skipped, lines = accumulator
+        return {"shards": sorted(shards, key=lambda s: (s["split"], s["index"])),
+                "skipped": sorted(skipped, key=lambda s: (s["split"], s["image_id"])),
+                "fingerprint": fingerprint(lines)}

@@ -11,6 +11,8 @@ import json
 import typing
 from typing import Optional, Tuple
 
+from tfmetric.data import service as data_service
+
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
@@ -41,6 +43,8 @@ class DataConfig:
       class_balanced: class-balanced batches (the paper) or plain shuffled batches (ablation).
       eval_batch_size: batch size for embedding the evaluation splits.
       cache: cache decoded evaluation images in memory (small datasets only).
+      service: tf.data service dispatcher ``grpc://HOST:PORT`` whose workers run the training
+        input (tfmetric.data.service); empty means the input runs in the training process.
     """
 
     dataset: str = "synthetic"
@@ -54,6 +58,7 @@ class DataConfig:
     class_balanced: bool = True
     eval_batch_size: int = 128
     cache: bool = False
+    service: str = ""
 
 
 @dataclasses.dataclass
@@ -294,6 +299,12 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.temperature must be > 0. Received: {m.temperature}.")
     if d.images_per_class < 1:
         raise ConfigError(f"data.images_per_class must be >= 1. Received: {d.images_per_class}.")
+    if d.service:
+        try:
+            data_service.check_address(d.service)
+        except ValueError:
+            raise ConfigError(f"data.service must be a dispatcher address grpc://HOST:PORT. "
+                              f"Received: {d.service!r}.") from None
     if d.batch_size < 1 or d.batch_size % d.images_per_class:
         raise ConfigError(f"data.batch_size ({d.batch_size}) must be a positive multiple of "
                           f"data.images_per_class ({d.images_per_class}).")

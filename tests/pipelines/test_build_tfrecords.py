@@ -301,12 +301,31 @@ def test_imagefolder_class_lists(tmp_path):
     assert names == {b"apple", b"date"}
 
 
-def test_read_image_fn_reports_unreadable_paths(tmp_path):
-    from pipelines.tfrecord_transforms import SKIPPED, ReadImageFn
-    fn = ReadImageFn(max_pixels=1000)
+def test_check_class_fn_reports_unreadable_paths(tmp_path):
+    from pipelines.tfrecord_transforms import CheckClassFn
+    fn = CheckClassFn("imagefolder", max_pixels=1000)
     fn.setup()
     directory = ImageRecord("a/dir.jpg", 0, "a", "train", path=str(tmp_path))
-    outputs = list(fn.process(directory))
-    skipped = [o.value for o in outputs if getattr(o, "tag", None) == SKIPPED]
-    assert [s["reason"] for s in skipped] == ["unreadable"]
-    assert skipped[0]["path"] == str(tmp_path)
+    (check,) = fn.process((directory,))
+    assert check.images == () and [s["reason"] for s in check.skipped] == ["unreadable"]
+    assert check.skipped[0]["path"] == str(tmp_path)
+    assert check.fingerprints == ("train\ta\ta/dir.jpg\tunreadable",)
+
+
+def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypatch):
+    """Workers render each class: the launcher lists records without bytes, the shards equal
+    what the in-memory records (``load``) give."""
+    listed = []
+    real = build_tfrecords.transforms.class_units
+    monkeypatch.setattr(build_tfrecords.transforms, "class_units",
+                        lambda records: listed.extend(real(records)) or listed)
+    manifest, _ = convert("digits", None, tmp_path / "gen", "--num-shards", "2")
+    assert listed and all(r.data is None and r.path is None for unit in listed for r in unit)
+    monkeypatch.undo()
+    monkeypatch.setattr(build_tfrecords, "load_records", lambda module, raw_dir, args: module.load(raw_dir))
+    convert("digits", None, tmp_path / "mem", "--num-shards", "2")
+    generated = all_files(datasets.tfrecord_dir(str(tmp_path / "gen"), "digits"))
+    in_memory = all_files(datasets.tfrecord_dir(str(tmp_path / "mem"), "digits"))
+    assert generated.pop("manifest.json") and in_memory.pop("manifest.json")
+    assert generated == in_memory and len(generated) == 4
+    assert manifest["splits"]["train"]["num_images"] + manifest["splits"]["test"]["num_images"] == 1797

@@ -11,6 +11,7 @@ original values, no interpolation invented); ``resample="bilinear"`` gives smoot
 Intensities 0..16 map linearly to 0..255 (ink bright on black, as in scikit-learn), replicated
 to three equal channels.
 """
+import dataclasses
 import io
 from typing import Dict, List
 
@@ -57,6 +58,45 @@ def _encode_png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _digits():
+    """(uint8 [N, 8, 8] images scaled to 0..255, int64 targets [N]) from scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:  # pragma: no cover - scikit-learn is a pinned requirement
+        raise ImportError(f"The digits dataset needs scikit-learn. {INSTRUCTIONS}") from e
+    bunch = load_digits()
+    raw = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    return raw, bunch.target.astype(np.int64)
+
+
+def _check(image_size, resample):
+    if image_size < 8:
+        raise ValueError(f"image_size must be >= 8. Received: image_size={image_size}")
+    if resample not in _RESAMPLING:
+        raise ValueError(f"resample must be one of {', '.join(_RESAMPLING)}. "
+                         f"Received: resample={resample!r}")
+
+
+def list_images(raw_dir=None) -> Dict[str, List[ImageRecord]]:
+    """The records ``load`` returns without their bytes (``data=None``): what a converter lists
+    before its workers encode each class with ``generate_class``."""
+    del raw_dir
+    _, targets = _digits()
+    return {split: [ImageRecord(image_id=f"{NAME}/c{digit}/i{index:04d}.png", label=label,
+                                class_name=str(digit), split=split)
+                    for label, digit in enumerate(digits) for index in np.flatnonzero(targets == digit)]
+            for split, digits in (("train", TRAIN_DIGITS), ("test", TEST_DIGITS))}
+
+
+def generate_class(class_name: str, *, image_size: int = IMAGE_SIZE,
+                   resample: str = "nearest") -> List[bytes]:
+    """The PNG bytes of one digit's images, in the order of its ``list_images`` records."""
+    _check(image_size, resample)
+    raw, targets = _digits()
+    images = _upsample(raw[targets == int(class_name)], image_size, resample)
+    return [_encode_png(image) for image in images]
+
+
 def load(raw_dir=None, *, image_size: int = IMAGE_SIZE,
          resample: str = "nearest") -> Dict[str, List[ImageRecord]]:
     """The digits as PNG-encoded ImageRecords; ``raw_dir`` is ignored.
@@ -69,26 +109,12 @@ def load(raw_dir=None, *, image_size: int = IMAGE_SIZE,
     Image ids are ``digits/c<digit>/i<index>.png`` with the index into scikit-learn's array, so
     they are stable across calls and unique.
     """
-    del raw_dir
-    if image_size < 8:
-        raise ValueError(f"image_size must be >= 8. Received: image_size={image_size}")
-    if resample not in _RESAMPLING:
-        raise ValueError(f"resample must be one of {', '.join(_RESAMPLING)}. "
-                         f"Received: resample={resample!r}")
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - scikit-learn is a pinned requirement
-        raise ImportError(f"The digits dataset needs scikit-learn. {INSTRUCTIONS}") from e
-
-    bunch = load_digits()
-    raw = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    images = _upsample(raw, image_size, resample)
-    targets = bunch.target.astype(np.int64)
-    records = {}
-    for split, digits in (("train", TRAIN_DIGITS), ("test", TEST_DIGITS)):
-        records[split] = [
-            ImageRecord(image_id=f"{NAME}/c{digit}/i{index:04d}.png", label=label,
-                        class_name=str(digit), split=split, data=_encode_png(images[index]))
-            for label, digit in enumerate(digits)
-            for index in np.flatnonzero(targets == digit)]
+    _check(image_size, resample)
+    records = list_images(raw_dir)
+    for listed in records.values():
+        for digit in sorted({r.class_name for r in listed}):
+            positions = [i for i, r in enumerate(listed) if r.class_name == digit]
+            encoded = generate_class(digit, image_size=image_size, resample=resample)
+            for i, data in zip(positions, encoded):
+                listed[i] = dataclasses.replace(listed[i], data=data)
     return records

@@ -19,6 +19,7 @@ default size is 32x32 for that reason: 64x64 renders just as well but trains abo
 Rendering is vectorised over the images of a class with signed distance functions evaluated on
 the pixel grid (anti-aliased over one pixel); all 4,800 default images take about a second.
 """
+import dataclasses
 import io
 import math
 from typing import Dict, Iterable, List, Tuple
@@ -287,6 +288,40 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _check(seed, num_classes, images_per_class, image_size):
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0. Received: seed={seed}")
+    if num_classes < 2 or num_classes % 2:
+        raise ValueError(
+            f"num_classes must be an even number >= 2. Received: num_classes={num_classes}")
+    if images_per_class < 2:
+        raise ValueError(
+            f"images_per_class must be >= 2. Received: images_per_class={images_per_class}")
+    if image_size < 16:
+        raise ValueError(f"image_size must be >= 16. Received: image_size={image_size}")
+
+
+def list_images(raw_dir=None, *, num_classes: int = NUM_CLASSES,
+                images_per_class: int = IMAGES_PER_CLASS) -> Dict[str, List[ImageRecord]]:
+    """The records ``load`` returns without their bytes (``data=None``): what a converter lists
+    before its workers render each class with ``generate_class``."""
+    del raw_dir
+    _check(0, num_classes, images_per_class, IMAGE_SIZE)
+    width = max(4, len(str(num_classes - 1)))
+    return {split: [ImageRecord(image_id=f"{NAME}/c{class_id:0{width}d}/i{i:03d}.jpg", label=label,
+                                class_name=str(class_id), split=split)
+                    for label, class_id in enumerate(class_ids) for i in range(images_per_class)]
+            for split, class_ids in split_classes(num_classes).items()}
+
+
+def generate_class(class_name: str, *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS,
+                   image_size: int = IMAGE_SIZE) -> List[bytes]:
+    """The JPEG bytes of one class's images, in the order of its ``list_images`` records."""
+    images = render_class(int(class_name), seed=seed, images_per_class=images_per_class,
+                          image_size=image_size)
+    return [_encode_jpeg(image) for image in images]
+
+
 def load(raw_dir=None, *, seed: int = 0, num_classes: int = NUM_CLASSES,
          images_per_class: int = IMAGES_PER_CLASS,
          image_size: int = IMAGE_SIZE) -> Dict[str, List[ImageRecord]]:
@@ -299,26 +334,12 @@ def load(raw_dir=None, *, seed: int = 0, num_classes: int = NUM_CLASSES,
       images_per_class: images rendered per class, >= 2 (self-retrieval needs a second image).
       image_size: height and width in pixels, >= 16.
     """
-    del raw_dir
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0. Received: seed={seed}")
-    if num_classes < 2 or num_classes % 2:
-        raise ValueError(
-            f"num_classes must be an even number >= 2. Received: num_classes={num_classes}")
-    if images_per_class < 2:
-        raise ValueError(
-            f"images_per_class must be >= 2. Received: images_per_class={images_per_class}")
-    if image_size < 16:
-        raise ValueError(f"image_size must be >= 16. Received: image_size={image_size}")
-    width = max(4, len(str(num_classes - 1)))
-    records = {}
-    for split, class_ids in split_classes(num_classes).items():
-        records[split] = []
-        for label, class_id in enumerate(class_ids):
-            images = render_class(class_id, seed=seed, images_per_class=images_per_class,
-                                  image_size=image_size)
-            for i, image in enumerate(images):
-                records[split].append(ImageRecord(
-                    image_id=f"{NAME}/c{class_id:0{width}d}/i{i:03d}.jpg", label=label,
-                    class_name=str(class_id), split=split, data=_encode_jpeg(image)))
+    _check(seed, num_classes, images_per_class, image_size)
+    records = list_images(raw_dir, num_classes=num_classes, images_per_class=images_per_class)
+    for split, listed in records.items():
+        for start in range(0, len(listed), images_per_class):
+            encoded = generate_class(listed[start].class_name, seed=seed,
+                                     images_per_class=images_per_class, image_size=image_size)
+            for i, data in enumerate(encoded):
+                listed[start + i] = dataclasses.replace(listed[start + i], data=data)
     return records

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmetric import config as config_lib
+from tfmetric.data import service as data_service
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
@@ -79,11 +80,13 @@ class _Data:
     def epoch(self, epoch, skip_steps):
         """Batches of ``epoch`` after the first ``skip_steps`` steps (deterministic per seed and epoch)."""
         d, seed = self.config.data, self.config.train.seed
+        # With data.service the sampler's dataset runs on tf.data service workers, wrapped here.
+        serve = (lambda ds: data_service.served(ds, d.service)) if d.service else (lambda ds: ds)
         if self.replicas == 1 or not self.config.train.per_replica_batch:
             # The global batches one device trains on; under a strategy each is split evenly
             # across the replicas (every worker of a cluster makes them all and keeps its part).
-            batches = self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps,
-                                                seed).skip(skip_steps)
+            batches = serve(self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps,
+                                                      seed)).skip(skip_steps)
             if self.replicas == 1:
                 return batches
             options = tf.data.Options()
@@ -92,7 +95,7 @@ class _Data:
         d = dataclasses.replace(d, batch_size=self.global_batch)  # whole classes per replica
         fn = self.source.distribute_dataset_fn(self.split, d, self.normalization, epoch, self.steps, seed)
         return self.strategy.distribute_datasets_from_function(
-            lambda ctx: fn(ctx).skip(skip_steps))
+            lambda ctx: serve(fn(ctx)).skip(skip_steps))
 
 
 def train_and_evaluate(config, workdir, verbose="auto", export_dir=None, export_name=None):
