@@ -21,6 +21,7 @@ from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.training import evaluation, tensorboard
+from tfmetric.training import workdir as workdir_lib
 from tfmetric.training.precision import make_strategy
 from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
 from tfmetric.training.schedule import learning_rate_at, total_epochs
@@ -120,6 +121,10 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
     """The run, restoring from ``workdir`` and writing every output into ``out_dir``; evaluated and
     saved only when they are the same directory (not on a non-chief worker)."""
     chief = out_dir == workdir
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"workdir {workdir} is a file, not a directory. Choose another --workdir.")
+    for field, (old, new) in workdir_lib.check_resume(workdir, config).items():
+        print(f"Resuming {workdir} with {field} changed: {old!r} -> {new!r} (recorded in config.json)", flush=True)
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     t = config.train
