@@ -38,6 +38,7 @@ import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
 from pipelines.build_tfrecords import pipeline_options, setup_job_logging
+from pipelines.beam_flags import parse_job_args
 from tfmetric.cli_utils import run_main
 from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
@@ -67,7 +68,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0,
                    help="TensorFlow threads per worker process (default 0: all cores; with several worker "
                         "processes per machine, cores / processes)")
-    args, beam_args = p.parse_known_args(argv)
+    args, beam_args = parse_job_args(p, argv)
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--num-shards", args.num_shards, 0),
                              ("--threads", args.threads, 0)):
         if value < low:

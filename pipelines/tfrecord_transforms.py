@@ -19,13 +19,20 @@ from tfmetric.data import image_header, schema
 NAMESPACE = "build_tfrecords"
 SKIPPED = "skipped"
 FINGERPRINT = "fingerprint"
-MISSING, UNREADABLE = "missing", "unreadable"
+MISSING, UNREADABLE, BAD_NAME = "missing", "unreadable", "bad_file_name"
 
 CheckedImage = collections.namedtuple(
     "CheckedImage", "split label class_name image_id format height width encoded")
 
 _LOG = logging.getLogger(__name__)
 _PROGRESS_EVERY = 1000
+
+
+def printable_path(path):
+    """``path`` with the bytes of a non-UTF-8 file name (surrogate-escaped by os.listdir) as ``\\xff``."""
+    if path is None:
+        return None
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -54,7 +61,7 @@ class ReadImageFn(beam.DoFn):
         self._skipped[reason].inc()
         _LOG.warning("Skipping %s (%s): %s", record.path or record.image_id, reason, detail)
         return beam.pvalue.TaggedOutput(SKIPPED, {
-            "split": record.split, "image_id": record.image_id, "path": record.path,
+            "split": record.split, "image_id": record.image_id, "path": printable_path(record.path),
             "class_name": record.class_name, "reason": reason, "detail": detail})
 
     def _load(self, record):
@@ -69,6 +76,10 @@ class ReadImageFn(beam.DoFn):
         if self._seen % _PROGRESS_EVERY == 0:
             _LOG.info("This worker has read %d images", self._seen)
         key = f"{record.split}\t{record.class_name}\t{record.image_id}"
+        if record.path is not None and printable_path(record.path) != record.path:
+            yield beam.pvalue.TaggedOutput(FINGERPRINT, f"{key}\t{BAD_NAME}")
+            yield self._skip(record, BAD_NAME, "the file name is not valid UTF-8; rename the file to keep it")
+            return
         try:
             data = self._load(record)
         except tf.errors.NotFoundError:

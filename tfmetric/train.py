@@ -52,7 +52,11 @@ def resolve_config(args):
         if args.dataset:
             raise config_lib.ConfigError("--config and --dataset are exclusive: the file holds the dataset.")
         with open(args.config) as f:
-            config = config_lib.ExperimentConfig.from_dict(json.load(f))
+            try:
+                saved = json.load(f)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise config_lib.ConfigError(f"--config {args.config}: not a JSON config file ({e}).") from None
+        config = config_lib.ExperimentConfig.from_dict(saved)
     else:
         config = config_lib.preset(args.dataset or "synthetic")
     config_lib.apply_overrides(config, args.overrides)

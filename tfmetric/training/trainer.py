@@ -31,9 +31,14 @@ from tfmetric.training.steps import make_train_step
 def write_json(path, obj):
     """Atomic JSON write: readers never see a half-written file."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk or a size limit: name the file (a failed write does not)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise type(e)(e.errno, e.strerror, e.filename or path) from None
 
 
 def _evaluate(embed_fn, module, eval_config, eval_data):
@@ -187,9 +192,11 @@ def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbo
     for i, (images, labels) in enumerate(data.epoch(epoch, skip), start=skip + 1):
         loss = float(steps_fns[phase](images, labels))
         if not np.isfinite(loss):
+            kept = run.manager.latest_checkpoint
             raise FloatingPointError(
-                f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; the last good checkpoint is "
-                f"kept in {run.manager.directory}. Lower train.lr or check the data.")
+                f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; "
+                + (f"the last good checkpoint {kept} is kept" if kept else "no checkpoint had been written yet")
+                + ". Lower train.lr or check the data.")
         losses.append(loss)
         logger.loss(epoch * data.steps + i, loss)
         bar.update(i, [("loss", loss)])
