@@ -26,3 +26,29 @@ def test_non_utf8_file_name_is_skipped_counted_and_named(tmp_path):
     ids = {r[schema.IMAGE_ID].decode() for split in ("train", "test")
            for shard in read_shards(tmp_path / "data", "imagefolder", split).values() for r in shard}
     assert ids == {f"{c}/img_{k}.jpg" for c in "abcd" for k in range(2)}  # every good image written
+
+
+def test_truncated_shard_behind_a_valid_manifest_is_found_before_work(tmp_path):
+    raw = fx.make_imagefolder(str(tmp_path / "raw"))
+    convert("imagefolder", raw, tmp_path / "data")
+    shards = manifest_lib.shard_paths(str(tmp_path / "data"), "imagefolder", "train")
+    with open(shards[0], "rb") as f:
+        data = f.read()
+    with open(shards[0], "wb") as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(manifest_lib.ManifestError) as e:
+        manifest_lib.load_manifest(str(tmp_path / "data"), "imagefolder")
+    assert f"shard {shards[0]} is {len(data) // 2} bytes but was written with {len(data)}" in str(e.value)
+    # The intact test shards and the raw images are untouched.
+    assert os.path.exists(manifest_lib.manifest_path(os.path.dirname(os.path.dirname(shards[0]))))
+    assert sorted(os.listdir(os.path.join(raw, "apple"))) == ["img_0.jpg", "img_1.jpg"]
+
+
+def test_mistyped_converter_flag_is_refused_not_ignored(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_tfrecords.parse_args(["--dataset", "digits", "--numshards", "3"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "unrecognized argument --numshards (did you mean --num-shards?)" in err
+    args, beam_args = build_tfrecords.parse_args(["--dataset", "digits", "--direct_num_workers", "2"])
+    assert beam_args == ["--direct_num_workers", "2"]  # real Beam options still pass through

@@ -11,7 +11,8 @@ Layout of the manifest (``schema_version`` 1)::
      "splits": {"train": {"num_images": 8054, "num_classes": 98, "num_listed": 8054,
                           "shards": [{"path": "train/train-00000-of-00008.tfrecord",
                                       "num_images": 1003, "num_classes": 13,
-                                      "class_runs": [[0, 83], [8, 74], ...]}, ...],
+                                      "class_runs": [[0, 83], [8, 74], ...],
+                                      "num_bytes": 2613407}, ...],
                           "skipped": [{"image_id": ..., "path": ..., "class_name": ...,
                                        "reason": "truncated", "detail": ...}, ...],
                           "empty_classes": []}, ...},
@@ -23,6 +24,8 @@ Layout of the manifest (``schema_version`` 1)::
 A shard's ``class_runs`` lists its classes in file order as ``[label, number of records]`` (one
 contiguous run per class), so the sampler knows where every class is without reading the labels;
 manifests without them (older converters) are still valid and the sampler reads the labels once.
+A shard's ``num_bytes`` is its size when written: a truncated or replaced shard fails validation
+(and ``prepare.ensure_tfrecords`` rebuilds it) before any work starts; older manifests lack it.
 """
 import json
 import os
@@ -120,8 +123,13 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
                                     f"{shard.get('num_classes')} and {shard['num_images']}")
         if directory:
             for shard in split["shards"]:
-                if not tf.io.gfile.exists(os.path.join(directory, shard["path"])):
+                path = os.path.join(directory, shard["path"])
+                if not tf.io.gfile.exists(path):
                     raise ManifestError(f"{where}: shard {shard['path']} is missing")
+                size = tf.io.gfile.stat(path).length
+                if "num_bytes" in shard and size != shard["num_bytes"]:  # older manifests lack sizes
+                    raise ManifestError(f"{where}: shard {path} is {size} bytes but was written with "
+                                        f"{shard['num_bytes']} (truncated or replaced); rebuild the TFRecords")
     return manifest
 
 
