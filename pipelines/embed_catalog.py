@@ -63,6 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--num-shards", type=int, default=0, help="Parquet shards (default 0: the runner decides)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="images declaring more pixels fail undecoded (default: the model card's limit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished catalog already in --output-dir (default: refuse)")
     p.add_argument("--share-model-across-processes", action="store_true",
                    help="load the model once per worker machine instead of once per SDK process")
     p.add_argument("--threads", type=int, default=0,
@@ -115,11 +117,16 @@ def model_info(model_dir, signature):
 def read_inputs(p, pattern, fmt):
     """(PCollection[ImageInput], list of failure PCollections) for an input pattern."""
     if fmt == "tfrecord":
-        # Shards are read in parallel file by file; the image bytes are not shuffled a second time.
-        parsed = (p | "Read TFRecords" >> beam.io.ReadFromTFRecord(pattern)
+        # Shards are read in parallel file by file (a damaged file goes to the dead letter alone);
+        # the image bytes are not shuffled a second time.
+        read = (p | "Match TFRecords" >> fileio.MatchFiles(pattern) | "Paths" >> beam.Map(lambda m: m.path)
+                | "Spread files" >> beam.Reshuffle()
+                | "Read TFRecords" >> beam.ParDo(transforms.ReadTFRecordFileFn()).with_outputs(
+                    transforms.FAILED, main="records"))
+        parsed = (read.records
                   | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()).with_outputs(
                       transforms.FAILED, main="images"))
-        return parsed.images, [parsed[transforms.FAILED]]
+        return parsed.images, [read[transforms.FAILED], parsed[transforms.FAILED]]
     if fmt == "manifest":
         parsed = (p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
                   | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()).with_outputs(
@@ -173,7 +180,7 @@ def run(argv=None, test_pipeline=None):
     max_pixels = args.max_pixels if args.max_pixels is not None else max_pixels
     fmt = input_format(args.input, args.input_format)
     check_input(args.input)
-    output.prepare_output_dir(args.output_dir)
+    output.prepare_output_dir(args.output_dir, overwrite=args.overwrite)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
     build_pipeline(p, args, fmt, dim, max_pixels)

@@ -28,6 +28,7 @@ from tfmetric.search.embedder import DEFAULT_SIGNATURE, MODEL_REJECTED, SavedMod
 NAMESPACE = "embed_catalog"
 FAILED = "failed"
 MISSING, UNREADABLE, BAD_RECORD, BAD_LINE = "missing", "unreadable", "bad_record", "bad_manifest_line"
+BAD_TFRECORD = "truncated_tfrecord"
 _GLOB_CHARS = "*?["
 
 ImageInput = collections.namedtuple("ImageInput", "image_id source data")
@@ -58,6 +59,27 @@ class _FailingDoFn(beam.DoFn):
         _LOG.warning("Not embedding %s (%s): %s", source or image_id, reason, detail)
         return beam.pvalue.TaggedOutput(FAILED, {"id": image_id, "source": source, "reason": reason,
                                                  "detail": detail})
+
+
+class ReadTFRecordFileFn(_FailingDoFn):
+    """A TFRecord file's path -> its serialized records; a truncated or corrupt file fails alone.
+
+    Every record is CRC-checked as it is read; the records before a damaged one are kept and the
+    file goes to the dead letter (reason ``truncated_tfrecord``, id and source the file's path)
+    saying how many records were read, instead of failing the whole job.
+    """
+
+    def process(self, path):
+        read = 0
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                read += 1
+                yield record.numpy()
+        except tf.errors.DataLossError as e:
+            yield self.fail(path, path, BAD_TFRECORD, f"{e.message.splitlines()[0]}; the {read} records "
+                                                      f"before it were read, the rest of the file was not")
+        except tf.errors.OpError as e:
+            yield self.fail(path, path, UNREADABLE, e.message.splitlines()[0])
 
 
 class ParseManifestLineFn(_FailingDoFn):
