@@ -255,3 +255,36 @@ def test_sigterm_says_where_the_checkpoint_is_and_how_to_resume(digits_data_dir,
     checkpoint = line.split("checkpoint ")[1].split(".")[0]
     assert os.path.exists(checkpoint + ".index")
     assert json.load(open(os.path.join(workdir, "config.json")))["data"]["dataset"] == "digits"
+
+
+# --- Corrupt artifacts and late validation --------------------------------------------------------
+
+def test_garbage_weights_file_names_the_file(tmp_path):
+    from tfmetric.models.backbones import build_backbone
+    garbage = tmp_path / "backbone.weights.h5"
+    garbage.write_bytes(b"these are not weights" * 10)
+    with pytest.raises(ValueError, match=f"weights file {garbage} cannot be read .*truncated or not a Keras"):
+        build_backbone("inception_v1", (32, 32, 3), weights=str(garbage))
+    assert garbage.read_bytes() == b"these are not weights" * 10
+
+
+def test_corrupt_keras_model_is_not_reported_as_missing(tmp_path):
+    from tfmetric.export import export_from_workdir
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(tiny_config("").to_json())
+    (workdir / "embedding_model.keras").write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # a cut zip archive
+    with pytest.raises(ValueError, match=r"embedding_model.keras exists but is not a readable .keras model"):
+        export_from_workdir(str(workdir), str(tmp_path / "saved_models"))
+    assert not (tmp_path / "saved_models").exists() or not os.listdir(tmp_path / "saved_models")
+
+
+@pytest.mark.slow
+def test_test_split_too_small_for_the_largest_k_is_refused_before_training(digits_data_dir, tmp_path):
+    config = tiny_config(digits_data_dir)
+    config.eval.recall_ks = (1, 2000)
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"eval.recall_ks asks for 2000 neighbours but the test split minus the "
+                                         r"query holds only 895 images"):
+        trainer.train_and_evaluate(config, str(workdir), verbose=0)
+    assert not (workdir / "checkpoints").exists()

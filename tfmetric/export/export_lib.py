@@ -71,6 +71,11 @@ def export_from_workdir(workdir, output_dir=DEFAULT_OUTPUT_DIR, name=None, *, ma
         with open(metrics_path) as f:
             metrics = json.load(f).get("test")
     import tfmetric.layers  # noqa: F401  registers the custom layers for deserialisation
-    embedding_model = keras.models.load_model(model_path, compile=False)
+    try:
+        embedding_model = keras.models.load_model(model_path, compile=False)
+    except (ValueError, OSError) as e:  # Keras calls a corrupt archive "File not found"
+        raise ValueError(f"{model_path} exists but is not a readable .keras model "
+                         f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); it may be truncated: "
+                         f"rerun the training in {workdir} or export another run.") from None
     return export_saved_model(embedding_model, config, output_dir, name, metrics,
                               max_pixels=max_pixels, source=workdir)

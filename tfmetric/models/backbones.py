@@ -40,12 +40,16 @@ def build_backbone(name, input_shape=(None, None, 3), weights=None, data_dir=Non
     """
     _check_name(name)
     path = weights_lib.resolve_weights(name, weights, data_dir=data_dir)
-    if name == "inception_v1":
-        model = inception_v1.InceptionV1(input_shape=input_shape)
-        if path is not None:
-            weights_lib.load_inception_v1_weights(model, path)
-    else:
-        model = resnet50.ResNet50Backbone(input_shape=input_shape, weights=path)
+    try:
+        if name == "inception_v1":
+            model = inception_v1.InceptionV1(input_shape=input_shape)
+            if path is not None:
+                weights_lib.load_inception_v1_weights(model, path)
+        else:
+            model = resnet50.ResNet50Backbone(input_shape=input_shape, weights=path)
+    except OSError as e:  # h5py's "file signature not found" for a garbage or truncated file names no file
+        raise ValueError(f"weights file {path} cannot be read ({str(e).splitlines()[0] if str(e) else e!r}); "
+                         f"it may be truncated or not a Keras weights file.") from None
     return model, BACKBONES[name].output_dim
 
 

@@ -58,6 +58,16 @@ def format_scores(metrics, ks):
     return " ".join(parts)
 
 
+def _check_recall_ks(ks, source, module):
+    """Before training: the evaluation split must hold more items than the largest K retrieves."""
+    query = source.num_images(module.QUERY_SPLIT)
+    available = source.num_images(module.GALLERY_SPLIT) if module.GALLERY_SPLIT else query - 1
+    if max(ks) > available:
+        where = f"the {module.GALLERY_SPLIT} split" if module.GALLERY_SPLIT else f"the {module.QUERY_SPLIT} split minus the query"
+        raise config_lib.ConfigError(f"eval.recall_ks asks for {max(ks)} neighbours but {where} holds only "
+                                     f"{available} images. Received: recall_ks={tuple(ks)}.")
+
+
 class _Data:
     """The run's data: source, split sizes, per-epoch training datasets and evaluation datasets."""
 
@@ -73,6 +83,7 @@ class _Data:
         self.steps = t.steps_per_epoch or max(1, self.source.num_images(self.split) // self.global_batch)
         self.normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
         self.eval_splits = [s for s in (self.module.QUERY_SPLIT, self.module.GALLERY_SPLIT) if s]
+        _check_recall_ks(config.eval.recall_ks, self.source, self.module)
         self.eval = {s: self.source.eval_dataset(s, d, self.normalization) for s in self.eval_splits}
         self.config = config
 
