@@ -8,10 +8,10 @@ Examples:
 """
 import argparse
 import datetime
-import json
 import os
 import sys
 
+from tfmetric.json_file import read_json
 from tfmetric import config as config_lib
 from tfmetric.cli_utils import run_main, setup_logging
 from tfmetric.training.workdir import remove_run
@@ -51,11 +51,10 @@ def resolve_config(args):
     if args.config:
         if args.dataset:
             raise config_lib.ConfigError("--config and --dataset are exclusive: the file holds the dataset.")
-        with open(args.config) as f:
-            try:
-                saved = json.load(f)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise config_lib.ConfigError(f"--config {args.config}: not a JSON config file ({e}).") from None
+        try:
+            saved = read_json(args.config)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"--config {e}") from None
         config = config_lib.ExperimentConfig.from_dict(saved)
     else:
         config = config_lib.preset(args.dataset or "synthetic")

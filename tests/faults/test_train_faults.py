@@ -182,7 +182,27 @@ def test_directory_as_config_is_one_line(tmp_path, capsys):
 def test_json_error_in_config_names_the_file(tmp_path, capsys):
     bad = tmp_path / "config.json"
     bad.write_text('{"train": {"lr": 0.1,}}')
-    assert main_error(capsys, "--config", str(bad)).startswith(f"--config {bad}: not a JSON config file (")
+    assert main_error(capsys, "--config", str(bad)).startswith(f"--config {bad} is not valid JSON (")
+
+
+def test_truncated_json_files_are_named(tmp_path):
+    from tfmetric.export import export_from_workdir
+    from tfmetric.search.index import read_index_manifest
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(tiny_config("").to_json())
+    (workdir / "embedding_model.keras").write_bytes(b"")
+    (workdir / "metrics.json").write_text('{"test": {"recall@1": 0.5')  # cut short
+    with pytest.raises(ValueError, match=f"{workdir / 'metrics.json'} is not valid JSON .*may be truncated"):
+        export_from_workdir(str(workdir), str(tmp_path / "saved_models"))
+    (workdir / "config.json").write_text("")
+    with pytest.raises(ValueError, match=f"{workdir / 'config.json'} is not valid JSON"):
+        workdir_lib.check_resume(str(workdir), tiny_config(""))
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "manifest.json").write_text('{"kind": "fl')
+    with pytest.raises(ValueError, match=f"{index / 'manifest.json'} is not valid JSON"):
+        read_index_manifest(str(index))
 
 
 def test_file_as_workdir_is_one_line_and_the_file_is_kept(tmp_path, capsys):

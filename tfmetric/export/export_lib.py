@@ -5,11 +5,11 @@
       assets.extra/tf_serving_warmup_requests
       model_card.json                     dataset, backbone, dim, preprocessing, config hash, metrics
 """
-import json
 import os
 
 import keras
 
+from tfmetric.json_file import read_json
 from tfmetric import config as config_lib
 from tfmetric.export import image_guard, model_card, warmup, writer
 from tfmetric.export.serving_module import build_serving_archive
@@ -62,14 +62,13 @@ def export_from_workdir(workdir, output_dir=DEFAULT_OUTPUT_DIR, name=None, *, ma
     """Exports ``<workdir>/embedding_model.keras`` with the run's config.json and test metrics."""
     if not os.path.isdir(workdir):
         raise NotADirectoryError(f"--workdir {workdir}: not a directory.")
-    with open(_require(os.path.join(workdir, "config.json"), "config.json")) as f:
-        config = config_lib.ExperimentConfig.from_dict(json.load(f))
+    config = config_lib.ExperimentConfig.from_dict(read_json(_require(os.path.join(workdir, "config.json"),
+                                                                        "config.json")))
     model_path = _require(os.path.join(workdir, "embedding_model.keras"), "embedding_model.keras")
     metrics = None
     metrics_path = os.path.join(workdir, "metrics.json")
     if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            metrics = json.load(f).get("test")
+        metrics = read_json(metrics_path).get("test")
     import tfmetric.layers  # noqa: F401  registers the custom layers for deserialisation
     try:
         embedding_model = keras.models.load_model(model_path, compile=False)

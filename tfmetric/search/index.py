@@ -8,7 +8,6 @@
 
 Index directories are local (faiss reads and writes local files).
 """
-import json
 import os
 from typing import NamedTuple, Optional
 
@@ -17,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tfmetric.json_file import read_json
 from tfmetric.search import catalog, kinds
 
 FORMAT_VERSION = 1
@@ -126,8 +126,7 @@ def read_index_manifest(directory):
     if not os.path.exists(path):
         raise FileNotFoundError(f"--index {directory}: no {MANIFEST_NAME}; not an index directory, or its "
                                 f"build did not finish.")
-    with open(path) as f:
-        manifest = json.load(f)
+    manifest = read_json(path)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("kind") not in kinds.KINDS:
         raise ValueError(f"--index {directory}: not an index manifest of this tfmetric "
                          f"(format_version {manifest.get('format_version')!r}, kind {manifest.get('kind')!r}).")

@@ -4,10 +4,10 @@ A workdir is recognisably a tfmetric run when its ``config.json`` parses as an E
 every entry in it is one the trainer writes. Only such a directory (or an empty one) is deleted by
 ``--overwrite``; a folder of someone's files never is.
 """
-import json
 import os
 import shutil
 
+from tfmetric.json_file import read_json
 from tfmetric import config as config_lib
 
 # Every top-level entry train_and_evaluate writes into a workdir (".tmp" files are atomic writes cut short).
@@ -27,8 +27,7 @@ def read_run_config(workdir):
     if not os.path.exists(path):
         return None
     try:
-        with open(path) as f:
-            return config_lib.ExperimentConfig.from_dict(json.load(f))
+        return config_lib.ExperimentConfig.from_dict(read_json(path))
     except (ValueError, AttributeError, TypeError) as e:
         raise ValueError(f"{path} is not a tfmetric config ({e}).") from None
 
