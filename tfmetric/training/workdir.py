@@ -12,7 +12,7 @@ from tfmetric import config as config_lib
 
 # Every top-level entry train_and_evaluate writes into a workdir (".tmp" files are atomic writes cut short).
 RUN_ENTRIES = frozenset({"config.json", "checkpoints", "history.json", "metrics.json", "tensorboard",
-                         "model.keras", "embedding_model.keras"})
+                         "model.keras", "embedding_model.keras", "retrieval.png"})
 
 # Fields that say where the data is or how fast the run goes, not what it learns: a resume may change
 # them, and config.json then records the new values.
