@@ -90,14 +90,11 @@ def _checkpoint_candidates(manager):
     """The index's latest checkpoint, then every ``ckpt-N`` on disk, newest first."""
     found = []
     for name in tf.io.gfile.listdir(manager.directory) if tf.io.gfile.isdir(manager.directory) else ():
-        stem, dot, ext = name.partition(".")
+        stem, _, ext = name.partition(".")
         if ext == "index" and stem.startswith("ckpt-") and stem[5:].isdigit():
             found.append((int(stem[5:]), os.path.join(manager.directory, stem)))
     paths = [path for _, path in sorted(found, reverse=True)]
-    try:
-        latest = manager.latest_checkpoint
-    except Exception:  # noqa: BLE001  (a damaged index file is what this recovers from)
-        latest = None
+    latest = manager.latest_checkpoint  # None when the index is damaged (TensorFlow only warns)
     return ([latest] if latest else []) + [p for p in paths if p != latest]
 
 
