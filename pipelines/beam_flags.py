@@ -5,18 +5,24 @@ job then runs with the default. Here a flag that no registered ``PipelineOptions
 error naming it and the closest flag that exists.
 """
 import difflib
+import importlib
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-try:  # registers the DaskRunner's options (dask is a dependency; still, never fail on its absence)
-    import apache_beam.runners.dask.dask_runner  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+
+def _register_dask_options(beam_args):
+    """The DaskRunner's options exist only once its module is imported (dask is heavy: on demand)."""
+    if any("dask" in a.lower() for a in beam_args):
+        try:
+            importlib.import_module("apache_beam.runners.dask.dask_runner")
+        except ImportError:  # without dask the runner fails later, naming itself
+            pass
 
 
 def parse_job_args(parser, argv=None):
     """(app arguments, Beam arguments); ``parser.error`` (exit 2) on a flag that neither defines."""
     args, beam_args = parser.parse_known_args(argv)
+    _register_dask_options(beam_args)
     options = PipelineOptions(beam_args)
     known = set(options.get_all_options(retain_unknown_options=False))
     unknown = [k for k in options.get_all_options(retain_unknown_options=True) if k not in known]

@@ -52,3 +52,7 @@ def test_mistyped_converter_flag_is_refused_not_ignored(tmp_path, capsys):
     assert "unrecognized argument --numshards (did you mean --num-shards?)" in err
     args, beam_args = build_tfrecords.parse_args(["--dataset", "digits", "--direct_num_workers", "2"])
     assert beam_args == ["--direct_num_workers", "2"]  # real Beam options still pass through
+    # The DaskRunner's own options are known too (registered on demand).
+    _, beam_args = build_tfrecords.parse_args(["--dataset", "digits", "--runner", "DaskRunner",
+                                               "--dask_client_address", "tcp://127.0.0.1:8786"])
+    assert beam_args == ["--runner", "DaskRunner", "--dask_client_address", "tcp://127.0.0.1:8786"]
