@@ -40,7 +40,8 @@ def parse_args(argv=None):
                    help="where the SavedModel for TF Serving is exported at the end (default: saved_models)")
     p.add_argument("--export-name", default=None, help="model name under --export-dir (default: the dataset)")
     p.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
-    p.add_argument("--overwrite", action="store_true", help="delete the workdir first instead of resuming (only a directory holding a tfmetric run)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the workdir first instead of resuming (only a directory holding a tfmetric run)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)

@@ -62,7 +62,8 @@ def build_serving_archive(embedding_model, image_size, resize_size, normalizatio
         return tf.cast(embedding_model(images, training=False), tf.float32)
 
     def embed_bytes(image_bytes):
-        return embed(image_guard.guarded_eval_preprocess(image_guard.check_batch(image_bytes, BYTES_INPUT, 1), image_size, resize_size,
+        image_bytes = image_guard.check_batch(image_bytes, BYTES_INPUT, 1)
+        return embed(image_guard.guarded_eval_preprocess(image_bytes, image_size, resize_size,
                                                          normalization, max_pixels))
 
     def serving_default(image_bytes):
@@ -72,7 +73,8 @@ def build_serving_archive(embedding_model, image_size, resize_size, normalizatio
         return {BITS_OUTPUT: pack_sign_bits(embed_bytes(image_bytes))}
 
     def serving_images(images):
-        embedding = embed(image_guard.guarded_eval_preprocess_images(image_guard.check_batch(images, IMAGES_INPUT, 4, 3), image_size, resize_size,
+        images = image_guard.check_batch(images, IMAGES_INPUT, 4, 3)
+        embedding = embed(image_guard.guarded_eval_preprocess_images(images, image_size, resize_size,
                                                                      normalization, max_pixels))
         return {EMBEDDING_OUTPUT: embedding, BITS_OUTPUT: pack_sign_bits(embedding)}
 

@@ -63,7 +63,8 @@ def _check_recall_ks(ks, source, module):
     query = source.num_images(module.QUERY_SPLIT)
     available = source.num_images(module.GALLERY_SPLIT) if module.GALLERY_SPLIT else query - 1
     if max(ks) > available:
-        where = f"the {module.GALLERY_SPLIT} split" if module.GALLERY_SPLIT else f"the {module.QUERY_SPLIT} split minus the query"
+        where = (f"the {module.GALLERY_SPLIT} split" if module.GALLERY_SPLIT
+                 else f"the {module.QUERY_SPLIT} split minus the query")
         raise config_lib.ConfigError(f"eval.recall_ks asks for {max(ks)} neighbours but {where} holds only "
                                      f"{available} images. Received: recall_ks={tuple(ks)}.")
 
