@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines import tfrecord_output as output
 from pipelines import tfrecord_transforms as transforms
+from pipelines.beam_flags import parse_job_args
 from tfmetric import datasets
 from tfmetric.cli_utils import ArgumentParser
 from tfmetric.data import image_header, prepare
@@ -64,7 +65,7 @@ def parse_args(argv=None):
     parser.add_argument("--test-classes", help="imagefolder: file of test class names")
     parser.add_argument("--download", action="store_true",
                         help="fetch and verify the official archive where one exists")
-    args, beam_args = parser.parse_known_args(argv)
+    args, beam_args = parse_job_args(parser, argv)
     if args.num_shards < 0:
         parser.error(f"--num-shards must be >= 0. Received: {args.num_shards}")
     if args.max_pixels < 0:

@@ -41,6 +41,7 @@ from apache_beam.io.filesystems import FileSystems
 import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
+from pipelines.beam_flags import parse_job_args
 from pipelines.build_tfrecords import pipeline_options, setup_job_logging, wait_until_finish
 from pipelines.shard_sink import WriteShards
 from tfmetric.cli_utils import ArgumentParser, run_main
@@ -70,12 +71,14 @@ def parse_args(argv=None):
                         f"pattern, else one)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="images declaring more pixels fail undecoded (default: the model card's limit)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished catalog already in --output-dir (default: refuse)")
     p.add_argument("--share-model-across-processes", action="store_true",
                    help="load the model once per worker machine instead of once per SDK process")
     p.add_argument("--threads", type=int, default=0,
                    help="TensorFlow threads per worker process (default 0: all cores; with several worker "
                         "processes per machine, cores / processes)")
-    args, beam_args = p.parse_known_args(argv)
+    args, beam_args = parse_job_args(p, argv)
     for flag, value, low in (("--batch-size", args.batch_size, 1), ("--num-shards", args.num_shards, 0),
                              ("--threads", args.threads, 0)):
         if value < low:
@@ -195,7 +198,7 @@ def run(argv=None, test_pipeline=None):
     max_pixels = args.max_pixels if args.max_pixels is not None else max_pixels
     fmt = input_format(args.input, args.input_format)
     num_shards = args.num_shards or default_num_shards(fmt, check_input(args.input))
-    output.prepare_output_dir(args.output_dir)
+    output.prepare_output_dir(args.output_dir, overwrite=args.overwrite)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
     build_pipeline(p, args, fmt, dim, max_pixels, num_shards)

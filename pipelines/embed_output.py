@@ -60,8 +60,16 @@ def _outputs(output_dir):
     return _embedding_shards(output_dir) + _dead_letter_shards(output_dir)
 
 
-def prepare_output_dir(output_dir):
-    """Creates ``output_dir`` and deletes a previous run's manifest, summary and shards (manifest first)."""
+def prepare_output_dir(output_dir, overwrite=False):
+    """Creates ``output_dir`` and deletes a previous run's manifest, summary and shards (manifest first).
+
+    A finished catalog (one with a manifest) is replaced only with ``overwrite``; an interrupted
+    run's shards always are.
+    """
+    manifest = os.path.join(output_dir, catalog.MANIFEST_NAME)
+    if not overwrite and tf.io.gfile.exists(manifest):
+        raise ValueError(f"--output-dir {output_dir} holds a finished catalog ({manifest}); pass --overwrite "
+                         f"to replace it or choose another --output-dir. Nothing was changed.")
     tf.io.gfile.makedirs(output_dir)
     for name in (catalog.MANIFEST_NAME, SUMMARY_NAME):
         path = os.path.join(output_dir, name)

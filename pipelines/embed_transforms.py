@@ -31,6 +31,7 @@ from tfmetric.search.embedder import DEFAULT_SIGNATURE, MODEL_REJECTED, SavedMod
 NAMESPACE = "embed_catalog"
 OK, FAILED = "ok", "failed"
 MISSING, UNREADABLE, BAD_RECORD, BAD_LINE = "missing", "unreadable", "bad_record", "bad_manifest_line"
+BAD_TFRECORD = "truncated_tfrecord"
 _GLOB_CHARS = "*?["
 
 ImageInput = collections.namedtuple("ImageInput", "image_id source data")
@@ -97,17 +98,26 @@ class ParseManifestLineFn(_FailingDoFn):
 
 
 class ReadTFRecordFileFn(_FailingDoFn):
-    """A TFRecord file name -> (source, serialized record) for each record, the source locating the
-    record (``tfmetric.search.image_source``: ``<path>#offset=<byte offset>``) so the search plot
-    and service can read the image back. A corrupt or truncated record fails with reason
-    ``bad_record`` and ends that file (its framing gives no way to the next record)."""
+    """A TFRecord file's path -> ``(source, serialized record)`` for each record; a damaged file fails alone.
+
+    The source locates the record (``tfmetric.search.image_source``: ``<path>#offset=<byte
+    offset>``) so the search plot and service can read the image back. Every record is CRC-checked
+    as it is read; the records before a truncated or corrupt one are kept and the file goes to the
+    dead letter (reason ``truncated_tfrecord``, id and source the file's path) saying how many
+    records were read, instead of failing the whole job (the framing gives no way past it).
+    """
 
     def process(self, path):
+        read = 0
         try:
             for offset, serialized in image_source.iter_records(path):
+                read += 1
                 yield OK, (image_source.tfrecord_source(path, offset), serialized)
-        except (ValueError, OSError, tf.errors.OpError) as e:
-            yield self.fail(None, path, BAD_RECORD, str(e))
+        except ValueError as e:
+            yield self.fail(path, path, BAD_TFRECORD, f"{str(e).splitlines()[0]}; the {read} records "
+                                                      f"before it were read, the rest of the file was not")
+        except (OSError, tf.errors.OpError) as e:
+            yield self.fail(path, path, UNREADABLE, str(getattr(e, "message", e)).splitlines()[0])
 
 
 class ParseExampleFn(_FailingDoFn):

@@ -104,4 +104,7 @@ def promote(staging: str, out_dir: str, manifest: dict) -> None:
             tf.io.gfile.remove(old_manifest)
         tf.io.gfile.rmtree(out_dir)
     tf.io.gfile.rename(staging, out_dir)
+    for split in manifest["splits"].values():  # sizes let a reader find a truncated shard up front
+        for shard in split["shards"]:
+            shard["num_bytes"] = tf.io.gfile.stat(os.path.join(out_dir, shard["path"])).length
     manifest_lib.write_manifest(out_dir, manifest)

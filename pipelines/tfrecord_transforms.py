@@ -25,7 +25,7 @@ from tfmetric.data import image_header, schema
 from tfmetric.data.class_index import RECORD_OVERHEAD
 
 NAMESPACE = "build_tfrecords"
-MISSING, UNREADABLE = "missing", "unreadable"
+MISSING, UNREADABLE, BAD_NAME = "missing", "unreadable", "bad_file_name"
 
 # One kept image: its header facts, and the CRC-32 the writer checks its second read against.
 CheckedImage = collections.namedtuple("CheckedImage", "image_id format height width crc32 reencoded")
@@ -35,6 +35,13 @@ ClassCheck = collections.namedtuple("ClassCheck", "split label class_name record
 
 _LOG = logging.getLogger(__name__)
 _PROGRESS_EVERY = 1000
+
+
+def printable_path(path):
+    """``path`` with the bytes of a non-UTF-8 file name (surrogate-escaped by os.listdir) as ``\\xff``."""
+    if path is None:
+        return None
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
@@ -109,7 +116,7 @@ class CheckClassFn(beam.DoFn):
             self._skipped[reason] = Metrics.counter(NAMESPACE, f"skipped_{reason}")
         self._skipped[reason].inc()
         _LOG.warning("Skipping %s (%s): %s", record.path or record.image_id, reason, detail)
-        return {"split": record.split, "image_id": record.image_id, "path": record.path,
+        return {"split": record.split, "image_id": record.image_id, "path": printable_path(record.path),
                 "class_name": record.class_name, "reason": reason, "detail": detail}
 
     def process(self, records):
@@ -120,6 +127,11 @@ class CheckClassFn(beam.DoFn):
             if self._seen % _PROGRESS_EVERY == 0:
                 _LOG.info("This worker has read %d images", self._seen)
             key = f"{record.split}\t{record.class_name}\t{record.image_id}"
+            if record.path is not None and printable_path(record.path) != record.path:
+                fingerprints.append(f"{key}\t{BAD_NAME}")
+                skipped.append(self._skip(record, BAD_NAME,
+                                          "the file name is not valid UTF-8; rename the file to keep it"))
+                continue
             if error is not None:
                 fingerprints.append(f"{key}\t{error[0]}")
                 skipped.append(self._skip(record, *error))

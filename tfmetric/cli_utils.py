@@ -1,11 +1,44 @@
 """Shared helpers of the thin command-line entry points."""
 import argparse
+import errno
 import logging
 import os
 import sys
 
 # Expected, user-fixable failures: reported as one line with exit code 2, never a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+# (FloatingPointError: training diverged; the message says which checkpoint is kept.)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError, FloatingPointError)
+
+
+# What to do about an OS error, by errno name.
+_OS_ADVICE = {"ENOSPC": "free some space or write elsewhere", "EFBIG": "the file size limit was reached; "
+              "free some space, raise the limit or write elsewhere", "EROFS": "the file system is read-only; "
+              "write elsewhere", "EACCES": "check the permissions or write elsewhere",
+              "EISDIR": "pass a file, not a directory", "ENOTDIR": "a file stands where a directory is expected"}
+# Messages of TensorFlow's file errors (tf.errors.*Error, which are not OSError) that a user can act on.
+_TF_FILE_ERRORS = ("NotFoundError", "PermissionDeniedError", "DataLossError", "ResourceExhaustedError",
+                   "AlreadyExistsError")
+_TF_OS_TEXTS = ("No space left on device", "File too large", "Read-only file system", "Permission denied")
+
+
+def _first_line(text):
+    return (str(text).strip().splitlines() or [""])[0]
+
+
+def describe_os_error(e):
+    """One line naming the file and what to do: ``path: No space left on device (free some space ...)``."""
+    if e.strerror is None:  # raised with a message of ours
+        return _first_line(e) or type(e).__name__
+    where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file being written"
+    advice = _OS_ADVICE.get(errno.errorcode.get(e.errno, ""))
+    return f"{where}: {e.strerror}" + (f" ({advice})" if advice else "")
+
+
+def _is_tf_file_error(e):
+    tf_errors = getattr(sys.modules.get("tensorflow"), "errors", None)
+    if tf_errors is None or not isinstance(e, tf_errors.OpError):
+        return False
+    return type(e).__name__ in _TF_FILE_ERRORS or any(t in str(e) for t in _TF_OS_TEXTS)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -27,9 +60,17 @@ def run_main(prog, fn):
     try:
         return fn()
     except USER_ERRORS as e:
-        message = str(e).strip() or type(e).__name__
+        message = describe_os_error(e) if isinstance(e, OSError) else str(e).strip() or type(e).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+    except OSError as e:  # read-only or full file system, a directory where a file was expected...
+        print(f"{prog}: error: {describe_os_error(e)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001  (re-raised unless it is TensorFlow's word for an OS error)
+        if not _is_tf_file_error(e):
+            raise
+        print(f"{prog}: error: {_first_line(getattr(e, 'message', str(e)))}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt as e:  # a StopRequested says where the checkpoint is and how to resume
+        print(f"{prog}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
         sys.exit(130)

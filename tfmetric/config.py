@@ -8,6 +8,7 @@ divided by 10 at each step. ``synthetic`` and ``digits`` are small presets that 
 """
 import dataclasses
 import json
+import math
 import typing
 from typing import Optional, Tuple
 
@@ -277,6 +278,12 @@ def _coerce(dotted, tp, value):
         raise ConfigError(f"--set {dotted}={value}: expected a value of type {getattr(tp, '__name__', tp)}.") from None
 
 
+def get_field(config, dotted):
+    """The value of ``section.field`` in ``config``."""
+    sub, key, _ = _field_type(config, dotted)
+    return getattr(sub, key)
+
+
 def _set_field(config, dotted, value):
     sub, key, tp = _field_type(config, dotted)
     setattr(sub, key, _coerce(dotted, tp, value))
@@ -295,8 +302,10 @@ def apply_overrides(config: ExperimentConfig, overrides) -> ExperimentConfig:
 def validate(config: ExperimentConfig) -> ExperimentConfig:
     """Checks values that would otherwise fail deep inside training; ConfigError names the field."""
     d, m, t = config.data, config.model, config.train
-    if m.temperature <= 0:
+    if not (math.isfinite(m.temperature) and m.temperature > 0):
         raise ConfigError(f"model.temperature must be > 0. Received: {m.temperature}.")
+    if not (0 <= m.bn_momentum < 1):
+        raise ConfigError(f"model.bn_momentum must be in [0, 1). Received: {m.bn_momentum}.")
     if d.images_per_class < 1:
         raise ConfigError(f"data.images_per_class must be >= 1. Received: {d.images_per_class}.")
     if d.service:
@@ -318,8 +327,16 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
     if t.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: {', '.join(OPTIMIZERS)}.")
-    if t.lr <= 0 or t.lr_mult <= 0:
-        raise ConfigError(f"train.lr and train.lr_mult must be > 0. Received: lr={t.lr}, lr_mult={t.lr_mult}.")
+    for name in ("lr", "lr_mult", "gamma"):  # gamma <= 0 would flip or zero the lr after a step
+        value = getattr(t, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"train.{name} must be a finite number > 0. Received: {value}.")
+    if not (math.isfinite(t.momentum) and 0 <= t.momentum < 1):
+        raise ConfigError(f"train.momentum must be in [0, 1). Received: {t.momentum}.")
+    if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
+        raise ConfigError(f"train.weight_decay must be a finite number >= 0. Received: {t.weight_decay}.")
+    if d.eval_batch_size < 1:
+        raise ConfigError(f"data.eval_batch_size must be >= 1. Received: {d.eval_batch_size}.")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision: unknown policy {t.precision!r}. Allowed values: {', '.join(PRECISIONS)}.")
     if t.distribute not in STRATEGIES:

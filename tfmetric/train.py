@@ -8,13 +8,13 @@ Examples:
 """
 import argparse
 import datetime
-import json
 import os
-import shutil
 import sys
 
+from tfmetric.json_file import read_json
 from tfmetric import config as config_lib
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
+from tfmetric.training.workdir import remove_run
 
 PROG = "python -m tfmetric.train"
 
@@ -40,7 +40,8 @@ def parse_args(argv=None):
                    help="where the SavedModel for TF Serving is exported at the end (default: saved_models)")
     p.add_argument("--export-name", default=None, help="model name under --export-dir (default: the dataset)")
     p.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
-    p.add_argument("--overwrite", action="store_true", help="delete the workdir first instead of resuming")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the workdir first instead of resuming (only a directory holding a tfmetric run)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true",
                    help="one line per epoch even on a terminal (no progress bar)")
@@ -52,18 +53,26 @@ def resolve_config(args):
     if args.config:
         if args.dataset:
             raise config_lib.ConfigError("--config and --dataset are exclusive: the file holds the dataset.")
-        with open(args.config) as f:
-            config = config_lib.ExperimentConfig.from_dict(json.load(f))
+        try:
+            saved = read_json(args.config)
+        except ValueError as e:
+            raise config_lib.ConfigError(f"--config {e}") from None
+        config = config_lib.ExperimentConfig.from_dict(saved)
     else:
         config = config_lib.preset(args.dataset or "synthetic")
-    overrides = list(args.overrides)
-    for flag, field in ((args.data_dir, "data.data_dir"), (args.raw_dir, "data.raw_dir"),
-                        (args.weights, "model.weights"), (args.seed, "train.seed"),
-                        (args.mixed_precision, "train.precision"),
-                        (args.jit_compile and "true", "train.jit_compile")):
-        if flag is not None:
-            overrides.append(f"{field}={flag}")
-    config_lib.apply_overrides(config, overrides)
+    config_lib.apply_overrides(config, args.overrides)
+    set_fields = {item.split("=", 1)[0].strip(): item for item in args.overrides}
+    for flag, name, field in ((args.data_dir, "--data-dir", "data.data_dir"),
+                              (args.raw_dir, "--raw-dir", "data.raw_dir"),
+                              (args.weights, "--weights", "model.weights"), (args.seed, "--seed", "train.seed"),
+                              (args.mixed_precision, "--mixed-precision", "train.precision"),
+                              (args.jit_compile and "true", "--jit-compile", "train.jit_compile")):
+        if flag is None:
+            continue
+        before = config_lib.get_field(config, field)
+        config_lib.apply_overrides(config, [f"{field}={flag}"])
+        if field in set_fields and config_lib.get_field(config, field) != before:
+            raise config_lib.ConfigError(f"{name} {flag} contradicts --set {set_fields[field]}; pass one of them.")
     return config_lib.validate(config)
 
 
@@ -78,8 +87,8 @@ def main(argv=None):
             return 0
         workdir = args.workdir or os.path.join(
             "runs", config.data.dataset, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        if args.overwrite and os.path.isdir(workdir):
-            shutil.rmtree(workdir)
+        if args.overwrite:
+            remove_run(workdir)
         from tfmetric.training.trainer import train_and_evaluate  # heavy: TensorFlow
         result = train_and_evaluate(config, workdir, verbose=2 if args.quiet else "auto",
                                     export_dir=None if args.no_export else args.export_dir,

@@ -12,7 +12,7 @@ Layout of the manifest (``schema_version`` 1)::
                           "shards": [{"path": "train/train-00000-of-00008.tfrecord",
                                       "num_images": 1003, "num_classes": 13,
                                       "class_runs": [[0, 83], [8, 74], ...],
-                                      "class_offsets": [0, 4561234, ...]}, ...],
+                                      "class_offsets": [0, 4561234, ...], "num_bytes": 2613407}, ...],
                           "skipped": [{"image_id": ..., "path": ..., "class_name": ...,
                                        "reason": "truncated", "detail": ...}, ...],
                           "empty_classes": []}, ...},
@@ -26,7 +26,9 @@ contiguous run per class) and ``class_offsets`` the byte offset of each run's fi
 the sampler can read any class directly without reading the labels; manifests without them
 (older converters) are still valid and the sampler reads the labels once. A split whose labels
 are shared with other splits (In-Shop query and gallery) has ``num_labels``, the size of the
-shared label space (its labels are num_classes of 0..num_labels-1).
+shared label space (its labels are num_classes of 0..num_labels-1). A shard's ``num_bytes`` is its
+size when written: a truncated or replaced shard fails validation (and
+``prepare.ensure_tfrecords`` rebuilds it) before any work starts; older manifests lack it.
 """
 import json
 import os
@@ -130,8 +132,13 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
                                     f"{shard.get('num_classes')} and {shard['num_images']}")
         if directory:
             for shard in split["shards"]:
-                if not tf.io.gfile.exists(os.path.join(directory, shard["path"])):
+                path = os.path.join(directory, shard["path"])
+                if not tf.io.gfile.exists(path):
                     raise ManifestError(f"{where}: shard {shard['path']} is missing")
+                size = tf.io.gfile.stat(path).length
+                if "num_bytes" in shard and size != shard["num_bytes"]:  # older manifests lack sizes
+                    raise ManifestError(f"{where}: shard {path} is {size} bytes but was written with "
+                                        f"{shard['num_bytes']} (truncated or replaced); rebuild the TFRecords")
     return manifest
 
 

@@ -52,10 +52,22 @@ def _class_list(spec: ClassSpec, known: List[str], root: str) -> Optional[List[s
     return [name for _, name in named]
 
 
+def _local(path: str) -> bool:
+    return "://" not in path
+
+
+def _printable(name: str) -> str:
+    """A name os.listdir surrogate-escaped (not UTF-8) with its odd bytes as ``\\xff``: ids and
+    class names are UTF-8 features; the converter skips such a file and counts it."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _images(class_dir: str) -> List[str]:
     """Non-hidden files under ``class_dir``, recursively, as paths relative to it, sorted."""
     found = []
-    for dirpath, dirnames, filenames in tf.io.gfile.walk(class_dir):
+    # gfile decodes every name in a directory as UTF-8 and fails on one that is not; os.walk keeps
+    # such a name (surrogate-escaped) so that the converter can skip it, naming it.
+    for dirpath, dirnames, filenames in (os.walk if _local(class_dir) else tf.io.gfile.walk)(class_dir):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         rel = os.path.relpath(dirpath, class_dir)
         for name in filenames:
@@ -68,8 +80,8 @@ def load(raw_dir: str, train_classes: ClassSpec = None, test_classes: ClassSpec 
     """dict split -> list[ImageRecord]; see the module docstring for the split rules."""
     if not tf.io.gfile.isdir(raw_dir):
         raise DatasetNotFoundError(f"Image folder {raw_dir} does not exist.\n\n{INSTRUCTIONS}")
-    names = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(raw_dir)
-                   if not _hidden(d) and tf.io.gfile.isdir(os.path.join(raw_dir, d)))
+    listdir, isdir = (os.listdir, os.path.isdir) if _local(raw_dir) else (tf.io.gfile.listdir, tf.io.gfile.isdir)
+    names = sorted(d.rstrip("/") for d in listdir(raw_dir) if not _hidden(d) and isdir(os.path.join(raw_dir, d)))
     if len(names) < 2:
         raise DatasetNotFoundError(f"{raw_dir} holds {len(names)} class folder(s); at least 2 are "
                                    f"needed (one for training, one for testing).\n\n{INSTRUCTIONS}")
@@ -90,7 +102,7 @@ def load(raw_dir: str, train_classes: ClassSpec = None, test_classes: ClassSpec 
     for split, classes in (("train", train), ("test", test)):
         files = {name: _images(os.path.join(raw_dir, name)) for name in sorted(set(classes))}
         non_empty = [name for name in files if files[name]]  # keeps labels contiguous
-        result[split] = [ImageRecord(image_id=f"{name}/{rel}", label=label, class_name=name,
+        result[split] = [ImageRecord(image_id=_printable(f"{name}/{rel}"), label=label, class_name=_printable(name),
                                      split=split, path=os.path.join(raw_dir, name, rel))
                          for label, name in enumerate(non_empty) for rel in files[name]]
     return result

@@ -8,7 +8,6 @@ import argparse
 import sys
 
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
-from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 
 PROG = "python -m tfmetric.export"
 
@@ -21,8 +20,9 @@ def parse_args(argv=None):
     p.add_argument("--name", default=None, help="model name, the TF Serving model name (default: the dataset)")
     p.add_argument("--output-dir", default="saved_models",
                    help="TF Serving base path; writes <output-dir>/<name>/<next version>/ (default: saved_models)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="reject encoded images whose header declares more pixels (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="reject encoded images whose header declares more pixels (default: (16 x the "
+                        "config's resize_size)^2, at least 4096^2, at most 50,000,000)")
     return p.parse_args(argv)
 
 

@@ -14,6 +14,8 @@ Only then is the image decoded, with the evaluation preprocessing
 (``tfmetric.data.preprocessing.eval_preprocess``), so a decompression bomb never reaches the
 decoder; corrupt data after a valid header still fails in the decoder with ``InvalidArgument``.
 One bad image fails the whole batch: a request never gets embeddings for only some of its images.
+Before any of this, ``check_batch`` rejects an empty batch, a scalar or rank-2 ``image_bytes`` and
+``images`` that are not RGB, naming the input and the expected shape.
 """
 import tensorflow as tf
 
@@ -25,9 +27,27 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Recognised only to name them in the error message.
 _OTHER_MAGIC = ((b"GIF8", "gif"), (b"BM", "bmp"), (b"RIFF", "riff/webp"), (b"II*\x00", "tiff"),
                 (b"MM\x00*", "tiff"))
-# Images decoded concurrently within one batch. Peak memory of decoding is about this many times
-# max_pixels * 15 bytes (uint8 RGB plus the float32 copy the resize works on).
+# Images decoded concurrently within one batch: at most this many, and no more than the decode
+# budget allows. Decoding one image takes about max_pixels * 15 bytes (uint8 RGB plus the float32
+# copy the resize works on), so one request's decoding never needs more than DECODE_BUDGET_BYTES
+# (or one image's worth, when a single image at the limit is larger than the budget).
 PARALLEL_DECODES = 8
+DECODE_BUDGET_BYTES = 1 << 30
+_BYTES_PER_PIXEL = 15
+# The default pixel limit, derived from the model's resize_size: (16 * resize_size)^2 pixels, but
+# never below 4096 x 4096 (a 12-16 MP phone photo must still be accepted) nor above the
+# converter's DEFAULT_MAX_PIXELS. 16.8 MP at resize 256 where 50 MP used to be the default.
+_MIN_DEFAULT_PIXELS = 4096 * 4096
+
+
+def default_max_pixels(resize_size):
+    """The serving pixel limit of a model resizing to ``resize_size`` (see above); overridable."""
+    return int(min(DEFAULT_MAX_PIXELS, max(_MIN_DEFAULT_PIXELS, (16 * resize_size) ** 2)))
+
+
+def parallel_decodes(max_pixels):
+    """Concurrent decodes within a batch so that decoding stays within DECODE_BUDGET_BYTES."""
+    return int(max(1, min(PARALLEL_DECODES, DECODE_BUDGET_BYTES // (max_pixels * _BYTES_PER_PIXEL))))
 
 
 def _text(part):
@@ -87,6 +107,29 @@ def header_size(image_bytes, index=0):
         return tf.cond(is_jpeg, jpeg, png)
 
 
+def check_batch(batch, name, rank, channels=None):
+    """``batch`` after InvalidArgument checks of its rank, its size (>= 1) and its last dimension.
+
+    A serving client may send any shape; these name the input and what it should be instead of
+    failing later in a slice or a broadcast deep inside the graph.
+    """
+    layout = "[batch]" if rank == 1 else f"[batch, height, width, {channels}]"
+    # The signature declares the rank, so tf.rank would be a constant; a client can still feed
+    # another rank. The runtime shape, padded with -1s, tells: exactly ``rank`` sizes, then -1.
+    padded = tf.concat([tf.shape(batch, out_type=tf.int64), tf.fill([rank + 1], tf.constant(-1, tf.int64))], 0)
+    received = tf.reduce_sum(tf.cast(padded >= 0, tf.int64))
+    ok = _check(tf.logical_and(tf.reduce_all(padded[:rank] >= 0), tf.equal(padded[rank], -1)), name,
+                " must have shape ", layout, "; received rank ", received, ". Send a list even for one image")
+    with tf.control_dependencies([ok]):
+        shape = tf.identity(padded[:rank])
+        checks = [_check(shape[0] > 0, name, ": empty batch; send at least one image")]
+        if channels is not None:
+            checks.append(_check(tf.equal(shape[-1], channels), name, " must have ", channels,
+                                 " channels (RGB); received ", shape[-1]))
+    with tf.control_dependencies(checks):
+        return tf.identity(batch)
+
+
 def check_pixels(height, width, max_pixels, index=0):
     """An assertion that ``height * width <= max_pixels``; the message gives the declared size."""
     pixels = height * width
@@ -112,7 +155,7 @@ def guarded_eval_preprocess(image_bytes, image_size, resize_size, normalization,
         return preprocessing.eval_preprocess(data, image_size, resize_size, normalization)
 
     indices = tf.range(tf.shape(image_bytes, out_type=tf.int64)[0])
-    return tf.map_fn(one, (image_bytes, indices), parallel_iterations=PARALLEL_DECODES,
+    return tf.map_fn(one, (image_bytes, indices), parallel_iterations=parallel_decodes(max_pixels),
                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 

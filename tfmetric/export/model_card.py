@@ -11,6 +11,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tfmetric.json_file import parse_json
 from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 from tfmetric.export.binarize import packed_width
 from tfmetric.export.serving_module import signature_table
@@ -71,8 +72,8 @@ def read_model_card(model_dir):
     path = os.path.join(model_dir, MODEL_CARD)
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path, "r") as f:
-        return json.load(f)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return parse_json(f.read(), path)
 
 
 def card_max_pixels(card):

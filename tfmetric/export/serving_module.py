@@ -12,7 +12,6 @@ attribute does not: its variables are missing from the TF1 restore op).
 import keras
 import tensorflow as tf
 
-from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 from tfmetric.export import image_guard
 from tfmetric.export.binarize import pack_sign_bits, packed_width
 
@@ -36,8 +35,7 @@ def signature_table(dim):
             IMAGES_SIGNATURE: ({IMAGES_INPUT: ("uint8", (-1, -1, -1, 3))}, {**embedding, **bits})}
 
 
-def build_serving_archive(embedding_model, image_size, resize_size, normalization,
-                          max_pixels=DEFAULT_MAX_PIXELS):
+def build_serving_archive(embedding_model, image_size, resize_size, normalization, max_pixels=None):
     """A ``keras.export.ExportArchive`` with the three serving signatures of ``embedding_model``.
 
     Args:
@@ -45,8 +43,11 @@ def build_serving_archive(embedding_model, image_size, resize_size, normalizatio
         ``[batch, D]`` embeddings; it runs with ``training=False`` (BatchNorm moving statistics).
       image_size, resize_size, normalization: the evaluation preprocessing of the training config
         (``tfmetric.data.preprocessing.eval_preprocess``).
-      max_pixels: encoded images whose header declares more pixels are rejected before decoding.
+      max_pixels: encoded images whose header declares more pixels are rejected before decoding;
+        default ``image_guard.default_max_pixels(resize_size)``.
     """
+    if max_pixels is None:
+        max_pixels = image_guard.default_max_pixels(resize_size)
     if embedding_model.output_shape[-1] is None:
         raise ValueError("The embedding model needs a static output dimension.")
     expected = (None, image_size, image_size, 3)
@@ -61,6 +62,7 @@ def build_serving_archive(embedding_model, image_size, resize_size, normalizatio
         return tf.cast(embedding_model(images, training=False), tf.float32)
 
     def embed_bytes(image_bytes):
+        image_bytes = image_guard.check_batch(image_bytes, BYTES_INPUT, 1)
         return embed(image_guard.guarded_eval_preprocess(image_bytes, image_size, resize_size,
                                                          normalization, max_pixels))
 
@@ -71,6 +73,7 @@ def build_serving_archive(embedding_model, image_size, resize_size, normalizatio
         return {BITS_OUTPUT: pack_sign_bits(embed_bytes(image_bytes))}
 
     def serving_images(images):
+        images = image_guard.check_batch(images, IMAGES_INPUT, 4, 3)
         embedding = embed(image_guard.guarded_eval_preprocess_images(images, image_size, resize_size,
                                                                      normalization, max_pixels))
         return {EMBEDDING_OUTPUT: embedding, BITS_OUTPUT: pack_sign_bits(embedding)}

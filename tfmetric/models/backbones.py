@@ -108,7 +108,11 @@ def build_backbone(name, input_shape=(None, None, 3), weights=None, data_dir=Non
     path = resolve_weights(name, weights, data_dir=data_dir)
     model = entry.build(input_shape=input_shape)
     if path is not None:
-        entry.load(model, path)
+        try:
+            entry.load(model, path)
+        except OSError as e:  # h5py's "file signature not found" for a garbage or truncated file names no file
+            raise ValueError(f"weights file {path} cannot be read ({str(e).splitlines()[0] if str(e) else e!r}); "
+                             f"it may be truncated or not a Keras weights file.") from None
     return model, entry.output_dim
 
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 import tfmetric
+from tfmetric.json_file import parse_json
 from tfmetric.export.binarize import packed_width
 from tfmetric.metrics.knn import pack_bits
 
@@ -81,8 +82,8 @@ def read_manifest(directory):
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"--embeddings {directory}: no {MANIFEST_NAME}; the embedding job did not "
                                 f"finish there (it writes the manifest last).")
-    with tf.io.gfile.GFile(path, "r") as f:
-        manifest = json.load(f)
+    with tf.io.gfile.GFile(path, "rb") as f:
+        manifest = parse_json(f.read(), path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"--embeddings {directory}: format_version {manifest.get('format_version')!r}, "
                          f"this tfmetric reads {FORMAT_VERSION}.")

@@ -63,7 +63,13 @@ class SavedModelEmbedder:
             raise FileNotFoundError(f"--model {model_dir}: no saved_model.pb there; pass an exported "
                                     f"version, saved_models/<name>/<version>.")
         self.model_dir = model_dir
-        self._loaded = tf.saved_model.load(model_dir)  # keeps the variables alive
+        try:
+            self._loaded = tf.saved_model.load(model_dir)  # keeps the variables alive
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError,
+                IndexError) as e:  # a truncated variables file: "Read less bytes than requested"
+            detail = (str(getattr(e, "message", e)).splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"--model {model_dir}: the SavedModel cannot be loaded ({detail}); its files may be "
+                             f"truncated: export it again.") from None
         self._bind(signature)
 
     def _bind(self, signature):

@@ -13,7 +13,6 @@ The two extra arrays let every index answer the three search modes of ``tfmetric
 (float, binary and binary-then-float ``rescore``) whatever its kind; they are memory-mapped on load.
 Index directories are local (faiss reads and writes local files).
 """
-import json
 import os
 from typing import NamedTuple, Optional
 
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tfmetric.json_file import read_json
 from tfmetric.search import catalog, kinds
 
 FORMAT_VERSION = 1
@@ -153,8 +153,7 @@ def read_index_manifest(directory):
     if not os.path.exists(path):
         raise FileNotFoundError(f"--index {directory}: no {MANIFEST_NAME}; not an index directory, or its "
                                 f"build did not finish.")
-    with open(path) as f:
-        manifest = json.load(f)
+    manifest = read_json(path)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("kind") not in kinds.KINDS:
         raise ValueError(f"--index {directory}: not an index manifest of this tfmetric "
                          f"(format_version {manifest.get('format_version')!r}, kind {manifest.get('kind')!r}).")

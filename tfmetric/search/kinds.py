@@ -158,4 +158,9 @@ def write(index, kind, path):
 
 
 def read(kind, path):
-    return (faiss.read_index_binary if is_binary(kind) else faiss.read_index)(path)
+    try:
+        return (faiss.read_index_binary if is_binary(kind) else faiss.read_index)(path)
+    except RuntimeError as e:  # faiss names the C++ function, not the file, for a truncated index
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        raise ValueError(f"{path} cannot be read as a faiss index ({lines[-1].strip() if lines else e!r}); it may "
+                         f"be truncated: rebuild it with python -m tfmetric.search build.") from None

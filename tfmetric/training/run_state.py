@@ -54,16 +54,59 @@ class RunState:
         return optimizer
 
     def restore(self):
-        """Restores the latest checkpoint if any; returns (epoch, step_in_epoch) to continue from."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            log.info("Resumed from %s", self.manager.latest_checkpoint)
+        """Restores the newest readable checkpoint; returns (epoch, step_in_epoch) to continue from.
+
+        The ``checkpoint`` index file is only a pointer: when it is damaged, or the checkpoint it
+        names is truncated, the newest ``ckpt-N`` that reads back is used instead, saying so. A
+        run never restarts from scratch while checkpoint files exist.
+        """
+        candidates = _checkpoint_candidates(self.manager)
+        failures = []
+        for path in candidates:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
+                if _is_mismatch(e):  # the checkpoint is intact but of another model: no fallback
+                    raise ValueError(f"Checkpoint {path} does not match the configured model ({_first_line(e)}). "
+                                     f"Resume with the run's own config.json or use another workdir.") from None
+                failures.append(f"{path} ({_first_line(e)})")
+                continue
+            if failures or path != self.manager.latest_checkpoint:
+                print(f"Resuming from {path}: " + ("; ".join(failures) + " unreadable" if failures else
+                      f"the index {self.manager.directory}/checkpoint is damaged or stale"), flush=True)
+            log.info("Resumed from %s", path)
+            return int(self.epoch), int(self.step)
+        if candidates:
+            raise ValueError(f"No checkpoint in {self.manager.directory} reads back: {'; '.join(failures)}. "
+                             f"Delete the directory (or --overwrite) to start again.")
         return int(self.epoch), int(self.step)
 
     def save(self, epoch, step):
         self.epoch.assign(epoch)
         self.step.assign(step)
         return self._saver.save()
+
+
+def _checkpoint_candidates(manager):
+    """The index's latest checkpoint, then every ``ckpt-N`` on disk, newest first."""
+    found = []
+    for name in tf.io.gfile.listdir(manager.directory) if tf.io.gfile.isdir(manager.directory) else ():
+        stem, _, ext = name.partition(".")
+        if ext == "index" and stem.startswith("ckpt-") and stem[5:].isdigit():
+            found.append((int(stem[5:]), os.path.join(manager.directory, stem)))
+    paths = [path for _, path in sorted(found, reverse=True)]
+    latest = manager.latest_checkpoint  # None when the index is damaged (TensorFlow only warns)
+    return ([latest] if latest else []) + [p for p in paths if p != latest]
+
+
+def _is_mismatch(error):
+    """An intact checkpoint of another model (shapes or structure differ), not a damaged file."""
+    text = str(error)
+    return "incompatible tensor with shape" in text or "Unresolved object" in text
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 class StopRequested(KeyboardInterrupt):

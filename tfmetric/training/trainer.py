@@ -24,6 +24,7 @@ from tfmetric.data.sources import open_source
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.progress import resolve_verbose
 from tfmetric.training import evaluation, retrieval_grid, tensorboard
+from tfmetric.training import workdir as workdir_lib
 from tfmetric.training.precision import global_batch_size, make_strategy
 from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
 from tfmetric.training.schedule import learning_rate_at, total_epochs
@@ -33,9 +34,14 @@ from tfmetric.training.steps import make_train_step
 def write_json(path, obj):
     """Atomic JSON write: readers never see a half-written file."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk or a size limit: name the file (a failed write does not)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise type(e)(e.errno, e.strerror, e.filename or path) from None
 
 
 def _evaluate(embed_fn, data, eval_config, verbose=0):
@@ -59,6 +65,17 @@ def format_scores(metrics, ks):
     return " ".join(parts)
 
 
+def _check_recall_ks(ks, source, module):
+    """Before training: the evaluation split must hold more items than the largest K retrieves."""
+    query = source.num_images(module.QUERY_SPLIT)
+    available = source.num_images(module.GALLERY_SPLIT) if module.GALLERY_SPLIT else query - 1
+    if max(ks) > available:
+        where = (f"the {module.GALLERY_SPLIT} split" if module.GALLERY_SPLIT
+                 else f"the {module.QUERY_SPLIT} split minus the query")
+        raise config_lib.ConfigError(f"eval.recall_ks asks for {max(ks)} neighbours but {where} holds only "
+                                     f"{available} images. Received: recall_ks={tuple(ks)}.")
+
+
 class _Data:
     """The run's data: source, split sizes, per-epoch training datasets and evaluation datasets."""
 
@@ -74,6 +91,7 @@ class _Data:
         self.steps = self.source.steps_per_epoch(self.split, self.global_batch, t.steps_per_epoch)
         self.normalization = backbone_preprocessing(config.model.backbone, config.model.weights)
         self.eval_splits = [s for s in (self.module.QUERY_SPLIT, self.module.GALLERY_SPLIT) if s]
+        _check_recall_ks(config.eval.recall_ks, self.source, self.module)
         self.eval = {s: self.source.eval_dataset(s, d, self.normalization) for s in self.eval_splits}
         self.config = config
 
@@ -145,6 +163,9 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
     saved only when they are the same directory (not on a non-chief worker)."""
     chief = out_dir == workdir
     verbose = resolve_verbose(verbose)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"workdir {workdir} is a file, not a directory. Choose another --workdir.")
+    changed = workdir_lib.check_resume(workdir, config)  # refuses changes to what is learnt
     t = config.train
     # Everything that can fail on bad input (data, model, checkpoint) comes before the first write.
     data = _Data(config, strategy)
@@ -155,6 +176,8 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
     if chief and start_epoch >= epochs and os.path.exists(metrics_path):
         with open(metrics_path) as f:
             return dict(json.load(f), already_finished=True)
+    for field, (old, new) in changed.items():
+        print(f"Resuming {workdir} with {field} changed: {old!r} -> {new!r} (recorded in config.json)", flush=True)
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     history = []
@@ -211,9 +234,11 @@ def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbo
     for i, (images, labels) in enumerate(data.epoch(epoch, skip), start=skip + 1):
         loss = float(steps_fns[phase](images, labels))
         if not np.isfinite(loss):
+            kept = run.manager.latest_checkpoint
             raise FloatingPointError(
-                f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; the last good checkpoint is "
-                f"kept in {run.manager.directory}. Lower train.lr or check the data.")
+                f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; "
+                + (f"the last good checkpoint {kept} is kept" if kept else "no checkpoint had been written yet")
+                + ". Lower train.lr or check the data.")
         losses.append(loss)
         logger.loss(epoch * data.steps + i, loss)
         bar.update(i, [("loss", loss)])
