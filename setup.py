@@ -9,7 +9,7 @@ _HERE = pathlib.Path(__file__).parent
 def _requirements():
     lines = (_HERE / "requirements.txt").read_text().splitlines()
     runtime = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return [r for r in runtime if not r.startswith(("pytest",))]
+    return [r for r in runtime if not r.startswith(("pytest", "playwright"))]  # test-only
 
 
 setuptools.setup(
@@ -21,5 +21,5 @@ setuptools.setup(
     package_data={"tfmetric.serve": ["static/*.html"]},
     python_requires=">=3.10",
     install_requires=_requirements(),
-    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0"]},
+    extras_require={"test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "playwright==1.65.2"]},
 )

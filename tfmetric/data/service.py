@@ -7,16 +7,14 @@ and keeps every n-th batch, so the served batches are exactly the local ones, ea
 classes (P x K) included; only their order across workers interleaves. That policy needs the
 dispatcher to know its workers (``DispatcherConfig(worker_addresses=[...])``, see the README).
 """
-import re
-
 import tensorflow as tf
 
-_ADDRESS = re.compile(r"^grpc://[^\s/:]+:\d+$")
+from tfmetric.config import SERVICE_ADDRESS
 
 
 def check_address(address: str) -> None:
     """ValueError unless ``address`` is ``grpc://HOST:PORT``."""
-    if not _ADDRESS.match(address):
+    if not SERVICE_ADDRESS.match(address):
         raise ValueError(f"service must be a dispatcher address grpc://HOST:PORT. Received: service={address!r}")
 
 
