@@ -115,23 +115,27 @@ class CheckClassFn(beam.DoFn):
         if reason not in self._skipped:
             self._skipped[reason] = Metrics.counter(NAMESPACE, f"skipped_{reason}")
         self._skipped[reason].inc()
-        _LOG.warning("Skipping %s (%s): %s", record.path or record.image_id, reason, detail)
+        _LOG.warning("Skipping %s (%s): %s", printable_path(record.path) or record.image_id, reason, detail)
         return {"split": record.split, "image_id": record.image_id, "path": printable_path(record.path),
                 "class_name": record.class_name, "reason": reason, "detail": detail}
 
     def process(self, records):
         kept, skipped, fingerprints = [], [], []
-        for record, data, error in self._reader.read(records):
+        readable = []
+        for record in records:  # a name that is not UTF-8 cannot be opened by TensorFlow's file API
+            if record.path is not None and printable_path(record.path) != record.path:
+                self._read.inc()
+                fingerprints.append(f"{record.split}\t{record.class_name}\t{record.image_id}\t{BAD_NAME}")
+                skipped.append(self._skip(record, BAD_NAME,
+                                          "the file name is not valid UTF-8; rename the file to keep it"))
+            else:
+                readable.append(record)
+        for record, data, error in self._reader.read(readable):
             self._read.inc()
             self._seen += 1
             if self._seen % _PROGRESS_EVERY == 0:
                 _LOG.info("This worker has read %d images", self._seen)
             key = f"{record.split}\t{record.class_name}\t{record.image_id}"
-            if record.path is not None and printable_path(record.path) != record.path:
-                fingerprints.append(f"{key}\t{BAD_NAME}")
-                skipped.append(self._skip(record, BAD_NAME,
-                                          "the file name is not valid UTF-8; rename the file to keep it"))
-                continue
             if error is not None:
                 fingerprints.append(f"{key}\t{error[0]}")
                 skipped.append(self._skip(record, *error))
@@ -147,7 +151,7 @@ class CheckClassFn(beam.DoFn):
             kept.append(CheckedImage(record.image_id, info.format, info.height, info.width,
                                      zlib.crc32(data), info.reencoded))
         first = records[0]
-        yield ClassCheck(first.split, first.label, first.class_name, tuple(records), tuple(kept),
+        yield ClassCheck(first.split, first.label, first.class_name, tuple(readable), tuple(kept),
                          tuple(skipped), tuple(fingerprints))
 
 

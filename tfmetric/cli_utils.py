@@ -27,8 +27,8 @@ def _first_line(text):
 
 def describe_os_error(e):
     """One line naming the file and what to do: ``path: No space left on device (free some space ...)``."""
-    if e.strerror is None:  # raised with a message of ours
-        return _first_line(e) or type(e).__name__
+    if e.strerror is None:  # raised with a message of ours (a missing dataset's says what to get where)
+        return str(e).strip() or type(e).__name__
     where = ": ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "a file being written"
     advice = _OS_ADVICE.get(errno.errorcode.get(e.errno, ""))
     return f"{where}: {e.strerror}" + (f" ({advice})" if advice else "")

@@ -48,7 +48,7 @@ def test_mistyped_converter_flag_is_refused_not_ignored(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         build_tfrecords.parse_args(["--dataset", "digits", "--numshards", "3"])
     assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err.strip().splitlines()[0]  # the error comes first, the usage after
     assert "unrecognized argument --numshards (did you mean --num-shards?)" in err
     args, beam_args = build_tfrecords.parse_args(["--dataset", "digits", "--direct_num_workers", "2"])
     assert beam_args == ["--direct_num_workers", "2"]  # real Beam options still pass through

@@ -130,7 +130,7 @@ TRAIN = fixtures.TWO_LOGICAL_CPUS + r"""
 from tfmetric import config as config_lib
 from tfmetric.training.trainer import train_and_evaluate
 config = config_lib.ExperimentConfig.from_dict(json.loads(sys.argv[1]))
-result = train_and_evaluate(config, sys.argv[2], verbose=0)
+result = train_and_evaluate(config, sys.argv[2], verbose=2)
 print("RESULT " + json.dumps(result))
 """
 
@@ -202,7 +202,7 @@ def capture(self, epoch, step):  # the weights each worker has at its last check
 
 run_state.RunState.save = capture
 config = config_lib.ExperimentConfig.from_dict(json.loads(sys.argv[1]))
-result = trainer.train_and_evaluate(config, sys.argv[2], verbose=0)
+result = trainer.train_and_evaluate(config, sys.argv[2], verbose=2)
 print("RESULT " + json.dumps({"test": result["test"], "epochs": [h["epoch"] for h in result["history"]],
                               **weights}))
 """

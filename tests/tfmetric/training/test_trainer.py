@@ -95,7 +95,7 @@ def _run_cli(workdir, data_dir, extra=()):
     args = [sys.executable, "-m", "tfmetric.train", "--dataset", "digits", "--workdir", workdir, "--quiet",
             "--data-dir", data_dir, "--set", "data.batch_size=20", "--set", "data.images_per_class=4",
             "--set", "model.embedding_dim=16", "--set", "train.steps_per_epoch=6",
-            "--set", "train.epochs_per_step=1", "--set", "train.num_steps=2", "--set", "eval.nmi=false",
+            "--set", "train.epochs_per_step=1", "--set", "train.num_steps=2", "--set", "train.warmup_epochs=1", "--set", "eval.nmi=false",
             "--set", "train.checkpoint_every_n_steps=1", "--set", "eval.projector=false", "--no-export", *extra]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
