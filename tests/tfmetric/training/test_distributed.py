@@ -246,6 +246,7 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path):
     np.testing.assert_allclose(chief["non_trainable"], other["non_trainable"], rtol=1e-5)
     assert other["test"] is None and 0.0 <= chief["test"]["recall@1"] <= 1.0
     assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "embedding_model.keras",
-                                           "history.json", "metrics.json", "model.keras", "tensorboard"]
+                                           "history.json", "metrics.json", "model.keras", "retrieval.png",
+                                           "tensorboard"]
     assert json.load(open(os.path.join(workdir, "metrics.json")))["test"] == chief["test"]
     assert not [p for p in os.listdir(scratch) if p.startswith("tfmetric-worker-")]  # scratch deleted
