@@ -8,11 +8,15 @@ import numbers
 
 import numpy as np
 
-from tfmetric.metrics import knn
+from tfmetric.metrics import knn, ranks
+
+# Float mode scores a block of queries against the whole gallery at once; by default blocks are
+# sized so that score matrix stays near this many bytes (64 MiB).
+_SCORE_BLOCK_BYTES = 1 << 26
 
 
 def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks=(1, 2, 4, 8),
-                      binary=False, block_size=1024):
+                      binary=False, block_size=None):
     """Retrieval metrics of ``query`` against ``gallery`` (or against itself).
 
     For a query with label ``y``, ``R`` is the number of gallery items labelled ``y`` (in
@@ -37,9 +41,13 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks
       gallery_labels: ``[m]`` labels; required with ``gallery``.
       ks: the K of ``recall@K``; each at most the number of items a query can retrieve.
       binary: rank by Hamming distance between sign bits (``pack_bits``) instead of cosine.
-      block_size: queries searched at once. Memory is about
-        ``block_size * max(max(ks), R of the block's queries) * 24`` bytes on top of the embeddings
-        (queries are processed in order of ``R`` so one large class only widens its own blocks).
+      block_size: queries searched at once; None picks it from the gallery size. Float mode
+        scores a block against the whole gallery with one matrix product and counts positions
+        (``tfmetric.metrics.ranks``): about ``block_size * num_gallery * 5`` bytes on top of the
+        embeddings, 64 MiB by default. Binary mode keeps a top-k list per query: about
+        ``block_size * max(max(ks), R of the block's queries) * 24`` bytes (1024 queries by
+        default; queries are processed in order of ``R`` so one large class only widens its own
+        blocks). The results do not depend on ``block_size``.
 
     Returns:
       dict of python floats: ``recall@K`` for each K in ``ks``, ``map@r``, ``r_precision``.
@@ -63,9 +71,13 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks
     # Integer class ids shared by both sides, so labels of any dtype compare with one vector op.
     _, class_ids = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
     query_class, gallery_class = class_ids[:len(query_labels)], class_ids[len(query_labels):]
-    r = np.bincount(gallery_class, minlength=class_ids.max() + 1)[query_class]
+    num_classes = class_ids.max() + 1
+    r = np.bincount(gallery_class, minlength=num_classes)[query_class]
     if self_retrieval:
         r = r - 1
+    if block_size is None:
+        block_size = 1024 if binary else max(1, _SCORE_BLOCK_BYTES // (4 * len(gallery_codes)))
+    members = None if binary else ranks.ClassMembers(gallery_class, num_classes)
 
     # Blocks of queries with similar R: a block searches only as deep as its own largest R.
     by_r = np.argsort(r, kind="stable")
@@ -75,12 +87,20 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks
     average_precision = np.full(len(r), np.nan)
     for start in range(0, len(by_r), block_size):
         rows = by_r[start:start + block_size]
-        k = max(max(ks), int(r[rows].max()))
-        ids = knn.search(query_codes[rows], gallery_codes, k, binary=binary,
-                         self_index=rows if self_retrieval else None)
-        relevant = gallery_class[ids] == query_class[rows, None]
-        hits += _hits(relevant, ks)
-        r_precision[rows], average_precision[rows] = _r_precision_and_ap(relevant, r[rows])
+        self_index = rows if self_retrieval else None
+        if binary:
+            k = max(max(ks), int(r[rows].max()))
+            ids = knn.search(query_codes[rows], gallery_codes, k, binary=True,
+                             self_index=self_index)
+            relevant = gallery_class[ids] == query_class[rows, None]
+            hits += _hits(relevant, ks)
+            r_precision[rows], average_precision[rows] = _r_precision_and_ap(relevant, r[rows])
+        else:
+            first_hit, relevant = ranks.rank_relevant(
+                query_codes[rows], gallery_codes, query_class[rows], gallery_class, members,
+                r[rows], self_index)
+            hits += np.array([np.count_nonzero(first_hit < k) for k in ks], np.int64)
+            r_precision[rows], average_precision[rows] = _r_precision_and_ap(relevant, r[rows])
 
     result = {f"recall@{k}": float(h) / len(r) for k, h in zip(ks, hits)}
     with_relevant = r > 0
@@ -140,7 +160,8 @@ def _validated(query, query_labels, gallery, gallery_labels, ks, binary, block_s
                  if gallery is None else "the gallery")
         raise ValueError(f"ks asks for {max(ks)} neighbours but a query can retrieve only "
                          f"{available}: the items of {where}. Received: ks={ks}")
-    if not isinstance(block_size, numbers.Integral) or block_size < 1:
+    if block_size is not None and (not isinstance(block_size, numbers.Integral)
+                                   or block_size < 1):
         raise ValueError(f"block_size must be a positive integer. "
                          f"Received: block_size={block_size}")
     return query, query_labels, gallery, gallery_labels, ks

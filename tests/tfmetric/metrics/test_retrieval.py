@@ -205,7 +205,7 @@ def test_no_query_with_relevant_items_gives_nan_r_metrics():
     assert np.isnan(result["map@r"]) and np.isnan(result["r_precision"])
 
 
-def test_blocks_search_only_as_deep_as_their_own_r(monkeypatch):
+def test_binary_blocks_search_only_as_deep_as_their_own_r(monkeypatch):
     # One class of 60 images and 100 singletons: only the block holding the big class goes deep.
     rng = np.random.default_rng(5)
     x = rng.standard_normal((160, 8)).astype(np.float32)
@@ -213,8 +213,37 @@ def test_blocks_search_only_as_deep_as_their_own_r(monkeypatch):
     depths, search = [], retrieval.knn.search
     monkeypatch.setattr(retrieval.knn, "search",
                         lambda q, g, k, **kw: depths.append(k) or search(q, g, k, **kw))
-    metrics.retrieval_metrics(x, labels, ks=(1, 4), block_size=40)
+    metrics.retrieval_metrics(x, labels, ks=(1, 4), binary=True, block_size=40)
     assert depths == [4, 4, 59, 59]
+
+
+def test_float_keeps_r_plus_one_candidates_whatever_k(monkeypatch):
+    # Float mode counts positions instead of keeping max(ks) candidates: the heaps hold R + 1
+    # per query (R = 0 for singletons, 59 in the big class), and no top-k search runs at all.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((160, 8)).astype(np.float32)
+    labels = np.concatenate([np.zeros(60, int), np.arange(1, 101)])
+    depths, top = [], retrieval.ranks._top
+    monkeypatch.setattr(retrieval.ranks, "_top",
+                        lambda scores, k: depths.append(k) or top(scores, k))
+    monkeypatch.setattr(retrieval.knn, "search", None)
+    result = metrics.retrieval_metrics(x, labels, ks=(1, 4, 150), block_size=40)
+    assert depths == [60, 60]  # the two blocks of singletons keep nothing
+    assert_same(result, naive_metrics(x, labels, ks=(1, 4, 150)))
+
+
+def test_float_counts_tie_groups_crossing_position_r():
+    # Every gallery item scores the same: the heap may keep any of them, so each query's top R
+    # is found by counting, ties by gallery index (relevant items at 0, 5 and 9 of 10).
+    gallery = np.ones((10, 2), np.float32)
+    labels = np.ones(10, int)
+    labels[[0, 5, 9]] = 0
+    query = np.ones((4, 2), np.float32)
+    result = metrics.retrieval_metrics(query, np.zeros(4, int), gallery, labels, ks=(1, 5, 6, 10))
+    assert (result["recall@1"], result["recall@5"], result["recall@10"]) == (1.0, 1.0, 1.0)
+    assert result["r_precision"] == pytest.approx(1 / 3)
+    assert result["map@r"] == pytest.approx(1 / 3)
+    assert_same(result, naive_metrics(query, np.zeros(4, int), gallery, labels, ks=(1, 5, 6, 10)))
 
 
 def test_pack_bits_equals_numpy_packbits():
