@@ -34,7 +34,7 @@ def main(argv=None):
         extra = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
         config_lib.validate(config_lib.apply_overrides(config, args.overrides + extra))
         only = set(args.only.split(",")) if args.only else None
-        known = {ablation.slug(name) for name, _ in ablation.ABLATIONS}
+        known = {ablation.slug(name) for name, _ in ablation.ablations(config)}
         if only and only - known:
             raise ValueError(f"--only: unknown run(s) {sorted(only - known)}. Allowed values: {', '.join(sorted(known))}.")
         workdir = args.workdir or os.path.join("runs", "ablation",

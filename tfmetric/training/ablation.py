@@ -16,31 +16,39 @@ import re
 
 from tfmetric import config as config_lib
 
-# (name, overrides): the first entry is the baseline every other row changes one thing of.
-ABLATIONS = (
-    ("baseline (T=0.05, LayerNorm, class-balanced)", ()),
-    ("temperature 0.1", ("model.temperature=0.1",)),
-    ("temperature 0.5", ("model.temperature=0.5",)),
-    ("temperature 1.0", ("model.temperature=1.0",)),
-    ("no LayerNorm", ("model.layer_norm=false",)),
-    ("random batches", ("data.class_balanced=false",)),
-    ("dim 64", ("model.embedding_dim=64",)),
-    ("dim 512", ("model.embedding_dim=512",)),
-    ("pool5 (no projection: dim = backbone width)", ("model.embedding_dim={width}",)),
-    ("pool5, no LayerNorm", ("model.embedding_dim={width}", "model.layer_norm=false")),
-)
+TEMPERATURES = (0.05, 0.1, 0.5, 1.0)
+DIMENSIONS = (64, 512)
+
+
+def ablations(base_config):
+    """[(name, overrides)] for ``base_config``: the baseline first, then one change per row.
+
+    Each row changes one field of the baseline (variants equal to the baseline are left out);
+    when the baseline projects pool5, the last two rows drop the projection, then also LayerNorm.
+    """
+    from tfmetric.models.backbones import BACKBONES
+
+    model = base_config.model
+    width = BACKBONES[model.backbone].output_dim
+    head = f"{model.embedding_dim}-d" + (" pool5" if model.embedding_dim == width else "")
+    rows = [(f"baseline (T={model.temperature:g}, {'LayerNorm' if model.layer_norm else 'no LayerNorm'}, "
+             f"{'class-balanced' if base_config.data.class_balanced else 'random batches'}, {head})", ())]
+    rows += [(f"temperature {t:g}", (f"model.temperature={t}",))
+             for t in TEMPERATURES if t != model.temperature]
+    rows.append(("no LayerNorm" if model.layer_norm else "LayerNorm",
+                 (f"model.layer_norm={str(not model.layer_norm).lower()}",)))
+    rows.append(("random batches" if base_config.data.class_balanced else "class-balanced batches",
+                 (f"data.class_balanced={str(not base_config.data.class_balanced).lower()}",)))
+    rows += [(f"dim {d}", (f"model.embedding_dim={d}",)) for d in DIMENSIONS if d != model.embedding_dim]
+    if model.embedding_dim != width:
+        rows.append((f"pool5 (no projection: dim = backbone width, {width})",
+                     (f"model.embedding_dim={width}",)))
+        rows.append(("pool5, no LayerNorm", (f"model.embedding_dim={width}", "model.layer_norm=false")))
+    return rows
 
 
 def slug(name):
     return re.sub(r"[^0-9a-z]+", "_", name.split(" (")[0].lower()).strip("_")
-
-
-def resolve(overrides, base_config):
-    """The overrides with ``{width}`` replaced by the base config's backbone pool5 width."""
-    from tfmetric.models.backbones import BACKBONES
-
-    width = BACKBONES[base_config.model.backbone].output_dim
-    return tuple(o.format(width=width) for o in overrides)
 
 
 def run_ablations(base_config, workdir, only=None, verbose=0):
@@ -52,10 +60,9 @@ def run_ablations(base_config, workdir, only=None, verbose=0):
     from tfmetric.training.trainer import train_and_evaluate  # TensorFlow: imported on use
 
     rows = []
-    for name, overrides in ABLATIONS:
+    for name, overrides in ablations(base_config):
         if only and slug(name) not in only:
             continue
-        overrides = resolve(overrides, base_config)
         config = config_lib.ExperimentConfig.from_dict(json.loads(base_config.to_json()))
         config_lib.validate(config_lib.apply_overrides(config, overrides))
         run_dir = os.path.join(workdir, slug(name))

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from tfmetric import ablate
+from tfmetric import config as config_lib
 from tfmetric.training import ablation
 from tests.tfmetric.training.conftest import tiny_config
 
@@ -36,13 +37,25 @@ def test_unknown_run_name_is_a_one_line_error(capsys):
 def test_every_ablation_changes_exactly_one_field():
     # Each row changes one field of the baseline, or of the row before it (pool5 without LayerNorm).
     base = tiny_config("/tmp/x")
+    rows = ablation.ablations(base)
     previous = ()
-    for name, overrides in ablation.ABLATIONS[1:]:
-        overrides = ablation.resolve(overrides, base)
+    for name, overrides in rows[1:]:
         assert len(overrides) == 1 or overrides[:-1] == previous, name
         field, value = overrides[-1].split("=")
         section, key = field.split(".")
         assert str(getattr(getattr(base, section), key)).lower() != value, name
         previous = overrides
-    assert ablation.resolve(("model.embedding_dim={width}",), base) == ("model.embedding_dim=1024",)
-    assert [ablation.slug(n) for n, _ in ablation.ABLATIONS][-2:] == ["pool5", "pool5_no_layernorm"]
+    slugs = [ablation.slug(n) for n, _ in rows]
+    assert len(set(slugs)) == len(slugs)
+    assert rows[-2][1] == ("model.embedding_dim=1024",)
+    assert slugs[-2:] == ["pool5", "pool5_no_layernorm"]
+
+
+def test_ablations_of_the_demo_preset_follow_its_baseline():
+    # The demo trains pool5 itself (1024-d) at T=0.1: no row repeats the baseline.
+    base = config_lib.preset("synthetic")
+    rows = ablation.ablations(base)
+    assert rows[0][0] == "baseline (T=0.1, LayerNorm, class-balanced, 1024-d pool5)"
+    assert [ablation.slug(n) for n, _ in rows] == [
+        "baseline", "temperature_0_05", "temperature_0_5", "temperature_1", "no_layernorm",
+        "random_batches", "dim_64", "dim_512"]
