@@ -30,8 +30,10 @@ $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; fi
 
+# worksteal: an idle worker takes the other's queued tests, so both end together (tests/conftest.py
+# starts the modules with slow tests first).
 test: $(STAMP) $(CHROMIUM)
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --dist worksteal tests
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -1,13 +1,16 @@
-"""README.md's examples run as written: every ```python block, each pasted into a fresh interpreter,
-and the saved_model_cli ```bash block, in a directory prepared as the README's "Tests" section
-states (a tiny exported model as saved_models/cars196/1 and saved_models/products/3, its catalog
-in embeddings/products-3, photo.jpg and query.jpg, TF_SERVING_GRPC naming a stand-in gRPC server)."""
+"""README.md's examples run as written: every ```python block, each pasted into a fresh namespace of
+one interpreter (TensorFlow is imported once for all of them), and the saved_model_cli ```bash block,
+in a directory prepared as the README's "Tests" section states (a tiny exported model as
+saved_models/cars196/1 and saved_models/products/3, its catalog in embeddings/products-3, photo.jpg
+and query.jpg, TF_SERVING_GRPC naming a stand-in gRPC server)."""
 import concurrent.futures
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import types
 
 import grpc
 import numpy as np
@@ -89,11 +92,44 @@ def _run(command, workspace, server):
     return subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
 
 
+# Runs each block of the JSON list in argv[1] as a script of its own (a fresh __main__ namespace: a
+# block sees no name another block defined or imported), in order, and writes per block its exit
+# status (as `python -c block` would give it), stdout and stderr as JSON into argv[2].
+BLOCK_RUNNER = r"""
+import contextlib, io, json, sys, traceback
+results = []
+for source in json.load(open(sys.argv[1])):
+    out, err, status = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            exec(compile(source, "<README block>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+    results.append({"returncode": status, "stdout": out.getvalue(), "stderr": err.getvalue()})
+with open(sys.argv[2], "w") as f:
+    json.dump(results, f)
+"""
+
+
+@pytest.fixture(scope="module")
+def python_blocks_run(workspace, stand_in_server, tmp_path_factory):
+    """[{returncode, stdout, stderr}] of every python block, all run by one interpreter."""
+    scratch = tmp_path_factory.mktemp("readme-blocks")
+    (scratch / "blocks.json").write_text(json.dumps(PYTHON_BLOCKS))
+    result = _run([sys.executable, "-c", BLOCK_RUNNER, str(scratch / "blocks.json"), str(scratch / "results.json")],
+                  workspace, stand_in_server[0])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((scratch / "results.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("number", range(len(PYTHON_BLOCKS)))
-def test_python_block_runs_as_pasted(number, workspace, stand_in_server):
+def test_python_block_runs_as_pasted(number, python_blocks_run, stand_in_server):
     source = PYTHON_BLOCKS[number]
-    result = _run([sys.executable, "-c", source], workspace, stand_in_server[0])
+    result = types.SimpleNamespace(**python_blocks_run[number])
     assert result.returncode == 0, f"README python block {number}:\n{source}\n{result.stderr[-3000:]}"
     if "predict_request" in source:
         assert stand_in_server[1] and result.stdout.strip().splitlines()[-1] == f"(1, {DIM})"

@@ -219,7 +219,7 @@ def _read_only_mount_works(directory):
     return probe.returncode == 0
 
 
-def test_read_only_file_system_is_one_line_naming_the_directory(tmp_path):
+def test_read_only_file_system_is_one_line_naming_the_directory(digits_data_dir, tmp_path):
     readonly = tmp_path / "readonly"
     (readonly / "kept").mkdir(parents=True)
     if shutil.which("unshare") is None or not _read_only_mount_works(readonly):
@@ -227,7 +227,7 @@ def test_read_only_file_system_is_one_line_naming_the_directory(tmp_path):
     workdir = readonly / "run"
     # A read-only bind mount of the directory, seen only by the command (a private mount namespace).
     command = (f"mount --bind -o ro {readonly} {readonly} && exec {sys.executable} -m tfmetric.train "
-               f"--dataset digits --workdir {workdir}")
+               f"--dataset digits --data-dir {digits_data_dir} --workdir {workdir}")
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, env=env,
                             timeout=300)
@@ -243,9 +243,11 @@ def _file_size_limit(limit):
     return set_limit
 
 
-def test_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(tmp_path):
+def test_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    proc = cli("--dataset", "digits", "--workdir", workdir, preexec_fn=_file_size_limit(256))
+    # The converted data is read, not written: the first write is the workdir's config.json.
+    proc = cli("--dataset", "digits", "--data-dir", digits_data_dir, "--workdir", workdir,
+               preexec_fn=_file_size_limit(256))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
     assert err.strip().splitlines()[-1] == (
