@@ -16,12 +16,15 @@ its 64-bit two's complement, ten bytes).
 import functools
 from typing import Dict, Union
 
-_LEN = 2  # wire type of length-delimited fields
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+# Tag bytes of the length-delimited fields: field 1, field 2 and field 3 (wire type 2).
+_F1, _F2, _F3 = b"\x0a", b"\x12", b"\x1a"
 
 
 def varint(value: int) -> bytes:
     """Base-128 varint of a non-negative integer below 2**64."""
+    if value < 0x80:
+        return bytes((value,))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -30,23 +33,20 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return varint(number << 3 | _LEN) + varint(len(payload)) + payload
-
-
-def bytes_feature(value: Union[bytes, str]) -> bytes:
-    """A serialized ``Feature`` holding ``bytes_list {value: [value]}`` (a str as UTF-8)."""
+def _feature(value):
+    """(head, tail) of a serialized ``Feature`` with one int64 or bytes value: ``head + tail``
+    is the message; a bytes value is the tail, so that it is copied once, into the record."""
+    if isinstance(value, int):
+        value = int(value)
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"value must fit in int64. Received: value={value}")
+        packed = varint(value & 0xFFFFFFFFFFFFFFFF)
+        int64_list = _F1 + varint(len(packed)) + packed
+        return _F3 + varint(len(int64_list)) + int64_list, b""
     if isinstance(value, str):
         value = value.encode("utf-8")
-    return _field(1, _field(1, value))
-
-
-def int64_feature(value: int) -> bytes:
-    """A serialized ``Feature`` holding ``int64_list {value: [value]}``."""
-    value = int(value)
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValueError(f"value must fit in int64. Received: value={value}")
-    return _field(3, _field(1, varint(value & 0xFFFFFFFFFFFFFFFF)))
+    bytes_list_head = _F1 + varint(len(value))
+    return _F1 + varint(len(bytes_list_head) + len(value)) + bytes_list_head, value
 
 
 def _key_order(a: bytes, b: bytes) -> int:
@@ -56,13 +56,23 @@ def _key_order(a: bytes, b: bytes) -> int:
     return len(b) - len(a)
 
 
+@functools.lru_cache(maxsize=64)
+def _sorted_keys(names: tuple) -> tuple:
+    """((name, its map entry's key field), ...) in the order protobuf writes the entries."""
+    keys = [(name.encode("utf-8"), name) for name in names]
+    keys.sort(key=functools.cmp_to_key(lambda a, b: _key_order(a[0], b[0])))
+    return tuple((name, _F1 + varint(len(key)) + key) for key, name in keys)
+
+
 def encode_example(features: Dict[str, Union[bytes, str, int]]) -> bytes:
     """A serialized ``tf.train.Example`` with one value per feature: ``int`` as int64, ``bytes``
     or ``str`` as bytes; the same bytes as TensorFlow's deterministic serialization."""
-    entries = []
-    keys = {name.encode("utf-8"): name for name in features}
-    for key in sorted(keys, key=functools.cmp_to_key(_key_order)):
-        value = features[keys[key]]
-        feature = int64_feature(value) if isinstance(value, int) else bytes_feature(value)
-        entries.append(_field(1, _field(1, key) + _field(2, feature)))
-    return _field(1, b"".join(entries))
+    pieces, size = [], 0
+    for name, key_field in _sorted_keys(tuple(features)):
+        head, tail = _feature(features[name])
+        entry_head = key_field + _F2 + varint(len(head) + len(tail))  # map entry: key, value
+        entry_size = len(entry_head) + len(head) + len(tail)
+        entry_head = _F1 + varint(entry_size) + entry_head
+        pieces += (entry_head, head, tail)
+        size += len(entry_head) + len(head) + len(tail)
+    return b"".join([_F1, varint(size), *pieces])  # Example.features: the map's entries
