@@ -114,7 +114,7 @@ def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels:
               | "List classes" >> beam.Create(transforms.class_units(records))
               | "Read and check images" >> beam.ParDo(transforms.CheckClassFn(dataset, max_pixels)))
     shards = (checks
-              | "Key by label space" >> beam.Map(lambda check: (spaces.get(check.split, check.split), check))
+              | "Key by label space" >> beam.Map(transforms.by_label_space, spaces)
               | "Group classes by label space" >> beam.GroupByKey()
               | "Assign shards" >> beam.FlatMap(transforms.assign_shards, shards_per_split)
               | "Group by shard" >> beam.GroupByKey()

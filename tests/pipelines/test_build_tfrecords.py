@@ -329,3 +329,29 @@ def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypat
     assert generated.pop("manifest.json") and in_memory.pop("manifest.json")
     assert generated == in_memory and len(generated) == 4
     assert manifest["splits"]["train"]["num_images"] + manifest["splits"]["test"]["num_images"] == 1797
+
+
+def test_a_class_travels_as_one_pickled_element(monkeypatch):
+    """Beam's default coder pickles a class's records once, not once per record, and gives them
+    back as the same ClassRecords."""
+    import pickle
+
+    from apache_beam.coders import coders
+    from pipelines.tfrecord_transforms import ClassRecords, class_units
+
+    records = {"train": [ImageRecord(f"a/{i}.jpg", 0, "a", "train", path=f"/raw/a/{i}.jpg")
+                         for i in range(50)] + [ImageRecord("b/0.jpg", 1, "b", "train", path="/b")]}
+    units = class_units(records)
+    assert [len(u) for u in units] == [50, 1] and all(isinstance(u, ClassRecords) for u in units)
+    calls = []
+    real_dumps = pickle.dumps
+    monkeypatch.setattr(pickle, "dumps", lambda *a, **k: calls.append(1) or real_dumps(*a, **k))
+    coder = coders.FastPrimitivesCoder()
+    encoded = coder.encode(units[0])
+    assert len(calls) <= 1
+    decoded = coder.decode(encoded)
+    assert isinstance(decoded, ClassRecords) and decoded == units[0]
+    assert list(decoded) == records["train"][:50]
+    calls.clear()
+    coders.FastPrimitivesCoder().encode(tuple(units[0]))  # what a plain tuple costs
+    assert len(calls) == 50
