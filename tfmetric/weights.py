@@ -18,6 +18,7 @@ data is accepted); both torch's zip format and the legacy format (resnet50-19c8e
 """
 import argparse
 import importlib
+import sys
 
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
@@ -76,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
