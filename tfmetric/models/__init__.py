@@ -12,5 +12,6 @@ from tfmetric.models.weights import (CONVERTERS, WeightsNotFoundError, convert_s
 __all__ = ["BACKBONES", "CONVERTERS", "InceptionV1", "KerasResNet50Backbone", "ResNet", "ResNet50Backbone",
            "UnsafePickleError", "WeightsNotFoundError", "backbone_preprocessing", "build_backbone",
            "build_embedding_model", "build_training_model", "convert_slim_checkpoint",
-           "convert_torchvision_state_dict", "convert_weights", "get_backbone", "head_variables", "load_slim_checkpoint",
-           "load_torchvision_state_dict", "read_state_dict", "resolve_weights", "slim_variable_map"]
+           "convert_torchvision_state_dict", "convert_weights", "get_backbone", "head_variables",
+           "load_slim_checkpoint", "load_torchvision_state_dict", "read_state_dict", "resolve_weights",
+           "slim_variable_map"]

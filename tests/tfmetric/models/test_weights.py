@@ -220,5 +220,6 @@ def test_unknown_backbone_lists_allowed_values():
 def test_converters_table_and_unknown_format():
     assert weights_lib.CONVERTERS["slim-checkpoint"].convert is weights_lib.convert_slim_checkpoint
     assert weights_lib.CONVERTERS["torchvision"].default_output("/d") == weights_lib.resnet50_imagenet_path("/d")
-    with pytest.raises(ValueError, match=r"Allowed values: torchvision, slim-checkpoint\. Received: source_format='keras'"):
+    allowed = r"Allowed values: torchvision, slim-checkpoint\. Received: source_format='keras'"
+    with pytest.raises(ValueError, match=allowed):
         weights_lib.convert_weights("keras", "x.pth")
