@@ -28,7 +28,7 @@ from tfmetric.data import preprocessing  # noqa: E402
 from tfmetric.export import export_saved_model  # noqa: E402
 from tfmetric.models.backbones import backbone_preprocessing  # noqa: E402
 from tfmetric.models.embedding import build_embedding_model  # noqa: E402
-from tfmetric.training.evaluation import compiled_embedder  # noqa: E402
+from tfmetric.metrics.evaluation import compiled_embedder  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -15,7 +15,7 @@ from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 PROG = "python -m tfmetric.ablate"
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic", help="preset to ablate (default: synthetic)")
@@ -25,7 +25,11 @@ def main(argv=None):
                    help="override a field of the base config for every run")
     p.add_argument("--only", default=None, help="comma-separated run slugs, e.g. baseline,no_layernorm,dim_64")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     setup_logging()
 
     def go():

@@ -37,13 +37,14 @@ def main(argv=None):
     def go():
         if args.batch_size is not None and args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1. Received: {args.batch_size}.")
-        from tfmetric.export.evaluate_lib import evaluate_saved_model, format_metrics  # heavy: TensorFlow
+        from tfmetric.export import evaluate_saved_model  # heavy: TensorFlow
+        from tfmetric.metrics.evaluation import format_scores
 
         metrics, config = evaluate_saved_model(args.model, args.dataset, args.data_dir, args.raw_dir,
                                                args.binary, args.batch_size)
         signature = "serving_binary" if args.binary else "serving_default"
         print(f"Test ({config.data.dataset}, held-out classes) through {args.model} [{signature}]:")
-        print(format_metrics(metrics, tuple(config.eval.recall_ks)))
+        print(format_scores(metrics, tuple(config.eval.recall_ks)))
         if args.output:
             with open(args.output, "w") as f:
                 json.dump(metrics, f, indent=2, sort_keys=True)

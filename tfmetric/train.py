@@ -8,12 +8,13 @@ Examples:
 """
 import argparse
 import datetime
+import functools
 import os
 import sys
 
-from tfmetric.json_file import read_json
 from tfmetric import config as config_lib
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
+from tfmetric.json_file import read_json
 from tfmetric.training.workdir import remove_run
 
 PROG = "python -m tfmetric.train"
@@ -89,10 +90,13 @@ def main(argv=None):
             "runs", config.data.dataset, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
         if args.overwrite:
             remove_run(workdir)
-        from tfmetric.training.trainer import train_and_evaluate  # heavy: TensorFlow
-        result = train_and_evaluate(config, workdir, verbose=2 if args.quiet else "auto",
-                                    export_dir=None if args.no_export else args.export_dir,
-                                    export_name=args.export_name)
+        from tfmetric.export import export_from_workdir  # heavy: TensorFlow
+        from tfmetric.training import train_and_evaluate
+
+        # Train, then export: the trainer calls this once the run's models are saved.
+        export = None if args.no_export else functools.partial(
+            export_from_workdir, output_dir=args.export_dir, name=args.export_name)
+        result = train_and_evaluate(config, workdir, verbose=2 if args.quiet else "auto", export=export)
         print(summary(result, config.eval.recall_ks, workdir))
         return 0
 
@@ -100,6 +104,8 @@ def main(argv=None):
 
 
 def summary(result, ks, workdir):
+    from tfmetric.metrics.evaluation import format_scores  # heavy: TensorFlow (the run has loaded it)
+
     if result.get("worker"):
         return f"Worker done: {result['epochs']} epochs trained; the chief writes the results to {workdir}"
     test = result["test"]
@@ -109,11 +115,7 @@ def summary(result, ks, workdir):
                      f"exported. --overwrite trains again; python -m tfmetric.export --workdir {workdir} "
                      f"exports a new version.")
     lines.append(f"Test ({result['dataset']}, held-out classes):")
-    lines.append("  float : " + "  ".join(f"R@{k} {test[f'recall@{k}']:.4f}" for k in ks)
-                 + f"  MAP@R {test['map@r']:.4f}" + (f"  NMI {test['nmi']:.4f}" if "nmi" in test else ""))
-    if "binary/recall@1" in test:
-        lines.append("  binary: " + "  ".join(f"R@{k} {test[f'binary/recall@{k}']:.4f}" for k in ks)
-                     + f"  MAP@R {test['binary/map@r']:.4f}")
+    lines.append(format_scores(test, ks))
     if "raw_pixels" in result:
         lines.append(f"  raw pixels: R@1 {result['raw_pixels']['recall@1']:.4f}")
     if result.get("already_finished"):

@@ -17,18 +17,14 @@ Without --to, the file goes to <data-dir>/weights/<backbone>_..._imagenet.weight
 data is accepted); both torch's zip format and the legacy format (resnet50-19c8e357.pth) are read.
 """
 import argparse
-import importlib
+import sys
 
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.weights"
-# --from FORMAT -> (what it converts, functions in tfmetric.models: converter, default output path)
-FORMATS = {
-    "torchvision": ("torchvision ResNet50 state_dict (.pth) for the resnet50 backbone",
-                    "torchvision_weights", "convert_torchvision_state_dict", "resnet50_imagenet_path"),
-    "slim-checkpoint": ("TF-Slim InceptionV1 checkpoint for the inception_v1 backbone",
-                        "weights", "convert_slim_checkpoint", "inception_v1_imagenet_path"),
-}
+# The --from formats, for --help (the converters, tfmetric.models.weights.CONVERTERS, import TensorFlow).
+FORMATS_HELP = ("torchvision (torchvision's ResNet50 state_dict .pth, for resnet50) or slim-checkpoint "
+                "(TF-Slim's InceptionV1 checkpoint, for inception_v1)")
 
 
 def parse_args(argv=None):
@@ -37,11 +33,10 @@ def parse_args(argv=None):
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     convert = commands.add_parser(
         "convert", help="convert pretrained weights into a Keras weights file",
-        description="Convert pretrained ImageNet weights into a Keras .weights.h5 file: "
-                    + "; ".join(f"{name}: {spec[0]}" for name, spec in FORMATS.items()) + ".")
+        description=f"Convert pretrained ImageNet weights into a Keras .weights.h5 file: {FORMATS_HELP}.")
     convert.add_argument("--from", dest="source", nargs=2, required=True, metavar=("FORMAT", "PATH"),
-                         help=f"source format ({', '.join(FORMATS)}) and file, e.g. --from "
-                              "torchvision resnet50-0676ba61.pth")
+                         help=f"source format, {FORMATS_HELP}, and file, e.g. --from torchvision "
+                              "resnet50-0676ba61.pth")
     convert.add_argument("--to", dest="output", default=None, metavar="FILE",
                          help="output .weights.h5 file (default: the file --weights imagenet "
                               "loads, <data-dir>/weights/resnet50_torchvision_imagenet.weights.h5 "
@@ -49,11 +44,7 @@ def parse_args(argv=None):
     convert.add_argument("--data-dir", default=None,
                          help="data root for the default --to (default: $TFMETRIC_DATA_DIR or "
                               "~/tfmetric_data)")
-    args = p.parse_args(argv)
-    if args.source[0] not in FORMATS:
-        convert.error(f"argument --from: unknown format {args.source[0]!r}. "
-                      f"Allowed values: {', '.join(FORMATS)}")
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv=None):
@@ -61,14 +52,16 @@ def main(argv=None):
     setup_logging()
 
     def go():
-        # The converters import TensorFlow: imported only once the flags are valid.
-        _, module_name, convert_name, default_name = FORMATS[args.source[0]]
-        module = importlib.import_module(f"tfmetric.models.{module_name}")
-        output = args.output or getattr(module, default_name)(args.data_dir)
-        result = getattr(module, convert_name)(args.source[1], output)
+        from tfmetric.models import weights as weights_lib  # heavy: TensorFlow
+
+        source_format, source = args.source
+        if source_format not in weights_lib.CONVERTERS:
+            raise ValueError(f"argument --from: unknown format {source_format!r}. "
+                             f"Allowed values: {', '.join(weights_lib.CONVERTERS)}")
+        result = weights_lib.convert_weights(source_format, source, args.output, args.data_dir)
         ignored = result["ignored"]
         shown = ", ".join(ignored[:4]) + (f", ... ({len(ignored)} in all)" if len(ignored) > 4 else "")
-        print(f"Wrote {result['variables']} variables from {args.source[1]} to {result['output']} "
+        print(f"Wrote {result['variables']} variables from {source} to {result['output']} "
               f"(ignored: {shown or 'none'}).")
         return 0
 
@@ -76,4 +69,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

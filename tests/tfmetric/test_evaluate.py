@@ -11,7 +11,7 @@ from tfmetric import evaluate as evaluate_cli
 from tfmetric.data import preprocessing
 from tfmetric.export import export_from_workdir
 from tfmetric.export.evaluate_lib import encoded_eval_splits, evaluate_saved_model, signature_embedder
-from tfmetric.training import evaluation
+from tfmetric.metrics import evaluation
 
 
 def _config(data_dir):

@@ -121,3 +121,27 @@ def test_imagefolder_small_trains_on_a_folder_offline(tmp_path):
     manifest = json.loads((tmp_path / "data" / "tfrecords" / "imagefolder" / "manifest.json").read_text())
     assert {s: manifest["splits"][s]["num_classes"] for s in ("train", "test")} == {"train": 4, "test": 4}
     assert "Test (imagefolder, held-out classes):" in result.stdout
+
+
+def test_train_then_export_is_composed_here(tmp_path, monkeypatch, capsys):
+    """The CLI hands the trainer its export (the trainer does not import tfmetric.export)."""
+    import functools
+
+    import tfmetric.training
+    from tfmetric.export import export_from_workdir
+
+    calls = []
+
+    def fake_train_and_evaluate(config, workdir, verbose, export):
+        calls.append(export)
+        test = {"recall@1": 0.5, "recall@2": 0.75, "recall@4": 1.0, "recall@8": 1.0, "map@r": 0.25}
+        return {"dataset": "digits", "test": test, "saved_model": export and export.keywords["output_dir"]}
+
+    monkeypatch.setattr(tfmetric.training, "train_and_evaluate", fake_train_and_evaluate)
+    workdir = str(tmp_path / "run")
+    assert train.main(["--dataset", "digits", "--workdir", workdir, "--export-dir", "out", "--export-name", "m"]) == 0
+    assert train.main(["--dataset", "digits", "--workdir", workdir, "--no-export"]) == 0
+    export, no_export = calls
+    assert isinstance(export, functools.partial) and export.func is export_from_workdir
+    assert export.keywords == {"output_dir": "out", "name": "m"} and no_export is None
+    assert "Exported SavedModel for TF Serving: out" in capsys.readouterr().out

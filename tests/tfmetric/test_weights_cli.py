@@ -82,3 +82,9 @@ def test_module_entry_point_help():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--from FORMAT PATH" in result.stdout and "--to FILE" in result.stdout
+
+
+def test_help_names_every_converter():
+    from tfmetric.models.weights import CONVERTERS
+
+    assert all(name in cli.FORMATS_HELP for name in CONVERTERS)

@@ -3,8 +3,11 @@
 The reference is what the official code draws, simulated in numpy with the same number of
 batches: for class-balanced batches P of the C classes uniformly without replacement per batch
 (``ClassBalancedBatchSampler``), for plain batches a uniform shuffle of the split's labels.
+``python -m tfmetric.data.batches`` prints them for ``training_batch_labels``.
 """
 import numpy as np
+
+from tfmetric.data.sources import open_source
 
 
 def uniform_reference(labels_of_split, num_batches, batch_size, images_per_class, class_balanced, seed=0):
@@ -62,3 +65,19 @@ def format_summary(ours, reference, title):
     for name, key, fmt in rows:
         lines.append(f"{name:<44} {fmt.format(ours[key]):>12} {fmt.format(reference[key]):>12}")
     return "\n".join(lines)
+
+
+def training_batch_labels(config, epochs):
+    """``(epoch, step, labels)`` of the first ``epochs`` epochs' batches, and the split's labels."""
+    d, t = config.data, config.train
+    source, module = open_source(d)
+    split = module.TRAIN_SPLIT
+    steps = source.steps_per_epoch(split, d.batch_size, t.steps_per_epoch)
+    sampler = source.sampler(split, d, t.seed, d.batch_size)
+
+    def rows():
+        for epoch in range(epochs):
+            for step, labels in enumerate(sampler.batch_labels(epoch, steps)):
+                yield epoch, step, labels
+
+    return rows(), source.labels(split), source.num_classes(split)

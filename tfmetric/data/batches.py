@@ -16,15 +16,13 @@ import json
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import run_main, setup_logging
-from tfmetric.data import batch_stats
-from tfmetric.data.sources import open_source
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 
 PROG = "python -m tfmetric.data.batches"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+    p = ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic", help=f"dataset preset: {', '.join(config_lib.PRESETS)}")
     p.add_argument("--data-dir", default=None, help="data root (default: $TFMETRIC_DATA_DIR or ~/tfmetric_data)")
@@ -34,22 +32,6 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=1, help="epochs to show, from the first (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON line per batch instead of the summary")
     return p.parse_args(argv)
-
-
-def training_batch_labels(config, epochs):
-    """``(epoch, step, labels)`` of the first ``epochs`` epochs' batches, and the split's labels."""
-    d, t = config.data, config.train
-    source, module = open_source(d)
-    split = module.TRAIN_SPLIT
-    steps = source.steps_per_epoch(split, d.batch_size, t.steps_per_epoch)
-    sampler = source.sampler(split, d, t.seed, d.batch_size)
-
-    def rows():
-        for epoch in range(epochs):
-            for step, labels in enumerate(sampler.batch_labels(epoch, steps)):
-                yield epoch, step, labels
-
-    return rows(), source.labels(split), source.num_classes(split)
 
 
 def main(argv=None):
@@ -65,7 +47,9 @@ def main(argv=None):
             if flag is not None:
                 overrides.append(f"{field}={flag}")
         config = config_lib.validate(config_lib.apply_overrides(config, overrides))
-        rows, split_labels, num_classes = training_batch_labels(config, args.epochs)
+        from tfmetric.data import batch_stats  # heavy: TensorFlow (reads the TFRecords' class index)
+
+        rows, split_labels, num_classes = batch_stats.training_batch_labels(config, args.epochs)
         if args.json:
             for epoch, step, labels in rows:
                 print(json.dumps({"epoch": epoch, "step": step, "labels": labels.tolist()}), flush=False)

@@ -9,6 +9,7 @@ import os
 
 import tensorflow as tf
 
+from tfmetric.datasets import download as download_lib
 from tfmetric.datasets.base import DatasetFormatError, ImageRecord, read_lines
 
 NAME = "cub200"
@@ -42,8 +43,7 @@ def download(raw_dir: str) -> None:
     """Fetches, verifies (MD5) and extracts the official archive unless the layout is present."""
     if tf.io.gfile.exists(os.path.join(raw_dir, BASE, "images.txt")):
         return
-    from tfmetric.data.prepare import fetch_archive  # only needed here; keeps imports light
-    fetch_archive([URL], MD5, raw_dir, INSTRUCTIONS, filename=ARCHIVE)
+    download_lib.fetch_archive([URL], MD5, raw_dir, INSTRUCTIONS, filename=ARCHIVE)
 
 
 def _read_table(path: str) -> dict:

@@ -9,6 +9,7 @@ import os
 
 import tensorflow as tf
 
+from tfmetric.datasets import download as download_lib
 from tfmetric.datasets.base import DatasetFormatError, ImageRecord, check_header, read_lines
 
 NAME = "sop"
@@ -43,8 +44,7 @@ def download(raw_dir: str) -> None:
     """Fetches, verifies (MD5) and extracts the official archive unless the layout is present."""
     if all(tf.io.gfile.exists(os.path.join(raw_dir, BASE, f)) for f in LISTS.values()):
         return
-    from tfmetric.data.prepare import fetch_archive  # only needed here; keeps imports light
-    fetch_archive(URLS, MD5, raw_dir, INSTRUCTIONS, filename=ARCHIVE)
+    download_lib.fetch_archive(URLS, MD5, raw_dir, INSTRUCTIONS, filename=ARCHIVE)
 
 
 def _read_list(path: str):

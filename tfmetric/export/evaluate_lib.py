@@ -2,7 +2,7 @@
 
 Images go in as their original encoded bytes, so the whole serving graph (header checks, decoding,
 preprocessing, model, bit packing) is what gets evaluated. Metrics come from
-``tfmetric.training.evaluation.score`` with the run's EvalConfig (from ``model_card.json``), in
+``tfmetric.metrics.evaluation.score`` with the run's EvalConfig (from ``model_card.json``), in
 batches of the run's ``eval_batch_size``: for the same weights the numbers equal the ones training
 reported.
 """
@@ -17,7 +17,7 @@ from tfmetric.export import model_card
 from tfmetric.export.binarize import unpack_sign_bits
 from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES_INPUT, DEFAULT_SIGNATURE,
                                             EMBEDDING_OUTPUT)
-from tfmetric.training import evaluation
+from tfmetric.metrics import evaluation
 
 
 def encoded_eval_splits(data_config, batch_size):
@@ -47,7 +47,7 @@ def resolve_config(card, dataset=None, data_dir=None, raw_dir=None):
 
 
 def signature_embedder(signature, output):
-    """A bytes signature as an ``embedding_fn`` for ``tfmetric.training.evaluation.embed``."""
+    """A bytes signature as an ``embedding_fn`` for ``tfmetric.metrics.evaluation.embed``."""
     def embed(image_bytes):
         return signature(**{BYTES_INPUT: image_bytes})[output]
     return embed
@@ -96,15 +96,3 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
     scores = evaluation.score(query, qlabels, gallery, glabels, eval_config)
     return {k: v for k, v in scores.items() if k.startswith("binary/")}, config
 
-
-def format_metrics(metrics, ks):
-    """The lines ``python -m tfmetric.train`` prints for its test metrics."""
-    lines = []
-    for tag, label in (("", "float "), ("binary/", "binary")):
-        if f"{tag}recall@{ks[0]}" in metrics:
-            line = "  ".join(f"R@{k} {metrics[f'{tag}recall@{k}']:.4f}" for k in ks)
-            line += f"  MAP@R {metrics[f'{tag}map@r']:.4f}"
-            if f"{tag}nmi" in metrics:
-                line += f"  NMI {metrics[f'{tag}nmi']:.4f}"
-            lines.append(f"  {label}: {line}")
-    return "\n".join(lines)

@@ -6,11 +6,12 @@ from tfmetric.models.inception_v1 import InceptionV1, load_slim_checkpoint, slim
 from tfmetric.models.resnet50 import ResNet, ResNet50Backbone, load_torchvision_state_dict
 from tfmetric.models.resnet50_keras import KerasResNet50Backbone
 from tfmetric.models.torch_state_dict import UnsafePickleError, read_state_dict
-from tfmetric.models.torchvision_weights import convert_torchvision_state_dict
-from tfmetric.models.weights import WeightsNotFoundError, convert_slim_checkpoint
+from tfmetric.models.weights import (CONVERTERS, WeightsNotFoundError, convert_slim_checkpoint,
+                                     convert_torchvision_state_dict, convert_weights)
 
-__all__ = ["BACKBONES", "InceptionV1", "KerasResNet50Backbone", "ResNet", "ResNet50Backbone",
+__all__ = ["BACKBONES", "CONVERTERS", "InceptionV1", "KerasResNet50Backbone", "ResNet", "ResNet50Backbone",
            "UnsafePickleError", "WeightsNotFoundError", "backbone_preprocessing", "build_backbone",
            "build_embedding_model", "build_training_model", "convert_slim_checkpoint",
-           "convert_torchvision_state_dict", "get_backbone", "head_variables", "load_slim_checkpoint",
-           "load_torchvision_state_dict", "read_state_dict", "resolve_weights", "slim_variable_map"]
+           "convert_torchvision_state_dict", "convert_weights", "get_backbone", "head_variables",
+           "load_slim_checkpoint", "load_torchvision_state_dict", "read_state_dict", "resolve_weights",
+           "slim_variable_map"]

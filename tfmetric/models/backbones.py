@@ -14,7 +14,7 @@ import dataclasses
 import os
 from typing import Callable
 
-from tfmetric.models import inception_v1, resnet50, resnet50_keras, torchvision_weights
+from tfmetric.models import inception_v1, resnet50, resnet50_keras
 from tfmetric.models import weights as weights_lib
 
 SCRATCH_NORMALIZATION = "imagenet_mean_std"
@@ -49,8 +49,8 @@ BACKBONES = {
         weights_lib.load_inception_v1_weights),
     "resnet50": Backbone(
         resnet50.ResNet50Backbone, resnet50.OUTPUT_DIM, SCRATCH_NORMALIZATION,
-        torchvision_weights.resnet50_imagenet, weights_lib.check_keras_weights_file,
-        torchvision_weights.load_resnet50_weights),
+        weights_lib.resnet50_imagenet, weights_lib.check_keras_weights_file,
+        weights_lib.load_resnet50_weights),
     "resnet50_keras": Backbone(
         resnet50_keras.KerasResNet50Backbone, resnet50_keras.OUTPUT_DIM, "caffe",
         weights_lib.resnet50_keras_imagenet, weights_lib.check_keras_weights_file,

@@ -1,8 +1,16 @@
-"""Pretrained backbone weights: shared helpers, InceptionV1's slim converter, the Keras ResNet50 file.
+"""Pretrained backbone weights: where `--weights imagenet` looks, loading, and the converters.
 
 Zhai & Wu (BMVC 2019), Section 4, fine-tune ImageNet-pretrained backbones (the table of which
-backbone uses what is `tfmetric.models.backbones.BACKBONES`):
-- resnet50 (torchvision's): see `tfmetric.models.torchvision_weights`.
+backbone uses what is `tfmetric.models.backbones.BACKBONES`; `CONVERTERS` is the table of what
+`python -m tfmetric.weights convert --from FORMAT` converts):
+- resnet50 (torchvision's): the official code loads torchvision's ResNet50 ImageNet weights
+  (through ``pretrainedmodels``, which points at ``resnet50-19c8e357.pth``; torchvision's current
+  default is ``resnet50-0676ba61.pth``). Convert either once with
+  `python -m tfmetric.weights convert --from torchvision resnet50-0676ba61.pth --to FILE`;
+  "imagenet" means `<data-dir>/weights/resnet50_torchvision_imagenet.weights.h5`, and a `.pth`
+  can also be passed as the weights directly. The file is read by
+  `tfmetric.models.torch_state_dict`, which executes nothing from the pickle; ``fc.*`` (the
+  ImageNet classifier) and ``num_batches_tracked`` are ignored.
 - resnet50_keras: the `keras.applications` ResNet50 `notop` file, taken from the Keras cache
   (`$KERAS_HOME/models/`, default `~/.keras/models/`) or downloaded into it. Nothing is
   downloaded when the file is already cached; offline, the error says which file to put where.
@@ -13,13 +21,15 @@ backbone uses what is `tfmetric.models.backbones.BACKBONES`):
   The checkpoint's Logits (1001 classes, class 0 = background) and global_step are not part of
   the pool5 backbone and are ignored.
 """
+import dataclasses
 import os
+from typing import Callable
 
 import keras
 import tensorflow as tf
 
-from tfmetric.datasets.base import default_data_dir
-from tfmetric.models import inception_v1
+from tfmetric.datasets import default_data_dir
+from tfmetric.models import inception_v1, resnet50, torch_state_dict
 
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 RESNET50_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
@@ -29,6 +39,12 @@ RESNET50_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 INCEPTION_V1_SLIM_URL = "http://download.tensorflow.org/models/inception_v1_2016_08_28.tar.gz"
 INCEPTION_V1_WEIGHTS_FILE = "inception_v1_imagenet.weights.h5"
+
+RESNET50_TORCHVISION_FILE = "resnet50_torchvision_imagenet.weights.h5"
+RESNET50_TORCHVISION_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+# What the official code (pretrainedmodels' "resnet50") downloads; the legacy format, also read.
+RESNET50_TORCHVISION_LEGACY_URL = "https://download.pytorch.org/models/resnet50-19c8e357.pth"
+TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
 _KERAS_WEIGHTS_SUFFIX = ".weights.h5"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -178,6 +194,59 @@ def convert_slim_checkpoint(checkpoint_path, output_path):
     return {"output": output_path, "variables": len(used), "ignored": ignored}
 
 
+def resnet50_imagenet_path(data_dir=None):
+    """Where ``--weights imagenet`` looks for the converted torchvision ResNet50 file."""
+    return os.path.join(data_dir or default_data_dir(), "weights", RESNET50_TORCHVISION_FILE)
+
+
+def resnet50_imagenet(data_dir=None):
+    """``<data_dir>/weights/resnet50_torchvision_imagenet.weights.h5``, or how to make it."""
+    path = resnet50_imagenet_path(data_dir)
+    if os.path.isfile(path):
+        return path
+    raise WeightsNotFoundError(
+        f"torchvision ResNet50 ImageNet weights not found: {path}. Obtain them once: download "
+        f"{RESNET50_TORCHVISION_URL} (on a machine with network access), then run: python -m "
+        f"tfmetric.weights convert --from torchvision resnet50-0676ba61.pth --to {path} . "
+        f"Alternatively pass the .pth itself with --weights /path/to/resnet50-0676ba61.pth.")
+
+
+def is_torch_file(path):
+    return str(path).endswith(TORCH_SUFFIXES)
+
+
+def load_resnet50_weights(model, path):
+    """Loads a converted Keras weights file or a torchvision ``.pth`` state_dict into `model`."""
+    if is_torch_file(path):
+        resnet50.load_torchvision_state_dict(model, torch_state_dict.read_state_dict(path), path)
+    else:
+        model.load_weights(path)
+
+
+def convert_torchvision_state_dict(pth_path, output_path):
+    """Writes torchvision's ResNet50 state_dict (``.pth``) as a Keras ``.weights.h5`` for `resnet50`.
+
+    The file is written under a temporary name and renamed, so an interrupted conversion never
+    leaves a truncated ``output_path``.
+
+    Returns:
+        dict with "output" (the path written), "variables" (number converted) and "ignored"
+        (state_dict keys not part of the pool5 backbone).
+
+    Raises:
+        ValueError: the output name, an unreadable or unsafe file, or a state_dict that is not
+            ResNet50's (a missing, unexpected or mis-shaped key is named).
+        FileNotFoundError: ``pth_path`` does not exist.
+    """
+    pth_path = os.path.expanduser(str(pth_path))
+    output_path = check_output_path(output_path)
+    state_dict = torch_state_dict.read_state_dict(pth_path)
+    model = resnet50.ResNet50Backbone()
+    ignored = resnet50.load_torchvision_state_dict(model, state_dict, pth_path)
+    save_weights_atomically(model, output_path)
+    return {"output": output_path, "variables": len(state_dict) - len(ignored), "ignored": ignored}
+
+
 def check_output_path(output_path):
     """The expanded output path; ValueError unless it ends in '.weights.h5'."""
     output_path = os.path.expanduser(str(output_path))
@@ -199,3 +268,36 @@ def save_weights_atomically(model, output_path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@dataclasses.dataclass(frozen=True)
+class Converter:
+    """One `--from` format of `python -m tfmetric.weights convert`.
+
+    Attributes:
+      description: what it converts, for which backbone.
+      convert: (source path, output path) -> {"output", "variables", "ignored"}.
+      default_output: data_dir (None: the default) -> the file `--weights imagenet` loads.
+    """
+
+    description: str
+    convert: Callable
+    default_output: Callable
+
+
+CONVERTERS = {
+    "torchvision": Converter("torchvision ResNet50 state_dict (.pth) for the resnet50 backbone",
+                             convert_torchvision_state_dict, resnet50_imagenet_path),
+    "slim-checkpoint": Converter("TF-Slim InceptionV1 checkpoint for the inception_v1 backbone",
+                                 convert_slim_checkpoint, inception_v1_imagenet_path),
+}
+
+
+def convert_weights(source_format, source_path, output_path=None, data_dir=None):
+    """Converts pretrained weights into a Keras `.weights.h5` file (default: the file
+    `--weights imagenet` loads, under ``data_dir``); returns the converter's result dict."""
+    if source_format not in CONVERTERS:
+        raise ValueError(f"Unknown weights format {source_format!r}. Allowed values: "
+                         f"{', '.join(CONVERTERS)}. Received: source_format={source_format!r}")
+    converter = CONVERTERS[source_format]
+    return converter.convert(source_path, output_path or converter.default_output(data_dir))

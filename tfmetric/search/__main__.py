@@ -66,9 +66,9 @@ def _fraction(text):
 
 
 def calibrate_parser():
-    p = argparse.ArgumentParser(prog=f"{PROG} calibrate",
-                                description="Store the cosine / Hamming match cut-offs for a target precision, "
-                                            "measured on held-out labelled pairs, in the index manifest.")
+    p = ArgumentParser(prog=f"{PROG} calibrate",
+                       description="Store the cosine / Hamming match cut-offs for a target precision, "
+                                   "measured on held-out labelled pairs, in the index manifest.")
     p.add_argument("--index", required=True, help="index directory (python -m tfmetric.search build)")
     p.add_argument("--model", help="saved_models/<name>/<version> that embedded the catalog; embeds --split")
     p.add_argument("--split", help="with --model: the labelled split to embed (e.g. test)")
@@ -161,13 +161,18 @@ def _query(args):
     return 0
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """(command, flags): ``build``, ``calibrate`` or, without a command word, ``query``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "query"
-    parser, run = {"build": (build_parser, _build), "query": (query_parser, _query),
-                   "calibrate": (calibrate_parser, _calibrate)}[command]
-    args = parser().parse_args(argv)
+    parser = {"build": build_parser, "query": query_parser, "calibrate": calibrate_parser}[command]
+    return command, parser().parse_args(argv)
+
+
+def main(argv=None):
+    command, args = parse_args(argv)
     setup_logging()
+    run = {"build": _build, "query": _query, "calibrate": _calibrate}[command]
     return run_main(PROG, lambda: run(args))
 
 

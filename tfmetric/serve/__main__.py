@@ -10,7 +10,7 @@ Then open http://127.0.0.1:8080/ or:
 import argparse
 import sys
 
-from tfmetric.cli_utils import run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
 from tfmetric.serve import config as config_lib
 
 PROG = "python -m tfmetric.serve"
@@ -40,7 +40,7 @@ def _seconds(text):
 
 def parse_args(argv=None):
     defaults = config_lib.ServeConfig("", "")
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--index", required=True,
                    help="index directory (python -m tfmetric.search build), or a directory of integer versions "
                         "of one: the highest complete version is served and newer ones are switched to")

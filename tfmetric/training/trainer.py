@@ -21,9 +21,10 @@ from tfmetric import config as config_lib
 from tfmetric.data import service as data_service
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
+from tfmetric.metrics import evaluation
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.progress import resolve_verbose
-from tfmetric.training import evaluation, retrieval_grid, tensorboard
+from tfmetric.training import retrieval_grid, tensorboard
 from tfmetric.training import workdir as workdir_lib
 from tfmetric.training.precision import global_batch_size, make_strategy
 from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
@@ -55,14 +56,6 @@ def _evaluate(embed_fn, data, eval_config, verbose=0):
     query, qlabels = embedded[data.module.QUERY_SPLIT]
     gallery, glabels = embedded.get(data.module.GALLERY_SPLIT, (None, None))
     return evaluation.score(query, qlabels, gallery, glabels, eval_config), embedded
-
-
-def format_scores(metrics, ks):
-    parts = [f"R@{k} {metrics[f'recall@{k}']:.4f}" for k in ks]
-    parts.append(f"MAP@R {metrics['map@r']:.4f}")
-    if "binary/recall@1" in metrics:
-        parts.append(f"| binary R@1 {metrics['binary/recall@1']:.4f}")
-    return " ".join(parts)
 
 
 def _check_recall_ks(ks, source, module):
@@ -116,17 +109,19 @@ class _Data:
             lambda ctx: serve(fn(ctx)).skip(skip_steps))
 
 
-def train_and_evaluate(config, workdir, verbose="auto", export_dir=None, export_name=None):
+def train_and_evaluate(config, workdir, verbose="auto", export=None):
     """Trains with the paper's recipe, evaluates on held-out classes, writes everything to workdir.
 
     Writes ``config.json`` (before training), ``checkpoints/``, ``history.json``, ``tensorboard/``
     (scalars, a retrieval grid image at every evaluation and the test split's embedding
     projector), ``retrieval.png`` (the last grid), ``model.keras`` (images -> logits),
-    ``embedding_model.keras`` (images -> embeddings) and, last, ``metrics.json``. With
-    ``export_dir``, also exports the versioned SavedModel for TF Serving
-    (``<export_dir>/<name>/<version>/``). Nothing is written when the run fails before its first
-    step (a missing dataset, a bad config); a finished run is not trained or exported again
-    (its result comes back with ``"already_finished": True``).
+    ``embedding_model.keras`` (images -> embeddings) and, last, ``metrics.json``. ``export``, a
+    function of the workdir returning a path (``python -m tfmetric.train`` passes
+    ``tfmetric.export.export_from_workdir`` bound to its ``--export-dir``), is called once those
+    models are saved and before ``metrics.json`` is written; the path is the result's
+    ``saved_model``. Nothing is written when the run fails before its first step (a missing
+    dataset, a bad config); a finished run is not trained or exported again (its result comes
+    back with ``"already_finished": True``).
 
     ``verbose`` follows Keras: 0 silent, 1 a progress bar per epoch, 2 one line per epoch,
     "auto" (1 on a terminal, else 2).
@@ -146,19 +141,19 @@ def train_and_evaluate(config, workdir, verbose="auto", export_dir=None, export_
     keras.utils.set_random_seed(config.train.seed)
     strategy = make_strategy(config.train.distribute)
     if strategy.extended.should_checkpoint:  # one device, one host, or the chief of a cluster
-        return _train_and_evaluate(config, strategy, workdir, workdir, verbose, export_dir, export_name)
+        return _train_and_evaluate(config, strategy, workdir, workdir, verbose, export)
     # Another worker of a multi-worker cluster: it restores from the chief's workdir (shared storage)
     # and takes part in every step and save, but writes into a scratch directory deleted at the end.
     # It does not evaluate: BatchNorm moving statistics are per replica and the model the chief
     # saves carries the chief's (as PyTorch's DistributedDataParallel broadcasts rank 0's).
     scratch = tempfile.mkdtemp(prefix="tfmetric-worker-")
     try:
-        return _train_and_evaluate(config, strategy, workdir, scratch, verbose, None, None)
+        return _train_and_evaluate(config, strategy, workdir, scratch, verbose, None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir, export_name):
+def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export):
     """The run, restoring from ``workdir`` and writing every output into ``out_dir``; evaluated and
     saved only when they are the same directory (not on a non-chief worker)."""
     chief = out_dir == workdir
@@ -209,7 +204,8 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
                 report = _report(embedder, data, config.eval, logger, (epoch + 1) * data.steps, verbose)
                 record["test"] = report[0]
                 if verbose and epoch + 1 < epochs:  # the final scores are the run's result, shown once
-                    print(f"  test: {format_scores(record['test'], config.eval.recall_ks)}", flush=True)
+                    print(f"  test after epoch {epoch + 1}:\n"
+                          + evaluation.format_scores(record["test"], config.eval.recall_ks, indent="    "), flush=True)
             history.append(record)
             run.save(epoch + 1, 0)
             write_json(history_path, history)
@@ -218,7 +214,7 @@ def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export_dir,
                 "test": None, "history": history, "worker": True}
     if report is None:  # resumed after the last epoch: evaluate once more
         report = _report(embedder, data, config.eval, logger, epochs * data.steps, verbose)
-    return _finish(config, out_dir, run, data, history, logger, report, verbose, export_dir, export_name)
+    return _finish(config, out_dir, run, data, history, logger, report, verbose, export)
 
 
 def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose):
@@ -265,7 +261,7 @@ def _report(embedder, data, eval_config, logger, step, verbose):
     return scores, embedded, grid
 
 
-def _finish(config, workdir, run, data, history, logger, report, verbose, export_dir, export_name):
+def _finish(config, workdir, run, data, history, logger, report, verbose, export):
     final, embedded, grid = report
     result = {"dataset": config.data.dataset, "backbone": config.model.backbone,
               "epochs": total_epochs(config.train), "test": final, "history": history}
@@ -284,8 +280,7 @@ def _finish(config, workdir, run, data, history, logger, report, verbose, export
     os.replace(result["retrieval_grid"] + ".tmp", result["retrieval_grid"])
     run.model.save(os.path.join(workdir, "model.keras"))
     run.embedding_model.save(os.path.join(workdir, "embedding_model.keras"))
-    if export_dir:
-        from tfmetric.export import export_from_workdir  # reloads embedding_model.keras
-        result["saved_model"] = export_from_workdir(workdir, export_dir, export_name)
+    if export:
+        result["saved_model"] = export(workdir)
     write_json(os.path.join(workdir, "metrics.json"), result)  # last: its presence means finished
     return result

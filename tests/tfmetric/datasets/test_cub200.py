@@ -5,8 +5,7 @@ import urllib.error
 import pytest
 
 from tests import fixtures as fx
-from tfmetric.data import prepare
-from tfmetric.datasets import DatasetFormatError, DatasetNotFoundError, cub200, get_dataset
+from tfmetric.datasets import DatasetFormatError, DatasetNotFoundError, cub200, download, get_dataset
 
 
 def test_module_contract():
@@ -53,7 +52,7 @@ def test_bad_lines_name_file_and_line(tmp_path):
 def test_download_offline_says_what_to_get(tmp_path, monkeypatch):
     def offline(url, timeout=None):
         raise urllib.error.URLError("network is unreachable")
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError) as e:
         cub200.download(str(tmp_path))
     message = str(e.value)
@@ -62,5 +61,5 @@ def test_download_offline_says_what_to_get(tmp_path, monkeypatch):
 
 
 def test_download_is_a_no_op_when_present(tmp_path, monkeypatch):
-    monkeypatch.setattr(prepare, "fetch_archive", lambda *a, **k: pytest.fail("downloaded"))
+    monkeypatch.setattr(download, "fetch_archive", lambda *a, **k: pytest.fail("downloaded"))
     cub200.download(fx.make_cub200(str(tmp_path)))

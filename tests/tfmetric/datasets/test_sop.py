@@ -5,8 +5,7 @@ import urllib.error
 import pytest
 
 from tests import fixtures as fx
-from tfmetric.data import prepare
-from tfmetric.datasets import DatasetFormatError, DatasetNotFoundError, get_dataset, sop
+from tfmetric.datasets import DatasetFormatError, DatasetNotFoundError, download, get_dataset, sop
 
 
 def test_module_contract():
@@ -53,7 +52,7 @@ def test_download_offline_tries_every_mirror(tmp_path, monkeypatch):
     def offline(url, timeout=None):
         tried.append(url)
         raise urllib.error.URLError("Name or service not known")
-    monkeypatch.setattr(prepare.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError) as e:
         sop.download(str(tmp_path))
     assert tried == sop.URLS

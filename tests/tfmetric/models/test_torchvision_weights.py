@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.tfmetric.models import torch_files
-from tfmetric.models import backbones, resnet50, torchvision_weights
+from tfmetric.models import backbones, resnet50
 from tfmetric.models import weights as weights_lib
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -42,9 +42,9 @@ def assert_holds(model, tensors):
 
 def test_convert_then_imagenet_loads_it(pth, tmp_path):
     path, tensors = pth
-    output = torchvision_weights.resnet50_imagenet_path(str(tmp_path))
+    output = weights_lib.resnet50_imagenet_path(str(tmp_path))
     assert output == str(tmp_path / "weights" / "resnet50_torchvision_imagenet.weights.h5")
-    result = torchvision_weights.convert_torchvision_state_dict(path, output)
+    result = weights_lib.convert_torchvision_state_dict(path, output)
     assert result["output"] == output and result["variables"] == 53 + 53 * 4  # 53 convolutions, 4 tensors per BatchNorm
     assert result["ignored"][:2] == ["bn1.num_batches_tracked", "fc.bias"] and len(result["ignored"]) == 55
     assert os.listdir(os.path.dirname(output)) == ["resnet50_torchvision_imagenet.weights.h5"]
@@ -77,7 +77,7 @@ def test_a_state_dict_of_another_network_is_named(tmp_path):
     tiny = os.path.join(DATA, "tiny_resnet.pth")
     needle = r"tiny_resnet.pth does not match resnet50: missing keys \['layer1.0.downsample"
     with pytest.raises(ValueError, match=needle):
-        torchvision_weights.convert_torchvision_state_dict(tiny, output)
+        weights_lib.convert_torchvision_state_dict(tiny, output)
     assert not output.parent.exists()
     with pytest.raises(ValueError, match="ending in '.weights.h5'"):
-        torchvision_weights.convert_torchvision_state_dict(tiny, tmp_path / "x.h5")
+        weights_lib.convert_torchvision_state_dict(tiny, tmp_path / "x.h5")

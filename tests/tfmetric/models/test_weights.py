@@ -215,3 +215,11 @@ def test_missing_file_names_it(backbone, tmp_path):
 def test_unknown_backbone_lists_allowed_values():
     with pytest.raises(ValueError, match=r"inception_v1.*resnet50.*Received: name='vgg16'"):
         backbones.resolve_weights("vgg16", "imagenet")
+
+
+def test_converters_table_and_unknown_format():
+    assert weights_lib.CONVERTERS["slim-checkpoint"].convert is weights_lib.convert_slim_checkpoint
+    assert weights_lib.CONVERTERS["torchvision"].default_output("/d") == weights_lib.resnet50_imagenet_path("/d")
+    allowed = r"Allowed values: torchvision, slim-checkpoint\. Received: source_format='keras'"
+    with pytest.raises(ValueError, match=allowed):
+        weights_lib.convert_weights("keras", "x.pth")

@@ -20,7 +20,16 @@ pytestmark = pytest.mark.slow
 def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_dir, tmp_path):
     config = tiny_config(digits_data_dir)
     workdir = str(tmp_path / "run")
-    result = trainer.train_and_evaluate(config, workdir, verbose=0)
+    exported = []
+
+    def export(run_dir):  # called once the models are saved, before metrics.json marks the run finished
+        exported.append((run_dir, sorted(os.listdir(run_dir))))
+        return "saved_models/digits/7"
+
+    result = trainer.train_and_evaluate(config, workdir, verbose=0, export=export)
+    [(run_dir, files)] = exported
+    assert run_dir == workdir and "embedding_model.keras" in files and "metrics.json" not in files
+    assert result["saved_model"] == "saved_models/digits/7"
 
     saved = json.load(open(os.path.join(workdir, "config.json")))
     assert saved == json.loads(config.to_json())
@@ -53,7 +62,7 @@ def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_di
     # The saved embedding model reloads and reproduces the reported test metrics.
     model = keras.models.load_model(os.path.join(workdir, "embedding_model.keras"))
     from tfmetric.data.sources import open_source
-    from tfmetric.training import evaluation
+    from tfmetric.metrics import evaluation
     source, module = open_source(config.data)
     data = source.eval_dataset(module.QUERY_SPLIT, config.data, "imagenet_mean_std")
     emb, labels = evaluation.embed(evaluation.compiled_embedder(model), data)
@@ -63,9 +72,8 @@ def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_di
 
     # A rerun of the finished run trains nothing and exports nothing; it returns the result.
     before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
-    rerun = trainer.train_and_evaluate(config, workdir, verbose=0, export_dir=str(tmp_path / "exports"))
+    rerun = trainer.train_and_evaluate(config, workdir, verbose=0, export=lambda w: pytest.fail("exported"))
     assert rerun.pop("already_finished") is True and rerun == metrics
-    assert not os.path.exists(tmp_path / "exports")
     assert {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)} == before
 
 

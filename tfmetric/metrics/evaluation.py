@@ -1,8 +1,14 @@
-"""Embedding a split and scoring retrieval on held-out classes (float cosine and binary Hamming)."""
+"""Evaluation on held-out classes: embed a split, score retrieval (float cosine, binary Hamming), print.
+
+The project's one evaluation: the trainer scores its model with it, ``tfmetric.export.evaluate_lib``
+an exported SavedModel's signatures (so both report the same numbers for the same weights), and
+every command prints scores with ``format_scores``.
+"""
 import numpy as np
 import tensorflow as tf
 
-from tfmetric import metrics
+from tfmetric.metrics.nmi import nmi
+from tfmetric.metrics.retrieval import retrieval_metrics
 from tfmetric.progress import Progress
 
 
@@ -41,14 +47,31 @@ def score(query, query_labels, gallery=None, gallery_labels=None, eval_config=No
     ks = tuple(eval_config.recall_ks)
     out = {}
     for binary in ((False, True) if eval_config.binary else (False,)):
-        result = metrics.retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=ks, binary=binary)
+        result = retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=ks, binary=binary)
         tag = "binary/" if binary else ""
         out.update({f"{prefix}{tag}{k}": float(v) for k, v in result.items()})
     if eval_config.nmi:
         pool = query if gallery is None else np.concatenate([query, gallery])
         pool_labels = query_labels if gallery is None else np.concatenate([query_labels, gallery_labels])
-        out[f"{prefix}nmi"] = float(metrics.nmi(pool, pool_labels))
+        out[f"{prefix}nmi"] = float(nmi(pool, pool_labels))
     return out
+
+
+def format_scores(scores, ks, indent="  "):
+    """The lines every command prints for ``score``'s dict: float, then binary when present.
+
+    ``  float : R@1 0.5000  R@2 0.7500  MAP@R 0.2500  NMI 0.6000`` (NMI when scored), then the
+    same for the ``binary/`` keys; a kind whose ``recall@<ks[0]>`` is absent is left out.
+    """
+    lines = []
+    for tag, label in (("", "float "), ("binary/", "binary")):
+        if f"{tag}recall@{ks[0]}" in scores:
+            line = "  ".join(f"R@{k} {scores[f'{tag}recall@{k}']:.4f}" for k in ks)
+            line += f"  MAP@R {scores[f'{tag}map@r']:.4f}"
+            if f"{tag}nmi" in scores:
+                line += f"  NMI {scores[f'{tag}nmi']:.4f}"
+            lines.append(f"{indent}{label}: {line}")
+    return "\n".join(lines)
 
 
 def flatten_pixels(images):
