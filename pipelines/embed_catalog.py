@@ -18,7 +18,7 @@ embedding, bits, source), ``dead_letter-*.jsonl`` (id, source, reason, detail of
 could not be embedded, also counted per reason as Beam Metrics) and ``manifest.json``, written
 last (model identity, dimension, count, failed inputs, duplicate ids).
 
-Runs locally on Beam's FnApiRunner (the DirectRunner's engine; see build_tfrecords.DEFAULT_RUNNER)
+Runs locally on Beam's FnApiRunner (the DirectRunner's engine; see beam_job.DEFAULT_RUNNER)
 unless ``--runner`` says otherwise: ``--direct_num_workers 2 --direct_running_mode
 multi_processing`` locally; ``--runner DataflowRunner --setup_file ./setup.py ...`` (README).
 
@@ -41,9 +41,8 @@ from apache_beam.io.filesystems import FileSystems
 import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
-from pipelines.beam_flags import parse_job_args
-from pipelines.build_tfrecords import pipeline_options, setup_job_logging, wait_until_finish
-from pipelines.shard_sink import WriteShards
+from pipelines.beam_job import parse_job_args, pipeline_options, setup_job_logging, wait_until_finish
+from pipelines.job_output import WriteShards, write_summary
 from tfmetric.cli_utils import ArgumentParser, run_main
 from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
@@ -185,8 +184,7 @@ def build_pipeline(p, args, fmt, dim, max_pixels, num_shards=1):
           duplicates | "Repeated id entries" >> beam.Map(lambda image_id: ("duplicate", image_id)))
          | "Summary entries" >> beam.Flatten()
          | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
-         | "Write summary" >> beam.Map(lambda summary: output.write_summary(
-             None, args.output_dir, summary["count"], summary["failed"], summary["duplicate_ids"])))
+         | "Write summary" >> beam.Map(lambda summary: write_summary(args.output_dir, summary)))
 
 
 def run(argv=None, test_pipeline=None):
