@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 STEPS = fixtures.TWO_LOGICAL_CPUS + r"""
 import keras
 from tfmetric.models.embedding import build_training_model
-from tfmetric.training.optimizer import TorchSGD
+from tfmetric.optimizers import TorchSGD
 from tfmetric.training.precision import make_strategy
 from tfmetric.training.steps import make_train_step
 
@@ -67,7 +67,7 @@ print("RESULT " + json.dumps({
 SYNC_BN = fixtures.TWO_LOGICAL_CPUS + r"""
 import keras
 from tfmetric.models.embedding import build_training_model, configure_batch_norm
-from tfmetric.training.optimizer import TorchSGD
+from tfmetric.optimizers import TorchSGD
 from tfmetric.training.precision import make_strategy
 from tfmetric.training.steps import make_train_step
 

@@ -1,11 +1,15 @@
-"""SGD with momentum and L2 weight decay exactly as torch.optim.SGD, which the official code uses.
+"""The optimizers and precisions ``train.optimizer`` / ``train.precision`` name: one table each.
 
-Keras' SGD differs in two ways that matter for reproducing the paper: its ``weight_decay`` is
+``OPTIMIZERS``: "sgd" is the official recipe, SGD with momentum and L2 weight decay exactly as
+torch.optim.SGD (``TorchSGD``); "adamw" (Keras AdamW, decoupled weight decay) is for training
+small backbones from scratch, where SGD needs many more epochs. Keras' SGD differs in two ways that matter for reproducing the paper: its ``weight_decay`` is
 decoupled (applied outside the momentum), and its momentum buffer accumulates ``lr * grad`` so a
 learning-rate step changes the effective update differently. Here, as in PyTorch:
 
     g = grad + weight_decay * w;   buf = momentum * buf + g;   w = w - lr * buf
 """
+import dataclasses
+
 import keras
 
 
@@ -50,16 +54,31 @@ class TorchSGD(keras.optimizers.Optimizer):
         return config
 
 
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """One Keras dtype policy (the table's key) as training uses it.
+
+    Attributes:
+      loss_scale: wrap the optimizer in a LossScaleOptimizer (float16's narrow range underflows
+        small gradients; bfloat16 has float32's range and needs no scaling).
+    """
+
+    loss_scale: bool = False
+
+
+PRECISIONS = {"float32": Precision(), "mixed_float16": Precision(loss_scale=True), "mixed_bfloat16": Precision()}
+OPTIMIZERS = {
+    "sgd": lambda t, learning_rate, name: TorchSGD(learning_rate, t.momentum, t.weight_decay, name=name),
+    "adamw": lambda t, learning_rate, name: keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay,
+                                                                   name=name),
+}
+
 
 def make_optimizer(train_config, learning_rate, name):
-    """The optimizer ``train.optimizer`` names.
-
-    "sgd" is the official recipe (``TorchSGD``). "adamw" (Keras AdamW, decoupled weight decay) is
-    for training small backbones from scratch, where SGD needs many more epochs.
-    """
+    """The optimizer of ``train.optimizer``, loss-scaled where ``train.precision`` needs it (both
+    names are validated where the config is built, ``tfmetric.config.validate``)."""
     t = train_config
-    if t.optimizer == "sgd":
-        return TorchSGD(learning_rate, t.momentum, t.weight_decay, name=name)
-    if t.optimizer == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay, name=name)
-    raise ValueError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: sgd, adamw.")
+    optimizer = OPTIMIZERS[t.optimizer](t, learning_rate, name)
+    if PRECISIONS[t.precision].loss_scale:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
+    return optimizer
