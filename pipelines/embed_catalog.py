@@ -46,7 +46,7 @@ from pipelines.job_output import WriteShards, write_summary
 from tfmetric.cli_utils import ArgumentParser, run_main
 from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
-from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, SavedModelEmbedder, model_identity
+from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, model_identity
 
 PROG = "python -m pipelines.embed_catalog"
 INPUT_FORMATS = ("auto", "images", "tfrecord", "manifest")
@@ -114,16 +114,12 @@ def default_num_shards(fmt, num_matched):
 
 
 def model_info(model_dir, signature):
-    """(identity, dimension, max_pixels) of the model, failing early on a wrong --model/--signature."""
+    """(identity, dimension, max_pixels) of the model from its card (the workers load the model),
+    failing early on a wrong --model/--signature."""
     card = read_model_card(model_dir)
-    embedder = None
-    if card is None or signature not in card.get("signatures", {signature: None}):
-        embedder = SavedModelEmbedder(model_dir, signature)  # raises the missing-model / -signature error
+    if signature not in card["signatures"]:
+        raise ValueError(f"--model {model_dir}: no {signature!r} signature (has: {', '.join(card['signatures'])}).")
     identity = model_identity(model_dir, card=card)
-    if identity["embedding_dim"] is None:  # no card: the float signature's width is the dimension
-        if embedder is None or signature != DEFAULT_SIGNATURE:
-            embedder = SavedModelEmbedder(model_dir, DEFAULT_SIGNATURE)
-        identity["embedding_dim"] = embedder.output_width
     return identity, identity["embedding_dim"], card_max_pixels(card)
 
 
