@@ -1,9 +1,9 @@
 """Where ``build_tfrecords`` writes, and how an output becomes complete.
 
 Shards are written into a staging directory ``<data-dir>/tfrecords/<dataset>.incomplete/``; the
-pipeline's last step leaves a build summary there (job_output.write_summary). Only after the pipeline succeeded is the staging
-directory renamed to ``<data-dir>/tfrecords/<dataset>/`` and the manifest written into it,
-atomically and last. A directory without a manifest is incomplete: the next run deletes it, and an
+pipeline's last step leaves a build summary there (job_output.write_summary). Only after the
+pipeline succeeded is the staging directory renamed to ``<data-dir>/tfrecords/<dataset>/`` and the
+manifest written into it, atomically and last. A directory without a manifest is incomplete: the next run deletes it, and an
 older complete output stays readable until the new one replaces it.
 """
 import collections

@@ -2,9 +2,12 @@
 
 ``OPTIMIZERS``: "sgd" is the official recipe, SGD with momentum and L2 weight decay exactly as
 torch.optim.SGD (``TorchSGD``); "adamw" (Keras AdamW, decoupled weight decay) is for training
-small backbones from scratch, where SGD needs many more epochs. Keras' SGD differs in two ways that matter for reproducing the paper: its ``weight_decay`` is
-decoupled (applied outside the momentum), and its momentum buffer accumulates ``lr * grad`` so a
-learning-rate step changes the effective update differently. Here, as in PyTorch:
+small backbones from scratch, where SGD needs many more epochs. ``PRECISIONS``: the Keras dtype
+policies, and whether the optimizer is loss-scaled.
+
+Keras' SGD differs from torch.optim.SGD in two ways that matter for reproducing the paper: its
+``weight_decay`` is decoupled (applied outside the momentum), and its momentum buffer accumulates
+``lr * grad`` so a learning-rate step changes the effective update differently. Here, as in PyTorch:
 
     g = grad + weight_decay * w;   buf = momentum * buf + g;   w = w - lr * buf
 """
