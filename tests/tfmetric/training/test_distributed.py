@@ -25,8 +25,8 @@ TRAIN_STEPS = fixtures.TWO_LOGICAL_CPUS + r"""
 from tfmetric.training.steps import make_train_step
 
 def train_steps(strategy, model, optimizer, batches):
-    """The loss of one train step per (images, labels) global batch; with several replicas,
-    replica r gets examples r*s..r*s+s-1 of the global batch (s = its size / replicas)."""
+    # The loss of one train step per (images, labels) global batch; with several replicas,
+    # replica r gets examples r*s..r*s+s-1 of the global batch (s = its size / replicas).
     size = len(batches[0][1])
     step = make_train_step(strategy, model, optimizer, model.trainable_variables, size)
     share = size // strategy.num_replicas_in_sync
