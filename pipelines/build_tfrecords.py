@@ -3,7 +3,7 @@ r"""Beam job: a raw dataset -> class-grouped TFRecord shards + ``manifest.json``
     python -m pipelines.build_tfrecords --dataset cub200 [--raw-dir DIR] [--data-dir DIR] \
         [--num-shards N] [--max-pixels N] [--download] [any Beam pipeline option]
 
-Runs locally (Beam's FnApiRunner, the engine of the DirectRunner, see DEFAULT_RUNNER) unless
+Runs locally (Beam's FnApiRunner, the engine of the DirectRunner, see beam_job.DEFAULT_RUNNER) unless
 ``--runner`` says otherwise; every unrecognised flag goes to Beam (``--direct_num_workers 2
 --direct_running_mode multi_processing``; ``--runner DataflowRunner --project ... --region ...
 --temp_location gs://... --setup_file ./setup.py``).
@@ -28,24 +28,24 @@ import sys
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import tfrecord_output as output
 from pipelines import tfrecord_transforms as transforms
-from pipelines.beam_flags import parse_job_args
+from pipelines.beam_job import parse_job_args, pipeline_options, setup_job_logging, wait_until_finish
+from pipelines.job_output import take_summary, write_summary
 from tfmetric import datasets
 from tfmetric.cli_utils import ArgumentParser
 from tfmetric.data import image_header, prepare
 
 IMAGES_PER_SHARD = 1000
-# Without --runner: the local portable runner that Beam's DirectRunner itself falls back to. It
-# honours --direct_num_workers / --direct_running_mode and needs no network, whereas
-# `--runner DirectRunner` first tries to download and start the Prism runner (Beam 2.77).
-DEFAULT_RUNNER = "FnApiRunner"
-# Runners Beam ships but does not resolve by their short name (Beam 2.77 knows the others).
-RUNNER_PATHS = {"daskrunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
 _LOG = logging.getLogger(__name__)
 PROG = "python -m " + prepare.JOB_MODULE
+# The flags that set a dataset module's LOAD_OPTIONS.
+CLASS_LIST_OPTIONS = ("train_classes", "test_classes")
+# Documented exit codes: 0 done, 2 bad flags, 3 raw data missing, 4 raw data malformed, 1 any other
+# failure; an expected error is printed as the first stderr line, "<PROG>: error: <message>".
+EXIT_NOT_FOUND = 3
+EXIT_FORMAT = 4
 
 
 def parse_args(argv=None):
@@ -65,35 +65,27 @@ def parse_args(argv=None):
     parser.add_argument("--test-classes", help="imagefolder: file of test class names")
     parser.add_argument("--download", action="store_true",
                         help="fetch and verify the official archive where one exists")
+    parser.add_argument(prepare.RESULT_FLAG, metavar="PATH",
+                        help="also write the outcome as JSON here (what tfmetric.data.prepare reads)")
     args, beam_args = parse_job_args(parser, argv)
     if args.num_shards < 0:
         parser.error(f"--num-shards must be >= 0. Received: {args.num_shards}")
     if args.max_pixels < 0:
         parser.error(f"--max-pixels must be >= 0. Received: {args.max_pixels}")
-    if (args.train_classes or args.test_classes) and args.dataset != "imagefolder":
-        parser.error("--train-classes/--test-classes apply to --dataset imagefolder only")
+    given = {option for option in CLASS_LIST_OPTIONS if getattr(args, option)}
+    if given and not given <= set(datasets.get_dataset(args.dataset).LOAD_OPTIONS):
+        takers = [n for n in datasets.DATASET_NAMES if given <= set(datasets.get_dataset(n).LOAD_OPTIONS)]
+        parser.error(f"--train-classes/--test-classes apply to --dataset {' or '.join(takers)} only")
     return args, beam_args
-
-
-def pipeline_options(beam_args) -> PipelineOptions:
-    options = PipelineOptions(beam_args)
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        standard.runner = DEFAULT_RUNNER
-    elif isinstance(standard.runner, str):
-        standard.runner = RUNNER_PATHS.get(standard.runner.lower(), standard.runner)
-    return options
 
 
 def load_records(module, raw_dir: str, args) -> dict:
     """dict split -> list[ImageRecord] from the dataset module (downloading first if asked)."""
     if args.download and hasattr(module, "download"):
         module.download(raw_dir)
-    if module.NAME == "imagefolder":
-        return module.load(raw_dir, train_classes=args.train_classes, test_classes=args.test_classes)
-    if hasattr(module, "list_images"):  # generated: the workers render each class's bytes
+    if module.GENERATED:  # the workers render each class's bytes
         return module.list_images(raw_dir)
-    return module.load(raw_dir)
+    return module.load(raw_dir, **{option: getattr(args, option) for option in module.LOAD_OPTIONS})
 
 
 def num_shards(requested: int, num_images: int) -> int:
@@ -125,20 +117,7 @@ def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels:
           checks | "Skip and fingerprint entries" >> beam.FlatMap(transforms.summary_entries))
          | "Summary entries" >> beam.Flatten()
          | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
-         | "Write build summary" >> beam.Map(
-             lambda summary: output.write_summary(summary["shards"], staging, summary["skipped"],
-                                                  summary["fingerprint"])))
-
-
-def wait_until_finish(result) -> None:
-    """Waits for the job, then closes the connection a runner's result may hold (the DaskRunner's
-    dask Client), so that none outlives the job in a long-lived process."""
-    try:
-        result.wait_until_finish()
-    finally:
-        client = getattr(result, "client", None)
-        if client is not None and hasattr(client, "close"):
-            client.close()
+         | "Write build summary" >> beam.Map(lambda summary: write_summary(staging, summary)))
 
 
 def _log_metrics(result) -> None:
@@ -180,12 +159,12 @@ def run(argv=None, test_pipeline=None):
     _log_metrics(result)
 
     arguments = {"dataset": args.dataset, "data_dir": data_dir,
-                 "raw_dir": None if module.NAME in prepare.GENERATED else raw_dir,
+                 "raw_dir": None if module.GENERATED else raw_dir,
                  "num_shards": args.num_shards, "max_pixels": args.max_pixels,
                  "train_classes": args.train_classes, "test_classes": args.test_classes}
     if getattr(module, "GENERATOR_VERSION", None) is not None:  # what ensure_tfrecords checks
         arguments["generator_version"] = module.GENERATOR_VERSION
-    manifest = output.build_manifest(module, records, output.read_summary(staging), arguments)
+    manifest = output.build_manifest(module, records, take_summary(staging), arguments)
     output.promote(staging, out_dir, manifest)
     for split, info in manifest["splits"].items():
         _LOG.info("%s/%s: %d images, %d classes, %d shards, %d skipped", args.dataset, split,
@@ -198,40 +177,25 @@ def run(argv=None, test_pipeline=None):
     return result
 
 
-class _JobFormatter(logging.Formatter):
-    """The job's own INFO messages as plain lines; anything else with its level and logger."""
-
-    def format(self, record):
-        ours = record.name == "__main__" or record.name.split(".")[0] == "pipelines"
-        self._style._fmt = "%(message)s" if ours and record.levelno == logging.INFO else \
-            "%(levelname)s %(name)s: %(message)s"
-        return super().format(record)
-
-
-def setup_job_logging():
-    """INFO for the job's own messages. The local runner's plumbing is chatty at INFO, and its job
-    service repeats every worker warning; worker errors still show."""
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler())
-    for handler in root.handlers:
-        handler.setFormatter(_JobFormatter())
-    for name in ("apache_beam.runners.worker", "apache_beam.runners.portability.local_job_service",
-                 "apache_beam.runners.portability.fn_api_runner"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+def _result_file(argv):
+    """The ``--result-file`` of ``argv`` (None without one), read before the job's own parsing."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument(prepare.RESULT_FLAG)
+    return parser.parse_known_args(argv)[0].result_file
 
 
 def main(argv=None):
     setup_job_logging()
+    result_file = _result_file(argv)
     try:
         run(argv)
-    except datasets.DatasetNotFoundError as e:
-        print(f"{prepare.ERROR_PREFIX} {e}", file=sys.stderr, flush=True)
-        sys.exit(prepare.EXIT_NOT_FOUND)
-    except datasets.DatasetFormatError as e:
-        print(f"{prepare.ERROR_PREFIX} {e}", file=sys.stderr, flush=True)
-        sys.exit(prepare.EXIT_FORMAT)
+    except (datasets.DatasetNotFoundError, datasets.DatasetFormatError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr, flush=True)
+        if result_file:
+            prepare.write_result(result_file, e)
+        sys.exit(EXIT_NOT_FOUND if isinstance(e, datasets.DatasetNotFoundError) else EXIT_FORMAT)
+    if result_file:
+        prepare.write_result(result_file)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ embedding, bits, source), ``dead_letter-*.jsonl`` (id, source, reason, detail of
 could not be embedded, also counted per reason as Beam Metrics) and ``manifest.json``, written
 last (model identity, dimension, count, failed inputs, duplicate ids).
 
-Runs locally on Beam's FnApiRunner (the DirectRunner's engine; see build_tfrecords.DEFAULT_RUNNER)
+Runs locally on Beam's FnApiRunner (the DirectRunner's engine; see beam_job.DEFAULT_RUNNER)
 unless ``--runner`` says otherwise: ``--direct_num_workers 2 --direct_running_mode
 multi_processing`` locally; ``--runner DataflowRunner --setup_file ./setup.py ...`` (README).
 
@@ -41,13 +41,12 @@ from apache_beam.io.filesystems import FileSystems
 import tfmetric
 from pipelines import embed_output as output
 from pipelines import embed_transforms as transforms
-from pipelines.beam_flags import parse_job_args
-from pipelines.build_tfrecords import pipeline_options, setup_job_logging, wait_until_finish
-from pipelines.shard_sink import WriteShards
+from pipelines.beam_job import parse_job_args, pipeline_options, setup_job_logging, wait_until_finish
+from pipelines.job_output import WriteShards, write_summary
 from tfmetric.cli_utils import ArgumentParser, run_main
 from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
-from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, SavedModelEmbedder, model_identity
+from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, model_identity
 
 PROG = "python -m pipelines.embed_catalog"
 INPUT_FORMATS = ("auto", "images", "tfrecord", "manifest")
@@ -115,16 +114,12 @@ def default_num_shards(fmt, num_matched):
 
 
 def model_info(model_dir, signature):
-    """(identity, dimension, max_pixels) of the model, failing early on a wrong --model/--signature."""
+    """(identity, dimension, max_pixels) of the model from its card (the workers load the model),
+    failing early on a wrong --model/--signature."""
     card = read_model_card(model_dir)
-    embedder = None
-    if card is None or signature not in card.get("signatures", {signature: None}):
-        embedder = SavedModelEmbedder(model_dir, signature)  # raises the missing-model / -signature error
+    if signature not in card["signatures"]:
+        raise ValueError(f"--model {model_dir}: no {signature!r} signature (has: {', '.join(card['signatures'])}).")
     identity = model_identity(model_dir, card=card)
-    if identity["embedding_dim"] is None:  # no card: the float signature's width is the dimension
-        if embedder is None or signature != DEFAULT_SIGNATURE:
-            embedder = SavedModelEmbedder(model_dir, DEFAULT_SIGNATURE)
-        identity["embedding_dim"] = embedder.output_width
     return identity, identity["embedding_dim"], card_max_pixels(card)
 
 
@@ -185,8 +180,7 @@ def build_pipeline(p, args, fmt, dim, max_pixels, num_shards=1):
           duplicates | "Repeated id entries" >> beam.Map(lambda image_id: ("duplicate", image_id)))
          | "Summary entries" >> beam.Flatten()
          | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
-         | "Write summary" >> beam.Map(lambda summary: output.write_summary(
-             None, args.output_dir, summary["count"], summary["failed"], summary["duplicate_ids"])))
+         | "Write summary" >> beam.Map(lambda summary: write_summary(args.output_dir, summary)))
 
 
 def run(argv=None, test_pipeline=None):

@@ -1,11 +1,12 @@
 """Where ``embed_catalog`` writes, and how its output becomes complete.
 
-The job writes Parquet shards and dead-letter shards straight into ``--output-dir`` (Beam's file
-sinks stage and rename them themselves) and, as its last step, a summary (count, failed inputs,
-duplicate ids). After the pipeline succeeded the launcher turns the summary into ``manifest.json``,
-written last: a directory without a manifest is incomplete. A re-run first deletes the previous
-run's manifest, then its shards, so an interrupted re-run never leaves a stale manifest beside new
-shards. Any filesystem TensorFlow reads and writes (local, gs://).
+The job writes Parquet shards and dead-letter shards straight into ``--output-dir``
+(``job_output.WriteShards`` renames each into place) and, as its last step, a summary (count,
+failed inputs, duplicate ids; ``job_output.write_summary``). After the pipeline succeeded the
+launcher turns the summary into ``manifest.json``, written last: a directory without a manifest
+is incomplete. A re-run first deletes the previous run's manifest, then its shards, so an
+interrupted re-run never leaves a stale manifest beside new shards. Any filesystem TensorFlow
+reads and writes (local, gs://).
 """
 import json
 import os
@@ -14,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from pipelines import job_output
 from tfmetric.search import catalog
 
-SUMMARY_NAME = "_embed_summary.json"
 DEAD_LETTER_SUFFIX = ".jsonl"
 
 
@@ -71,26 +72,16 @@ def prepare_output_dir(output_dir, overwrite=False):
         raise ValueError(f"--output-dir {output_dir} holds a finished catalog ({manifest}); pass --overwrite "
                          f"to replace it or choose another --output-dir. Nothing was changed.")
     tf.io.gfile.makedirs(output_dir)
-    for name in (catalog.MANIFEST_NAME, SUMMARY_NAME):
-        path = os.path.join(output_dir, name)
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+    for name in (catalog.MANIFEST_NAME, job_output.SUMMARY_NAME):
+        job_output.remove_if_exists(os.path.join(output_dir, name))
     for path in _outputs(output_dir) + tf.io.gfile.glob(os.path.join(output_dir, "_incomplete-*")):
         tf.io.gfile.remove(path)
 
 
-def write_summary(_, output_dir, count, failed, duplicate_ids):
-    """The pipeline's last step: what the launcher needs for the manifest."""
-    with tf.io.gfile.GFile(os.path.join(output_dir, SUMMARY_NAME), "w") as f:
-        json.dump({"count": count, "failed": failed, "duplicate_ids": duplicate_ids}, f)
-
-
 def finish(output_dir, model, dim, has_float, **extra):
-    """Turns the summary into ``manifest.json`` (written last) and returns the manifest."""
-    path = os.path.join(output_dir, SUMMARY_NAME)
-    with tf.io.gfile.GFile(path, "r") as f:
-        summary = json.load(f)
-    tf.io.gfile.remove(path)
+    """Turns the summary (``embed_transforms.SummaryFn``) into ``manifest.json`` (written last)
+    and returns the manifest."""
+    summary = job_output.take_summary(output_dir)
     embeddings = sorted(os.path.basename(p) for p in _embedding_shards(output_dir))
     dead_letter = sorted(os.path.basename(p) for p in _dead_letter_shards(output_dir))
     manifest = catalog.new_manifest(model, dim, has_float, summary["count"], embeddings,

@@ -308,7 +308,7 @@ class EmbedImages(beam.PTransform):
 
 class SummaryFn(beam.CombineFn):
     """("row", 1), ("failed", failure), ("duplicate", id) and ("file", name) entries -> the job's
-    summary {"count", "failed", "duplicate_ids"} (embed_output.write_summary); file names only make
+    summary {"count", "failed", "duplicate_ids"} (job_output.write_summary); file names only make
     the summary wait for the sinks."""
 
     def create_accumulator(self):

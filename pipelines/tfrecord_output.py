@@ -1,23 +1,22 @@
 """Where ``build_tfrecords`` writes, and how an output becomes complete.
 
 Shards are written into a staging directory ``<data-dir>/tfrecords/<dataset>.incomplete/``; the
-pipeline's last step leaves a build summary there. Only after the pipeline succeeded is the staging
-directory renamed to ``<data-dir>/tfrecords/<dataset>/`` and the manifest written into it,
-atomically and last. A directory without a manifest is incomplete: the next run deletes it, and an
+pipeline's last step leaves a build summary there (job_output.write_summary). Only after the
+pipeline succeeded is the staging directory renamed to ``<data-dir>/tfrecords/<dataset>/`` and the
+manifest written into it, atomically and last. A directory without a manifest is incomplete: the next run deletes it, and an
 older complete output stays readable until the new one replaces it.
 """
 import collections
-import json
 import logging
 import os
 
 import tensorflow as tf
 
 import tfmetric
+from pipelines import job_output
 from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import schema
 
-SUMMARY_NAME = "_build_summary.json"
 _LOG = logging.getLogger(__name__)
 
 
@@ -37,22 +36,9 @@ def clean_incomplete(out_dir: str) -> None:
         tf.io.gfile.rmtree(out_dir)
 
 
-def write_summary(shards, staging, skipped, fingerprint):
-    """The pipeline's last step: what was written and skipped, for the manifest."""
-    with tf.io.gfile.GFile(os.path.join(staging, SUMMARY_NAME), "w") as f:
-        json.dump({"shards": shards, "skipped": skipped, "fingerprint": fingerprint}, f)
-
-
-def read_summary(staging: str) -> dict:
-    path = os.path.join(staging, SUMMARY_NAME)
-    with tf.io.gfile.GFile(path, "r") as f:
-        summary = json.load(f)
-    tf.io.gfile.remove(path)
-    return summary
-
-
 def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
-    """The manifest (see tfmetric.data.manifest) from the parsed records and the build summary."""
+    """The manifest (see tfmetric.data.manifest) from the parsed records and the build summary
+    (``tfrecord_transforms.SummaryFn``)."""
     splits = {}
     reasons = collections.Counter()
     spaces = getattr(module, "LABEL_SPACES", {})
@@ -99,9 +85,8 @@ def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
 def promote(staging: str, out_dir: str, manifest: dict) -> None:
     """Replaces ``out_dir`` by ``staging`` and writes the manifest last."""
     if tf.io.gfile.exists(out_dir):
-        old_manifest = manifest_lib.manifest_path(out_dir)
-        if tf.io.gfile.exists(old_manifest):  # from here on the old output reads as incomplete
-            tf.io.gfile.remove(old_manifest)
+        # From here on the old output reads as incomplete.
+        job_output.remove_if_exists(manifest_lib.manifest_path(out_dir))
         tf.io.gfile.rmtree(out_dir)
     tf.io.gfile.rename(staging, out_dir)
     for split in manifest["splits"].values():  # sizes let a reader find a truncated shard up front

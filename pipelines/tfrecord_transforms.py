@@ -20,6 +20,7 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.metrics import Metrics
 
+from pipelines.job_output import shard_path
 from tfmetric import datasets
 from tfmetric.data import image_header, schema
 from tfmetric.data.class_index import RECORD_OVERHEAD
@@ -45,7 +46,7 @@ def printable_path(path):
 
 
 def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+    return shard_path(split, index, num_shards, ".tfrecord")
 
 
 class ClassRecords(tuple):
@@ -261,7 +262,7 @@ def fingerprint(lines) -> str:
 
 class SummaryFn(beam.CombineFn):
     """("shard", written shard) and ("class", (skipped, fingerprint lines)) entries -> the build
-    summary {"shards", "skipped", "fingerprint"} (tfrecord_output.write_summary)."""
+    summary {"shards", "skipped", "fingerprint"} (job_output.write_summary)."""
 
     def create_accumulator(self):
         return [], [], []

@@ -1,8 +1,12 @@
-"""Tiny images and fake raw datasets in the exact published layouts, for tests.
+"""The tests' helpers: tiny images, fake raw datasets in the exact published layouts, scripts in a
+fresh interpreter, a tiny training config and a stand-in TF Serving gRPC server.
 
 Images are a few dozen pixels and a few hundred bytes; a fake dataset has a handful of classes.
-Every writer creates missing parent directories and returns the path it wrote.
+Every writer creates missing parent directories and returns the path it wrote. (conftest files
+hold fixtures only; tests import helpers from here.)
 """
+import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -10,8 +14,13 @@ import struct
 import subprocess
 import sys
 
+import grpc
 import numpy as np
+import tensorflow as tf
 from PIL import Image
+
+from tfmetric import config as config_lib
+from tfmetric.export import serving_protos
 
 
 def color(i: int):
@@ -184,6 +193,11 @@ def make_imagefolder(root: str, images_per_class=None) -> str:
     return root
 
 
+# The serve tests' catalog (tests/tfmetric/serve/conftest.py): the neighbours the page shows as grey
+# placeholders, and the service's request body limit.
+NO_SOURCE, MISSING_SOURCE = "img-10", "img-11"
+MAX_BODY = 60_000
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Prepended to a script run by run_script: two logical CPU devices, so tf.distribute strategies get
@@ -218,3 +232,52 @@ def script_result(proc: subprocess.Popen, timeout: float = 600):
 def run_script(script: str, *args: str, **env):
     """start_script, then script_result."""
     return script_result(start_script(script, *args, **env))
+
+
+def tiny_config(data_dir, **train):
+    """digits, InceptionV1 at 32x32, 16-d, 3 steps per epoch: seconds per epoch on a CPU."""
+    config = config_lib.preset("digits")
+    overrides = [f"data.data_dir={data_dir}", "data.batch_size=20", "data.images_per_class=4",
+                 "model.embedding_dim=16", "train.steps_per_epoch=3", "train.epochs_per_step=1",
+                 "train.num_steps=2", "train.warmup_epochs=1", "train.test_every_n_epochs=1", "eval.nmi=false",
+                 "eval.projector_max_items=64"]
+    overrides += [f"train.{k}={v}" for k, v in train.items()]
+    return config_lib.apply_overrides(config, overrides)
+
+
+@contextlib.contextmanager
+def stand_in_tf_serving(loaded):
+    """A gRPC PredictionService answering from the signatures of ``loaded`` (a tf.saved_model.load
+    result) as TF Serving would, decoding requests with the runtime protos of
+    tfmetric.export.serving_protos; an InvalidArgument of the graph aborts with INVALID_ARGUMENT.
+
+    Yields (target ``127.0.0.1:PORT``, the list of model names requested so far).
+    """
+    request_class = serving_protos.message_class("PredictRequest")
+    response_class = serving_protos.message_class("PredictResponse")
+    calls = []
+
+    def predict(request, context):
+        calls.append(request.model_spec.name)
+        inputs = {k: tf.constant(serving_protos.from_tensor_proto(v)) for k, v in request.inputs.items()}
+        try:
+            outputs = loaded.signatures[request.model_spec.signature_name](**inputs)
+        except tf.errors.InvalidArgumentError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)
+        response = response_class()
+        response.model_spec.CopyFrom(request.model_spec)
+        for key, value in outputs.items():
+            response.outputs[key].CopyFrom(serving_protos.to_tensor_proto(value.numpy()))
+        return response
+
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "tensorflow.serving.PredictionService",
+        {"Predict": grpc.unary_unary_rpc_method_handler(predict, request_deserializer=request_class.FromString,
+                                                        response_serializer=response_class.SerializeToString)})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", calls
+    finally:
+        server.stop(None)

@@ -3,7 +3,6 @@ one interpreter (TensorFlow is imported once for all of them), and the saved_mod
 in a directory prepared as the README's "Tests" section states (a tiny exported model as
 saved_models/cars196/1 and saved_models/products/3, its catalog in embeddings/products-3, photo.jpg
 and query.jpg, TF_SERVING_GRPC naming a stand-in gRPC server)."""
-import concurrent.futures
 import json
 import os
 import re
@@ -12,14 +11,12 @@ import subprocess
 import sys
 import types
 
-import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests import fixtures as fx
 from tests.tfmetric.search.test_query import DIM, tiny_model
-from tfmetric.export import serving_protos
 from tfmetric.search import SavedModelEmbedder, model_identity, write_catalog
 
 README = os.path.join(fx.REPO_ROOT, "README.md")
@@ -44,29 +41,8 @@ def test_every_fenced_block_names_its_language():
 @pytest.fixture(scope="module")
 def stand_in_server(workspace):
     """A gRPC PredictionService answering from the SavedModel, as TF Serving would."""
-    loaded = tf.saved_model.load(os.path.join(workspace, "saved_models", "cars196", "1"))
-    request_class = serving_protos.message_class("PredictRequest")
-    response_class = serving_protos.message_class("PredictResponse")
-    calls = []
-
-    def predict(request, context):
-        calls.append(request.model_spec.name)
-        inputs = {k: tf.constant(serving_protos.from_tensor_proto(v)) for k, v in request.inputs.items()}
-        outputs = loaded.signatures[request.model_spec.signature_name](**inputs)
-        response = response_class()
-        for key, value in outputs.items():
-            response.outputs[key].CopyFrom(serving_protos.to_tensor_proto(value.numpy()))
-        return response
-
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "tensorflow.serving.PredictionService",
-        {"Predict": grpc.unary_unary_rpc_method_handler(predict, request_deserializer=request_class.FromString,
-                                                        response_serializer=response_class.SerializeToString)})])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", calls
-    server.stop(None)
+    with fx.stand_in_tf_serving(tf.saved_model.load(os.path.join(workspace, "saved_models", "cars196", "1"))) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

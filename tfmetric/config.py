@@ -13,14 +13,12 @@ import re
 import typing
 from typing import Optional, Tuple
 
+from tfmetric.models.backbones import BACKBONES
+from tfmetric.optimizers import OPTIMIZERS, PRECISIONS
 
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
-OPTIMIZERS = ("sgd", "adamw")
-# The names of tfmetric.models.backbones.BACKBONES (a test keeps them equal); here so that a config
-# is validated without importing TensorFlow.
-BACKBONES = ("inception_v1", "resnet50", "resnet50_keras")
 
 
 # A tf.data service dispatcher (data.service).

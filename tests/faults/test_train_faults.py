@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.fixtures import REPO_ROOT
-from tests.tfmetric.training.conftest import tiny_config
+from tests.fixtures import tiny_config
 from tfmetric import train
 from tfmetric.training import trainer
 from tfmetric.training import workdir as workdir_lib

@@ -214,7 +214,8 @@ def test_in_memory_records_are_written(tmp_path, monkeypatch):
                for split, offset in (("train", 0), ("test", 3))}
     fake = types.SimpleNamespace(NAME="synthetic", SPLITS=("train", "test"), TRAIN_SPLIT="train",
                                  QUERY_SPLIT="test", GALLERY_SPLIT=None, INSTRUCTIONS="",
-                                 GENERATOR_VERSION=7, load=lambda raw_dir: records)
+                                 GENERATED=True, LOAD_OPTIONS=(), GENERATOR_VERSION=7,
+                                 list_images=lambda raw_dir: records)
     monkeypatch.setattr(datasets, "get_dataset", lambda name: fake)
     manifest, _ = convert("synthetic", None, tmp_path / "data", "--num-shards", "2")
     assert manifest["arguments"]["raw_dir"] is None

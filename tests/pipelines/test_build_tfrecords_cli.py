@@ -1,4 +1,5 @@
 """The converter as users run it: its own error is the first stderr line, with documented exit codes."""
+import json
 import os
 import subprocess
 import sys
@@ -14,17 +15,23 @@ def run_job(*args):
                           text=True, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("args, status, needle", [
-    (["--dataset", "cars196", "--num-shards", "-1"], 2, "--num-shards must be >= 0. Received: -1"),
-    (["--dataset", "mnist"], 2, "argument --dataset: invalid choice: 'mnist'"),
-    (["--dataset", "cars196"], 3, "Missing "),
+@pytest.mark.parametrize("args, status, needle, outcome", [
+    (["--dataset", "cars196", "--num-shards", "-1"], 2, "--num-shards must be >= 0. Received: -1", None),
+    (["--dataset", "mnist"], 2, "argument --dataset: invalid choice: 'mnist'", None),
+    (["--dataset", "cars196"], 3, "Missing ", "not_found"),
 ])
-def test_errors_come_first_with_their_exit_code(tmp_path, args, status, needle):
-    result = run_job(*args, "--data-dir", str(tmp_path / "data"))
+def test_errors_come_first_with_their_exit_code(tmp_path, args, status, needle, outcome):
+    result_file = tmp_path / "result.json"
+    result = run_job(*args, "--data-dir", str(tmp_path / "data"), "--result-file", str(result_file))
     assert result.returncode == status, result.stderr
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"{PROG}: error: ") and needle in first
     assert "Traceback" not in result.stderr and not (tmp_path / "data" / "tfrecords").exists()
+    if outcome is None:  # bad flags: no job ran, no outcome written
+        assert not result_file.exists()
+    else:  # what ensure_tfrecords reads: the status and the message of the first stderr line
+        written = json.loads(result_file.read_text())
+        assert written["status"] == outcome and first.endswith(written["message"].splitlines()[0])
 
 
 def test_malformed_raw_data_exits_4_naming_the_file(tmp_path):

@@ -37,7 +37,9 @@ def test_bad_overrides_name_the_field(override, match):
 @pytest.mark.parametrize("override,match", [
     ("model.temperature=0", "temperature"), ("data.batch_size=70", "images_per_class"),
     ("data.images_per_class=0", "images_per_class"), ("model.backbone=vgg", "inception_v1, resnet50"),
-    ("data.image_size=16", "image_size")])
+    ("data.image_size=16", "image_size"),
+    ("train.optimizer=adam", "train.optimizer: unknown optimizer 'adam'. Allowed values: sgd, adamw"),
+    ("train.precision=fp8", "train.precision: unknown policy 'fp8'. Allowed values: float32, mixed_float16")])
 def test_validation_names_the_field(override, match):
     with pytest.raises(ConfigError, match=match):
         validate(apply_overrides(preset("synthetic"), [override]))

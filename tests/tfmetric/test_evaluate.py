@@ -72,7 +72,14 @@ def test_user_errors(tmp_path, capsys):
     assert e.value.code == 2 and "not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["--model", str(tmp_path)])
-    assert e.value.code == 2 and "--dataset is required" in capsys.readouterr().err
+    assert e.value.code == 2 and "no saved_model.pb" in capsys.readouterr().err
+    (tmp_path / "saved_model.pb").write_bytes(b"")  # a SavedModel tfmetric.export did not write: no card
+    with pytest.raises(SystemExit) as e:
+        evaluate_cli.main(["--model", str(tmp_path), "--dataset", "digits"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"{tmp_path}: the SavedModel has no model_card.json" in err
+    assert "not exported by tfmetric.export" in err
+    (tmp_path / "model_card.json").write_text(json.dumps({"config": config_lib.preset("digits").to_dict()}))
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["--model", str(tmp_path), "--dataset", "nope"])
     assert e.value.code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err

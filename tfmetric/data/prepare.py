@@ -4,27 +4,27 @@
 directory, building it first with the Beam converter on the local direct runner when the raw data
 is there. The converter lives in ``pipelines/`` and nothing under ``tfmetric/`` imports that package,
 so it runs as a subprocess (``python -m pipelines.build_tfrecords``) whose log is streamed through;
-its exit status and last message tell a missing dataset from a malformed one.
+it writes its outcome to the JSON file its ``--result-file`` flag names (``write_result``), which
+tells a missing dataset from a malformed one and carries the message.
 """
+import json
 import os
 import sys
+import tempfile
 from collections import deque
 from typing import List, Optional, Sequence
 
 import tensorflow as tf
 
-from tfmetric import datasets
+from tfmetric import datasets, json_file
 from tfmetric.data import manifest as manifest_lib
 
 JOB_MODULE = "pipelines.build_tfrecords"
-# The job's protocol with this module (and its documented exit codes): 0 done, 2 bad flags,
-# EXIT_NOT_FOUND raw data missing, EXIT_FORMAT raw data malformed, 1 any other failure; an error
-# message is printed as one line starting with ERROR_PREFIX (more lines may follow, e.g. how to
-# get the data).
-ERROR_PREFIX = f"python -m {JOB_MODULE}: error:"
-EXIT_NOT_FOUND = 3
-EXIT_FORMAT = 4
-GENERATED = ("synthetic", "digits")
+# The job's protocol with this module: it writes {"status": "ok"} on success, or the status of an
+# expected failure with its message, to the JSON file ``--result-file`` names (write_result). Any
+# other failure leaves no result; its exit status (nonzero) and log say what happened.
+RESULT_FLAG = "--result-file"
+RESULT_ERRORS = {"not_found": datasets.DatasetNotFoundError, "format": datasets.DatasetFormatError}
 APP_FLAGS = ("num_shards", "max_pixels", "train_classes", "test_classes", "download")
 
 
@@ -37,7 +37,25 @@ def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def build_command(dataset: str, data_dir: str, raw_dir: Optional[str], converter_args: dict) -> List[str]:
+def write_result(path: str, error: Optional[Exception] = None) -> None:
+    """The converter's outcome into ``path``: ok, or the RESULT_ERRORS status of ``error``."""
+    result = {"status": "ok"}
+    if error is not None:
+        status = next(s for s, cls in RESULT_ERRORS.items() if isinstance(error, cls))
+        result = {"status": status, "message": str(error)}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+
+
+def read_result(path: str) -> Optional[dict]:
+    """The outcome the converter wrote into ``path``, or None if it wrote none."""
+    if not os.path.exists(path):
+        return None
+    return json_file.read_json(path)
+
+
+def build_command(dataset: str, data_dir: str, raw_dir: Optional[str], converter_args: dict,
+                  result_file: Optional[str] = None) -> List[str]:
     """The converter's command line: app flags with dashes, any other key as a Beam option."""
     if "runner" in converter_args:
         raise ValueError("ensure_tfrecords runs the converter locally; run `python -m "
@@ -47,6 +65,8 @@ def build_command(dataset: str, data_dir: str, raw_dir: Optional[str], converter
     command = [sys.executable, "-m", JOB_MODULE, "--dataset", dataset, "--data-dir", data_dir]
     if raw_dir:
         command += ["--raw-dir", raw_dir]
+    if result_file:
+        command += [RESULT_FLAG, result_file]
     for key, value in sorted(converter_args.items()):
         flag = "--" + (key.replace("_", "-") if key in APP_FLAGS else key)
         if value is None or value is False:
@@ -70,17 +90,6 @@ def _run_streaming(command: Sequence[str]):
             sys.stderr.write(line)
             tail.append(line)
     return process.returncode, list(tail)
-
-
-def _job_error(lines: List[str]) -> Optional[str]:
-    """The error message the job printed last (from the ERROR_PREFIX line to the end)."""
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith(ERROR_PREFIX):
-            message = "".join(lines[i:])[len(ERROR_PREFIX):].strip()
-            # Drop the "<ExceptionType>: " that the job puts in front of the message.
-            head, sep, rest = message.partition(": ")
-            return rest if sep and head.isidentifier() else message
-    return None
 
 
 def stale_reason(manifest: dict, module, converter_args: dict) -> Optional[str]:
@@ -128,20 +137,21 @@ def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Opti
     except datasets.DatasetNotFoundError:
         pass
     raw = raw_dir or datasets.raw_dir(data_dir, dataset)
-    generated = dataset in GENERATED
+    generated = module.GENERATED
     if not generated and not converter_args.get("download") and not (
             tf.io.gfile.isdir(raw) and tf.io.gfile.listdir(raw)):
         raise datasets.DatasetNotFoundError(
             f"No TFRecords for {dataset} at {out_dir} (no valid {manifest_lib.MANIFEST_NAME}) and "
             f"no raw data at {raw} to build them from.\n\n{module.INSTRUCTIONS}")
 
-    command = build_command(dataset, data_dir, None if generated else raw, converter_args)
-    sys.stderr.write(f"Building TFRecords for {dataset}: {' '.join(command)}\n")
-    status, tail = _run_streaming(command)
-    if status == EXIT_NOT_FOUND:
-        raise datasets.DatasetNotFoundError(_job_error(tail) or "".join(tail[-20:]))
-    if status == EXIT_FORMAT:
-        raise datasets.DatasetFormatError(_job_error(tail) or "".join(tail[-20:]))
+    with tempfile.TemporaryDirectory(prefix="tfmetric-convert-") as scratch:
+        result_file = os.path.join(scratch, "result.json")
+        command = build_command(dataset, data_dir, None if generated else raw, converter_args, result_file)
+        sys.stderr.write(f"Building TFRecords for {dataset}: {' '.join(command)}\n")
+        status, tail = _run_streaming(command)
+        result = read_result(result_file)
+    if result is not None and result["status"] in RESULT_ERRORS:
+        raise RESULT_ERRORS[result["status"]](result["message"])
     if status != 0:
         raise ConversionError(f"{' '.join(command)} exited with status {status}; end of its log:\n"
                               + "".join(tail[-40:]))

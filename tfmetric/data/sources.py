@@ -29,7 +29,7 @@ def open_source(data_config):
     try:
         manifest = prepare.ensure_tfrecords(data_config.dataset, data_dir, raw_dir)
     except datasets.DatasetNotFoundError:
-        if data_config.dataset not in prepare.GENERATED:
+        if not module.GENERATED:
             module.load(raw_dir)  # raises the dataset's own message, naming the file it misses first
         raise
     return TFRecordSource.from_manifest(manifest, data_dir), module

@@ -7,6 +7,11 @@ Every module exposes:
   QUERY_SPLIT     the split evaluated as queries
   GALLERY_SPLIT   the split searched by queries, or None for self-retrieval within QUERY_SPLIT
   load(raw_dir)   -> dict split -> list[ImageRecord] (generated sets ignore raw_dir)
+  GENERATED       True for sets rendered in memory (no raw files): they also define
+                  list_images(raw_dir) (records without bytes) and generate_class(class_name)
+                  (one class's bytes), so the converter's workers render the images
+  LOAD_OPTIONS    the keyword arguments of load() that the converter's flags of the same name
+                  set (imagefolder: train_classes, test_classes); () for most
   INSTRUCTIONS    what to download and where the files must end up
   LABEL_SPACES    optional: split -> shared label space, for splits labelled from one map
                   (In-Shop query and gallery); the converter relabels per space, not per split

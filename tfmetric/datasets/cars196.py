@@ -19,6 +19,8 @@ SPLITS = ("train", "test")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
+GENERATED = False
+LOAD_OPTIONS = ()
 
 NUM_CLASSES = 196
 LAST_TRAIN_CLASS = 98

@@ -17,6 +17,8 @@ SPLITS = ("train", "test")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
+GENERATED = False
+LOAD_OPTIONS = ()
 
 NUM_CLASSES = 200
 LAST_TRAIN_CLASS = 100

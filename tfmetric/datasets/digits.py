@@ -24,6 +24,8 @@ SPLITS = ("train", "test")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
+GENERATED = True
+LOAD_OPTIONS = ()
 INSTRUCTIONS = ("Nothing to download: the digits ship with scikit-learn "
                 "(sklearn.datasets.load_digits); install scikit-learn if it is missing.")
 

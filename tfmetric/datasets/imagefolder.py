@@ -20,6 +20,8 @@ SPLITS = ("train", "test")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
+GENERATED = False
+LOAD_OPTIONS = ("train_classes", "test_classes")  # set by the converter's flags
 
 INSTRUCTIONS = """\
 Put one folder per class under <raw-dir> (pass it with --raw-dir):

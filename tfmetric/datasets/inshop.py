@@ -16,6 +16,8 @@ SPLITS = ("train", "query", "gallery")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "query"
 GALLERY_SPLIT = "gallery"
+GENERATED = False
+LOAD_OPTIONS = ()
 # Query and gallery share one label map (built by the converter from the union of their items).
 LABEL_SPACES = {"query": "test", "gallery": "test"}
 

@@ -17,6 +17,8 @@ SPLITS = ("train", "test")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
+GENERATED = False
+LOAD_OPTIONS = ()
 
 BASE = "Stanford_Online_Products"
 LISTS = {"train": "Ebay_train.txt", "test": "Ebay_test.txt"}

@@ -33,6 +33,8 @@ SPLITS = ("train", "test")
 TRAIN_SPLIT = "train"
 QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
+GENERATED = True
+LOAD_OPTIONS = ()
 INSTRUCTIONS = ("Nothing to download: the synthetic dataset is generated on the fly from a seed "
                 "(tfmetric.datasets.synthetic.load(seed=0)).")
 

@@ -33,14 +33,12 @@ def encoded_eval_splits(data_config, batch_size):
 
 
 def resolve_config(card, dataset=None, data_dir=None, raw_dir=None):
-    """The ExperimentConfig to evaluate with: the run's (from the card) or the dataset's preset."""
-    card_config = card and card.get("config")
-    if card_config and dataset in (None, card_config["data"]["dataset"]):
-        config = config_lib.ExperimentConfig.from_dict(card_config)
-    elif dataset:
-        config = config_lib.preset(dataset)
+    """The ExperimentConfig to evaluate with: the run's (from the card), or the preset of another
+    ``dataset``."""
+    if dataset in (None, card["config"]["data"]["dataset"]):
+        config = config_lib.ExperimentConfig.from_dict(card["config"])
     else:
-        raise ValueError("--dataset is required: the SavedModel has no model_card.json naming its dataset.")
+        config = config_lib.preset(dataset)
     overrides = [f"{field}={value}" for field, value in (("data.data_dir", data_dir), ("data.raw_dir", raw_dir))
                  if value is not None]
     return config_lib.apply_overrides(config, overrides)
@@ -88,7 +86,7 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
     gallery, glabels = embedded.get(module.GALLERY_SPLIT, (None, None))
     if not binary:
         return evaluation.score(query, qlabels, gallery, glabels, config.eval), config
-    dim = int(card["embedding_dim"]) if card else query.shape[-1] * 8
+    dim = int(card["embedding_dim"])
     # +-1 vectors with the served bits: score's binary branch packs exactly these bits again.
     query = unpack_sign_bits(query, dim)
     gallery = None if gallery is None else unpack_sign_bits(gallery, dim)

@@ -1,7 +1,8 @@
 """``model_card.json``: what an exported version is, how it was trained and how well it retrieves.
 
-Written at the root of the version directory, beside ``saved_model.pb`` (TF Serving ignores it).
-``python -m tfmetric.evaluate`` reads the training config back from it.
+Written at the root of the version directory, beside ``saved_model.pb`` (TF Serving ignores it),
+by every export (``tfmetric.export``); every consumer requires it. ``python -m tfmetric.evaluate``
+reads the training config back from it.
 """
 import datetime
 import hashlib
@@ -12,7 +13,6 @@ import keras
 import tensorflow as tf
 
 from tfmetric.json_file import parse_json
-from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 from tfmetric.export.binarize import packed_width
 from tfmetric.export.serving_module import signature_table
 
@@ -68,14 +68,24 @@ def write_model_card(directory, card):
 
 
 def read_model_card(model_dir):
-    """``model_card.json`` of an exported version (any filesystem), or None when it has none."""
+    """``model_card.json`` of an exported version (any filesystem).
+
+    Raises:
+      FileNotFoundError: ``model_dir`` holds no SavedModel, or one without a card (not exported by
+        tfmetric.export).
+    """
     path = os.path.join(model_dir, MODEL_CARD)
     if not tf.io.gfile.exists(path):
-        return None
+        if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
+            raise FileNotFoundError(f"{model_dir}: no saved_model.pb there; pass an exported version, "
+                                    f"saved_models/<name>/<version>.")
+        raise FileNotFoundError(f"{model_dir}: the SavedModel has no {MODEL_CARD}, so it was not exported by "
+                                f"tfmetric.export (which always writes one); export the model with "
+                                f"python -m tfmetric.export.")
     with tf.io.gfile.GFile(path, "rb") as f:
         return parse_json(f.read(), path)
 
 
 def card_max_pixels(card):
-    """The pixel limit the model's serving graph enforces (the default for a model without a card)."""
-    return ((card or {}).get("preprocessing") or {}).get("max_pixels", DEFAULT_MAX_PIXELS)
+    """The pixel limit the model's serving graph enforces."""
+    return int(card["preprocessing"]["max_pixels"])

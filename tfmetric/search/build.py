@@ -81,11 +81,11 @@ def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, 
 def _mode_arrays(kind, catalog):
     """What the index keeps beside its faiss index so it answers every search mode
     (``tfmetric.search.modes``): the sign bits for float kinds, the float embeddings where the faiss
-    index cannot hand them back (every kind but flat) and the catalog has them."""
+    index cannot hand them back (``holds_vectors``: flat does) and the catalog has them."""
     arrays = {}
     if not kinds.is_binary(kind):
         arrays[index_lib.BITS] = catalog.bits
-    if kind != kinds.FLAT and catalog.embeddings is not None:
+    if not kinds.get_kind(kind).holds_vectors and catalog.embeddings is not None:
         arrays[index_lib.EMBEDDINGS] = catalog.embeddings  # normalised in place above for float kinds
         if kinds.is_binary(kind):
             _normalized(arrays[index_lib.EMBEDDINGS])

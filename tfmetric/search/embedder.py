@@ -25,7 +25,6 @@ from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES
 from tfmetric.metrics.knn import pack_bits
 
 EMBED_SIGNATURES = (DEFAULT_SIGNATURE, BINARY_SIGNATURE)
-_UNREAD = object()
 # The failure reason of an image the serving graph rejects (see tfmetric.data.image_header.REASONS
 # for the reasons found before the model).
 MODEL_REJECTED = "model_rejected"
@@ -129,23 +128,23 @@ def _absolute(path):
     return path if "://" in path else os.path.abspath(path)
 
 
-def model_identity(model_dir, embedding_dim=None, card=_UNREAD):
+def model_identity(model_dir, card=None):
     """What the embeddings of ``model_dir`` are comparable with.
 
     Returns a dict: ``path`` (absolute, or the URI), ``name`` and ``version`` (from
-    ``<name>/<version>``), ``embedding_dim`` (the card's, else ``embedding_dim``),
-    ``config_sha256`` and ``created`` (from the card), ``saved_model_checksum`` (the SavedModel
-    fingerprint, equal for copies of the same version wherever they live). ``card``: the model card
-    when the caller has read it already (None: the model has none).
+    ``<name>/<version>``), ``embedding_dim``, ``config_sha256`` and ``created`` (from the model
+    card), ``saved_model_checksum`` (the SavedModel fingerprint, equal for copies of the same
+    version wherever they live). ``card``: the model card when the caller has read it already
+    (default: read here; a SavedModel without one is refused, see ``read_model_card``).
     """
     path = _absolute(model_dir.rstrip("/"))
-    card = (read_model_card(model_dir) if card is _UNREAD else card) or {}
+    card = read_model_card(model_dir) if card is None else card
     base = os.path.basename(path)
     return {
         "path": path,
         "name": card.get("name") or os.path.basename(os.path.dirname(path)),
         "version": int(base) if base.isdigit() else None,
-        "embedding_dim": int(card["embedding_dim"]) if "embedding_dim" in card else embedding_dim,
+        "embedding_dim": int(card["embedding_dim"]),
         "config_sha256": card.get("config_sha256"),
         "created": card.get("created"),
         "saved_model_checksum": _checksum(model_dir),

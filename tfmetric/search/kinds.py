@@ -1,4 +1,4 @@
-"""The faiss index behind each ``--kind``, its parameters and their defaults.
+"""The faiss index behind each ``--kind``, its parameters and their defaults: one table, ``KINDS``.
 
     kind         faiss index                                  score         memory per item
     flat         IndexFlatIP (exact)                          cosine        4 D bytes
@@ -21,19 +21,95 @@ Float vectors are L2-normalised, so every float kind ranks by cosine similarity;
 with L2 distance (its graph heuristics assume a metric) and its scores are converted back with
 ``cos = 1 - d^2 / 2``. Binary kinds rank by Hamming distance of the packed sign bits.
 """
+import dataclasses
 import math
+from typing import Callable, Optional, Tuple
 
 import faiss
 import numpy as np
 
 FLAT, BINARY, IVF, HNSW, BINARY_IVF, BINARY_HNSW = "flat", "binary", "ivf", "hnsw", "binary-ivf", "binary-hnsw"
-KINDS = (FLAT, BINARY, IVF, HNSW, BINARY_IVF, BINARY_HNSW)
-EXACT_KINDS = (FLAT, BINARY)
-# Parameters each kind accepts; nprobe and ef_search are search-time ones (changeable after loading).
-PARAMS = {FLAT: (), BINARY: (), IVF: ("nlist", "nprobe", "train_size"), BINARY_IVF: ("nlist", "nprobe", "train_size"),
-          HNSW: ("m", "ef_construction", "ef_search"), BINARY_HNSW: ("m", "ef_construction", "ef_search")}
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, IVF_NPROBE = 32, 40, 64, 32
 MIN_POINTS_PER_LIST, TRAIN_POINTS_PER_LIST = 39, 64
+
+
+def _ivf_defaults(n, nlist=None):
+    nlist = nlist or max(1, min(round(math.sqrt(n)), n // MIN_POINTS_PER_LIST))
+    return {"nlist": nlist, "nprobe": min(nlist, IVF_NPROBE), "train_size": min(n, TRAIN_POINTS_PER_LIST * nlist)}
+
+
+def _hnsw_defaults(n, nlist=None):
+    return {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
+
+
+def _set_nprobe(index, params):
+    index.nprobe = params["nprobe"]
+
+
+def _set_ef_search(index, params):
+    index.hnsw.efSearch = params["ef_search"]
+
+
+def _hnsw(index, params):
+    index.hnsw.efConstruction = params["ef_construction"]
+    return index
+
+
+def _l2_to_cosine(scores, rows):
+    """HNSW ranks unit vectors by squared L2 distance d^2 = 2 - 2 cos."""
+    return np.where(rows >= 0, 1.0 - scores / 2.0, -np.inf).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexKind:
+    """What one ``--kind`` is; code looks the entry up instead of branching on names.
+
+    Attributes:
+      binary: indexes packed sign bits (uint8 [n, D/8], Hamming distance); else L2-normalised
+        float32 [n, D] vectors (cosine similarity). A kind answers its own search mode (float or
+        binary) and, with the arrays kept beside it, the others (tfmetric.search.modes).
+      empty: (width, params) -> an empty faiss index; width is D for float kinds, the code bytes
+        for binary ones.
+      params: the parameters it accepts, ``defaults(n, nlist)`` their values for n items;
+        ``configure(index, params)`` applies the search-time ones to a built or loaded index.
+      holds_vectors: its faiss index hands its float vectors back (no copy kept beside it).
+      to_score: (faiss distances, rows) -> the scores search reports, or None to keep faiss's.
+    """
+
+    binary: bool
+    empty: Callable
+    params: Tuple[str, ...] = ()
+    defaults: Callable = lambda n, nlist=None: {}
+    configure: Callable = lambda index, params: None
+    holds_vectors: bool = False
+    to_score: Optional[Callable] = None
+
+    @property
+    def metric(self):
+        return "hamming" if self.binary else "cosine"
+
+    def write(self, index, path):
+        (faiss.write_index_binary if self.binary else faiss.write_index)(index, path)
+
+    def read(self, path):
+        return (faiss.read_index_binary if self.binary else faiss.read_index)(path)
+
+
+_IVF = dict(params=("nlist", "nprobe", "train_size"), defaults=_ivf_defaults, configure=_set_nprobe)
+_HNSW = dict(params=("m", "ef_construction", "ef_search"), defaults=_hnsw_defaults, configure=_set_ef_search)
+KINDS = {
+    FLAT: IndexKind(False, lambda d, p: faiss.IndexFlatIP(d), holds_vectors=True),
+    BINARY: IndexKind(True, lambda b, p: faiss.IndexBinaryFlat(b * 8)),
+    IVF: IndexKind(False, lambda d, p: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, p["nlist"],
+                                                          faiss.METRIC_INNER_PRODUCT), **_IVF),
+    HNSW: IndexKind(False, lambda d, p: _hnsw(faiss.IndexHNSWFlat(d, p["m"], faiss.METRIC_L2), p),
+                    to_score=_l2_to_cosine, **_HNSW),
+    BINARY_IVF: IndexKind(True, lambda b, p: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(b * 8), b * 8, p["nlist"]),
+                          **_IVF),
+    BINARY_HNSW: IndexKind(True, lambda b, p: _hnsw(faiss.IndexBinaryHNSW(b * 8, p["m"]), p), **_HNSW),
+}
+# Parameters each kind accepts; nprobe and ef_search are search-time ones (changeable after loading).
+PARAMS = {name: kind.params for name, kind in KINDS.items()}
 
 
 def check_kind(kind):
@@ -42,25 +118,23 @@ def check_kind(kind):
     return kind
 
 
+def get_kind(kind):
+    """The registry entry of ``kind`` (ValueError naming the allowed kinds otherwise)."""
+    return KINDS[check_kind(kind)]
+
+
 def is_binary(kind):
-    return check_kind(kind).startswith("binary")
+    return get_kind(kind).binary
 
 
 def metric(kind):
-    return "hamming" if is_binary(kind) else "cosine"
+    return get_kind(kind).metric
 
 
 def default_params(kind, n, nlist=None):
     """The parameters ``kind`` uses for a catalog of ``n`` items (see the module docstring); the
     IVF defaults follow ``nlist`` when it is given."""
-    check_kind(kind)
-    if kind in (IVF, BINARY_IVF):
-        nlist = nlist or max(1, min(round(math.sqrt(n)), n // MIN_POINTS_PER_LIST))
-        return {"nlist": nlist, "nprobe": min(nlist, IVF_NPROBE),
-                "train_size": min(n, TRAIN_POINTS_PER_LIST * nlist)}
-    if kind in (HNSW, BINARY_HNSW):
-        return {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
-    return {}
+    return get_kind(kind).defaults(n, nlist)
 
 
 def _flag(name):
@@ -100,31 +174,11 @@ def with_search_params(kind, params, nprobe=None, ef_search=None):
     return params
 
 
-def _empty(kind, width, params):
-    """An untrained, empty index; ``width`` is D for float kinds and the code bytes for binary ones."""
-    bits = width * 8
-    if kind == FLAT:
-        return faiss.IndexFlatIP(width)
-    if kind == BINARY:
-        return faiss.IndexBinaryFlat(bits)
-    if kind == IVF:
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(width), width, params["nlist"], faiss.METRIC_INNER_PRODUCT)
-    elif kind == BINARY_IVF:
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(bits), bits, params["nlist"])
-    elif kind == HNSW:
-        index = faiss.IndexHNSWFlat(width, params["m"], faiss.METRIC_L2)
-    else:
-        index = faiss.IndexBinaryHNSW(bits, params["m"])
-    if kind in (HNSW, BINARY_HNSW):
-        index.hnsw.efConstruction = params["ef_construction"]
-    return index
-
-
 def create(kind, data, params, seed=0):
     """A filled faiss index of ``kind`` over ``data`` (float32 L2-normalised [n, D], or uint8 codes
     [n, B] for binary kinds), trained first where the kind needs it."""
     data = np.ascontiguousarray(data)
-    index = _empty(kind, data.shape[1], params)
+    index = get_kind(kind).empty(data.shape[1], params)
     if not index.is_trained:
         # The quantizer's k-means is seeded by faiss itself; the sample is seeded here.
         rows = np.sort(np.random.default_rng(seed).choice(len(data), params["train_size"], replace=False))
@@ -136,10 +190,7 @@ def create(kind, data, params, seed=0):
 
 def configure(index, kind, params):
     """Applies the search-time parameters (nprobe, ef_search) to a built or loaded index."""
-    if kind in (IVF, BINARY_IVF):
-        index.nprobe = params["nprobe"]
-    elif kind in (HNSW, BINARY_HNSW):
-        index.hnsw.efSearch = params["ef_search"]
+    get_kind(kind).configure(index, params)
     return index
 
 
@@ -148,18 +199,17 @@ def search(index, kind, queries, k):
     (binary kinds); rows are positions in the catalog, -1 where an ANN index found fewer than k."""
     queries = np.ascontiguousarray(queries)
     scores, rows = index.search(queries, k)
-    if kind == HNSW:
-        scores = np.where(rows >= 0, 1.0 - scores / 2.0, -np.inf).astype(np.float32)
-    return scores, rows
+    to_score = get_kind(kind).to_score
+    return (to_score(scores, rows) if to_score else scores), rows
 
 
 def write(index, kind, path):
-    (faiss.write_index_binary if is_binary(kind) else faiss.write_index)(index, path)
+    get_kind(kind).write(index, path)
 
 
 def read(kind, path):
     try:
-        return (faiss.read_index_binary if is_binary(kind) else faiss.read_index)(path)
+        return get_kind(kind).read(path)
     except RuntimeError as e:  # faiss names the C++ function, not the file, for a truncated index
         lines = [line for line in str(e).splitlines() if line.strip()]
         raise ValueError(f"{path} cannot be read as a faiss index ({lines[-1].strip() if lines else e!r}); it may "

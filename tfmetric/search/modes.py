@@ -51,7 +51,7 @@ class ModeSearcher:
         self.index, self.rescore_factor = index, int(rescore_factor)
         bits, embeddings = index.arrays.get(index_lib.BITS), index.arrays.get(index_lib.EMBEDDINGS)
         self._vectors = embeddings
-        if index.kind == kinds.FLAT:
+        if kinds.get_kind(index.kind).holds_vectors:
             self._vectors = flat_vectors(index.index)
         self._binary = index.index if index.binary else None
         if self._binary is None and bits is not None:

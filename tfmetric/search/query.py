@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from tfmetric.data import image_header
 from tfmetric.export import model_card
-from tfmetric.search import catalog
 from tfmetric.search import embedder as embedder_lib
 from tfmetric.search import index as index_lib
 
@@ -41,8 +40,8 @@ def read_query_image(path, max_pixels=image_header.DEFAULT_MAX_PIXELS):
 def check_compatible(index, index_dir, identity):
     """Raises ValueError when the model ``identity`` did not produce the index's embeddings."""
     built_with = index.model
-    dim = identity.get("embedding_dim")
-    if dim is not None and int(dim) != index.dim:
+    dim = identity["embedding_dim"]
+    if int(dim) != index.dim:
         raise ValueError(f"--model {embedder_lib.describe(identity)} gives {dim}-dimensional embeddings, but "
                          f"--index {index_dir} holds {index.dim}-dimensional ones of "
                          f"{embedder_lib.describe(built_with)}; query with that model or rebuild the index.")
@@ -80,11 +79,6 @@ def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef
 
     signature = embedder_lib.BINARY_SIGNATURE if index.binary else embedder_lib.DEFAULT_SIGNATURE
     model = embedder_lib.SavedModelEmbedder(model_dir, signature)
-    width = model.output_width
-    expected = catalog.code_bytes(index.dim) if index.binary else index.dim
-    if width != expected:  # a model without a card: its dimension is only known now
-        raise ValueError(f"--model {model_dir} gives outputs of width {width}, --index {index_dir} holds "
-                         f"width {expected}; query with the model that embedded the catalog.")
     (result,) = model.embed([encoded])
     if result.error:
         raise ValueError(f"--image {image}: the model cannot decode it ({result.error}).")

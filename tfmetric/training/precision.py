@@ -6,7 +6,7 @@ import os
 import keras
 import tensorflow as tf
 
-from tfmetric.config import PRECISIONS, STRATEGIES
+from tfmetric.config import STRATEGIES
 
 
 @contextlib.contextmanager
@@ -15,10 +15,9 @@ def dtype_policy(name):
 
     Under a mixed policy the backbone computes in float16/bfloat16 while the embedding L2
     normalisation, the CosineProxy layer and the loss stay float32 (their layers are built with
-    ``dtype="float32"``).
+    ``dtype="float32"``). ``name`` is a key of ``tfmetric.optimizers.PRECISIONS``, validated with
+    the config.
     """
-    if name not in PRECISIONS:
-        raise ValueError(f"train.precision: unknown policy {name!r}. Allowed values: {', '.join(PRECISIONS)}.")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:

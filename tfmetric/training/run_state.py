@@ -3,11 +3,10 @@ import logging
 import os
 import signal
 
-import keras
 import tensorflow as tf
 
 from tfmetric.models.embedding import build_embedding_model, build_training_model, head_variables
-from tfmetric.training.optimizer import make_optimizer
+from tfmetric.optimizers import make_optimizer
 from tfmetric.training.precision import dtype_policy, sync_batch_norm
 
 log = logging.getLogger(__name__)
@@ -48,10 +47,7 @@ class RunState:
 
     @staticmethod
     def _optimizer(train_config, lr, name):
-        optimizer = make_optimizer(train_config, lr, name)
-        if train_config.precision == "mixed_float16":  # bfloat16 has float32's range: no scaling
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
-        return optimizer
+        return make_optimizer(train_config, lr, name)  # loss-scaled where the precision needs it
 
     def restore(self):
         """Restores the newest readable checkpoint; returns (epoch, step_in_epoch) to continue from.

@@ -1,4 +1,5 @@
 """ensure_tfrecords: existing, built by the converter subprocess, or a clear error."""
+import json
 import os
 import sys
 
@@ -99,22 +100,50 @@ def test_neither_tfrecords_nor_raw_data(tmp_path, monkeypatch):
         prepare.ensure_tfrecords("mnist", str(tmp_path))
 
 
-@pytest.mark.parametrize("status, error", [
-    (prepare.EXIT_NOT_FOUND, datasets.DatasetNotFoundError),
-    (prepare.EXIT_FORMAT, datasets.DatasetFormatError),
-    (1, prepare.ConversionError),
-])
-def test_converter_failures_become_errors(tmp_path, monkeypatch, status, error):
-    fx.make_cub200(datasets.raw_dir(str(tmp_path), "cub200"))
-    log = ["INFO reading\n", f"{prepare.ERROR_PREFIX} DatasetFormatError: /r/images.txt:3: bad\n",
-           "  second line\n"]
+def converter_writing(status, result):
+    """Stands in for the job: writes ``result`` (a dict, or None for none) to its --result-file."""
     calls = []
-    monkeypatch.setattr(prepare, "_run_streaming", lambda command: calls.append(command) or (status, log))
+
+    def converter(command):
+        calls.append(command)
+        if result is not None:
+            with open(command[command.index(prepare.RESULT_FLAG) + 1], "w") as f:
+                json.dump(result, f)
+        return status, ["INFO reading\n", "Traceback (most recent call last):\n", "  boom\n"]
+    return converter, calls
+
+
+@pytest.mark.parametrize("status, result, error", [
+    (3, {"status": "not_found", "message": "/r/images.txt:3: bad\n  second line"},
+     datasets.DatasetNotFoundError),
+    (4, {"status": "format", "message": "/r/images.txt:3: bad\n  second line"}, datasets.DatasetFormatError),
+])
+def test_converter_failures_become_errors(tmp_path, monkeypatch, status, result, error):
+    fx.make_cub200(datasets.raw_dir(str(tmp_path), "cub200"))
+    converter, calls = converter_writing(status, result)
+    monkeypatch.setattr(prepare, "_run_streaming", converter)
     with pytest.raises(error) as e:
         prepare.ensure_tfrecords("cub200", str(tmp_path), num_shards=3)
     assert "--num-shards" in calls[0] and "--raw-dir" in calls[0]
-    assert "/r/images.txt:3: bad\n  second line" in str(e.value)
-    assert not str(e.value).startswith("DatasetFormatError")
+    assert str(e.value) == "/r/images.txt:3: bad\n  second line"
+    assert not os.path.exists(calls[0][calls[0].index(prepare.RESULT_FLAG) + 1])  # a temporary file
+
+
+def test_converter_failing_without_a_result_is_a_conversion_error(tmp_path, monkeypatch):
+    fx.make_cub200(datasets.raw_dir(str(tmp_path), "cub200"))
+    converter, _ = converter_writing(1, None)
+    monkeypatch.setattr(prepare, "_run_streaming", converter)
+    with pytest.raises(prepare.ConversionError, match="(?s)exited with status 1; end of its log:.*boom"):
+        prepare.ensure_tfrecords("cub200", str(tmp_path))
+
+
+def test_result_file_round_trip(tmp_path):
+    path = str(tmp_path / "result.json")
+    assert prepare.read_result(path) is None
+    prepare.write_result(path)
+    assert json.loads(open(path).read()) == {"status": "ok"}
+    prepare.write_result(path, datasets.DatasetFormatError("/r/a.txt:2: bad"))
+    assert prepare.read_result(path) == {"status": "format", "message": "/r/a.txt:2: bad"}
 
 
 def test_run_streaming_copies_the_log(capsys):

@@ -2,7 +2,6 @@
 tf.saved_model.load and with the TF1 loader TF Serving uses (in-process and via saved_model_cli),
 each signature compared with the in-memory Keras model."""
 import base64
-import concurrent.futures
 import http.server
 import importlib.util
 import json
@@ -12,16 +11,16 @@ import subprocess
 import sys
 import threading
 
-import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import fixtures as fx
 from tfmetric import config as config_lib
 from tfmetric.data import preprocessing
 from tfmetric.export import __main__ as export_cli
-from tfmetric.export import model_card, serving_protos, warmup
+from tfmetric.export import model_card, warmup
 from tfmetric.models.embedding import build_embedding_model
 
 DIM, SIZE, RESIZE = 12, 32, 36  # 12 is not a multiple of 8: the last byte carries 4 padding bits
@@ -296,31 +295,8 @@ def test_example_client_over_rest(rest_server, expected, tmp_path, capsys):
 def test_example_client_over_grpc(loaded, expected, tmp_path, capsys):
     """A gRPC PredictionService stand-in decoding the request with the same runtime protos."""
     client = _load_example_client()
-    request_class = serving_protos.message_class("PredictRequest")
-    response_class = serving_protos.message_class("PredictResponse")
-
-    def predict(request, context):
-        inputs = {k: tf.constant(serving_protos.from_tensor_proto(v)) for k, v in request.inputs.items()}
-        try:
-            outputs = loaded.signatures[request.model_spec.signature_name](**inputs)
-        except tf.errors.InvalidArgumentError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)
-        response = response_class()
-        response.model_spec.CopyFrom(request.model_spec)
-        for key, value in outputs.items():
-            response.outputs[key].CopyFrom(serving_protos.to_tensor_proto(value.numpy()))
-        return response
-
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "tensorflow.serving.PredictionService",
-        {"Predict": grpc.unary_unary_rpc_method_handler(predict, request_deserializer=request_class.FromString,
-                                                        response_serializer=response_class.SerializeToString)})])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
+    with fx.stand_in_tf_serving(loaded) as (target, _):
         paths = _image_files(tmp_path)
-        target = f"127.0.0.1:{port}"
         assert client.main(["--grpc", target, "--model", "tiny", "--json", *paths]) == 0
         rows = json.loads(capsys.readouterr().out)
         np.testing.assert_allclose([rows[p] for p in paths], expected, atol=1e-5)
@@ -328,5 +304,4 @@ def test_example_client_over_grpc(loaded, expected, tmp_path, capsys):
         bad.write_bytes(b"")
         assert client.main(["--grpc", target, "--model", "tiny", "--signature", "serving_binary", str(bad)]) == 1
         assert "INVALID_ARGUMENT" in capsys.readouterr().err
-    finally:
-        server.stop(None)
+

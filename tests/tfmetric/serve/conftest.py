@@ -6,13 +6,11 @@ import signal
 import numpy as np
 import pytest
 
+from tests.fixtures import MAX_BODY, MISSING_SOURCE, NO_SOURCE
 from tests.tfmetric.search.test_query import noise_images, tiny_model
 from tests.tfmetric.serve.service import Service
 from tfmetric.search import SavedModelEmbedder, build_index, model_identity, write_catalog
 from tfmetric.search import catalog as catalog_lib
-
-NO_SOURCE, MISSING_SOURCE = "img-10", "img-11"  # neighbours the page shows as grey placeholders
-MAX_BODY = 60_000
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import os
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.tfmetric.serve.conftest import MISSING_SOURCE, NO_SOURCE
+from tests.fixtures import MISSING_SOURCE, NO_SOURCE
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

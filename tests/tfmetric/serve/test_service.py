@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests import fixtures as fx
-from tests.tfmetric.serve.conftest import MAX_BODY, MISSING_SOURCE, NO_SOURCE
+from tests.fixtures import MAX_BODY, MISSING_SOURCE, NO_SOURCE
 from tfmetric.search import query_index
 from tfmetric.search import __main__ as search_cli
 from tfmetric.serve import __main__ as serve_cli

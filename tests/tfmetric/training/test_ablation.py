@@ -6,7 +6,7 @@ import pytest
 from tfmetric import ablate
 from tfmetric import config as config_lib
 from tfmetric.training import ablation
-from tests.tfmetric.training.conftest import tiny_config
+from tests.fixtures import tiny_config
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.tfmetric.training.conftest import tiny_config
+from tests.fixtures import tiny_config
 from tfmetric import config as config_lib
 from tfmetric.data import service
 from tfmetric.training import trainer

@@ -14,17 +14,39 @@ import numpy as np
 import pytest
 
 from tests import fixtures
-from tests.tfmetric.training.conftest import tiny_config
+from tests.fixtures import tiny_config
 from tfmetric import config as config_lib
 
 pytestmark = pytest.mark.slow
 
-STEPS = fixtures.TWO_LOGICAL_CPUS + r"""
+# Shared by the step scripts: train steps over global batches, through one device or split across
+# a strategy's replicas.
+TRAIN_STEPS = fixtures.TWO_LOGICAL_CPUS + r"""
+from tfmetric.training.steps import make_train_step
+
+def train_steps(strategy, model, optimizer, batches):
+    # The loss of one train step per (images, labels) global batch; with several replicas,
+    # replica r gets examples r*s..r*s+s-1 of the global batch (s = its size / replicas).
+    size = len(batches[0][1])
+    step = make_train_step(strategy, model, optimizer, model.trainable_variables, size)
+    share = size // strategy.num_replicas_in_sync
+    losses = []
+    for x, y in batches:
+        if share == size:
+            losses.append(float(step(x, y)))
+            continue
+        values = strategy.experimental_distribute_values_from_function(
+            lambda ctx: (x[share * ctx.replica_id_in_sync_group:][:share],
+                         y[share * ctx.replica_id_in_sync_group:][:share]))
+        losses.append(float(step(*values)))
+    return losses
+"""
+
+STEPS = TRAIN_STEPS + r"""
 import keras
 from tfmetric.models.embedding import build_training_model
-from tfmetric.training.optimizer import TorchSGD
+from tfmetric.optimizers import TorchSGD
 from tfmetric.training.precision import make_strategy
-from tfmetric.training.steps import make_train_step
 
 def build():
     # No BatchNorm: its per-replica batch statistics would legitimately differ from one device's.
@@ -43,20 +65,13 @@ batches = [(rng.normal(size=(8, 8, 8, 3)).astype("float32"), rng.integers(0, 4, 
 keras.utils.set_random_seed(0)
 single_model, single_opt = build()
 initial = single_model.get_weights()
-single_step = make_train_step(tf.distribute.get_strategy(), single_model, single_opt,
-                              single_model.trainable_variables, 8)
-single_losses = [float(single_step(x, y)) for x, y in batches]
+single_losses = train_steps(tf.distribute.get_strategy(), single_model, single_opt, batches)
 
 strategy = make_strategy("mirrored")
 with strategy.scope():
     model, opt = build()
 model.set_weights(initial)
-step = make_train_step(strategy, model, opt, model.trainable_variables, 8)
-losses = []
-for x, y in batches:  # replica r gets examples 4r..4r+3 of the global batch
-    values = strategy.experimental_distribute_values_from_function(
-        lambda ctx: (x[4 * ctx.replica_id_in_sync_group:][:4], y[4 * ctx.replica_id_in_sync_group:][:4]))
-    losses.append(float(step(*values)))
+losses = train_steps(strategy, model, opt, batches)  # replica r gets examples 4r..4r+3
 print("RESULT " + json.dumps({
     "replicas": strategy.num_replicas_in_sync, "single_losses": single_losses, "losses": losses,
     "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(single_model.get_weights(),
@@ -64,12 +79,11 @@ print("RESULT " + json.dumps({
     "moved": max(float(np.abs(a - b).max()) for a, b in zip(initial, model.get_weights()))}))
 """
 
-SYNC_BN = fixtures.TWO_LOGICAL_CPUS + r"""
+SYNC_BN = TRAIN_STEPS + r"""
 import keras
 from tfmetric.models.embedding import build_training_model, configure_batch_norm
-from tfmetric.training.optimizer import TorchSGD
+from tfmetric.optimizers import TorchSGD
 from tfmetric.training.precision import make_strategy
-from tfmetric.training.steps import make_train_step
 
 def build(synchronized):
     images = keras.Input((8, 8, 3))
@@ -96,9 +110,7 @@ batches = [(np.concatenate([rng.normal(0, 1, (4, 8, 8, 3)), rng.normal(2, 3, (4,
 keras.utils.set_random_seed(0)
 single_model, single_opt = build(False)
 initial = single_model.get_weights()
-single_step = make_train_step(tf.distribute.get_strategy(), single_model, single_opt,
-                              single_model.trainable_variables, 8)
-single_losses = [float(single_step(x, y)) for x, y in batches]
+single_losses = train_steps(tf.distribute.get_strategy(), single_model, single_opt, batches)
 strategy = make_strategy("mirrored")
 result = {"replicas": strategy.num_replicas_in_sync, "single_losses": single_losses,
           "moved": max_diff(initial, single_model.get_weights())}
@@ -106,12 +118,7 @@ for synchronized in (True, False):
     with strategy.scope():
         model, opt = build(synchronized)
     model.set_weights(initial)
-    step = make_train_step(strategy, model, opt, model.trainable_variables, 8)
-    losses = []
-    for x, y in batches:  # replica r gets examples 4r..4r+3 of the global batch
-        values = strategy.experimental_distribute_values_from_function(
-            lambda ctx: (x[4 * ctx.replica_id_in_sync_group:][:4], y[4 * ctx.replica_id_in_sync_group:][:4]))
-        losses.append(float(step(*values)))
+    losses = train_steps(strategy, model, opt, batches)  # replica r gets examples 4r..4r+3
     # get_weights() includes BatchNorm's moving mean and variance.
     result["sync" if synchronized else "local"] = {
         "losses": losses, "max_weight_diff": max_diff(single_model.get_weights(), model.get_weights())}

@@ -12,7 +12,7 @@ import pytest
 
 import tfmetric.layers  # noqa: F401  (registers CosineProxy for load_model)
 from tfmetric.training import trainer
-from tests.tfmetric.training.conftest import tiny_config
+from tests.fixtures import tiny_config
 
 pytestmark = pytest.mark.slow
 

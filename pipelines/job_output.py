@@ -1,4 +1,4 @@
-"""Sharded file output that every Beam runner executes the same way.
+"""Output that every Beam runner writes the same way, for both jobs: shards, then a summary.
 
 Beam's file sinks (``WriteToParquet``, ``WriteToText``) emit their results from ``finish_bundle``
 and coordinate through side inputs; Beam's DaskRunner drops ``finish_bundle`` outputs, so there
@@ -6,13 +6,21 @@ they finalise nothing. ``WriteShards`` needs neither: elements are keyed by a st
 id into ``num_shards`` shards, every shard key is also created once (so empty shards are written
 too and the set of files is complete), and one worker writes each shard to a temporary name in
 the same directory and renames it into place: a retried shard overwrites, it never duplicates.
+
+A job's last step writes its summary (what the launcher needs for the manifest, from one combine
+over everything, so the step depends on every shard); the launcher reads it once the pipeline
+succeeded, deletes it and writes the manifest, last (build_tfrecords: tfrecord_output;
+embed_catalog: embed_output).
 """
+import json
 import os
 import uuid
 import zlib
 
 import apache_beam as beam
 import tensorflow as tf
+
+SUMMARY_NAME = "_job_summary.json"
 
 
 def shard_path(prefix: str, index: int, num_shards: int, suffix: str) -> str:
@@ -63,3 +71,23 @@ class WriteShards(beam.PTransform):
                 | "Group by shard" >> beam.GroupByKey()
                 | "Write shard" >> beam.ParDo(_WriteShardFn(self._prefix, self._suffix,
                                                             self._num_shards, self._write)))
+
+
+def write_summary(directory: str, summary: dict) -> None:
+    """The pipeline's last step: the summary dict, as JSON, into ``directory``."""
+    with tf.io.gfile.GFile(os.path.join(directory, SUMMARY_NAME), "w") as f:
+        json.dump(summary, f)
+
+
+def take_summary(directory: str) -> dict:
+    """The summary the pipeline wrote into ``directory``, deleting its file."""
+    path = os.path.join(directory, SUMMARY_NAME)
+    with tf.io.gfile.GFile(path, "r") as f:
+        summary = json.load(f)
+    tf.io.gfile.remove(path)
+    return summary
+
+
+def remove_if_exists(path: str) -> None:
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)

@@ -2,9 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from tfmetric.training.optimizer import TorchSGD
-from tfmetric.training.schedule import learning_rate_at, total_epochs
 from tfmetric.config import TrainConfig
+from tfmetric.optimizers import OPTIMIZERS, PRECISIONS, TorchSGD, make_optimizer
 
 
 def torch_sgd_reference(w, grads, lrs, momentum, wd):
@@ -39,11 +38,20 @@ def test_invalid_arguments():
         TorchSGD(l2_decay=-1)
 
 
-def test_schedule_is_the_official_one():
-    t = TrainConfig(lr=0.01, lr_mult=2.0, warmup_epochs=1, epochs_per_step=15, num_steps=2, gamma=0.1)
-    assert total_epochs(t) == 31
-    assert learning_rate_at(0, t) == pytest.approx(0.02)          # warm-up: lr * lr_mult
-    assert learning_rate_at(1, t) == pytest.approx(0.01)          # first full epoch
-    assert learning_rate_at(15, t) == pytest.approx(0.01)         # 15th full epoch
-    assert learning_rate_at(16, t) == pytest.approx(0.001)        # official: lr *= gamma at epoch 15
-    assert learning_rate_at(30, t) == pytest.approx(0.001)
+@pytest.mark.parametrize("optimizer, precision, cls, scaled", [
+    ("sgd", "float32", TorchSGD, False), ("adamw", "mixed_bfloat16", keras.optimizers.AdamW, False),
+    ("sgd", "mixed_float16", TorchSGD, True),
+])
+def test_make_optimizer_looks_up_both_tables(optimizer, precision, cls, scaled):
+    t = TrainConfig(optimizer=optimizer, precision=precision, momentum=0.8, weight_decay=1e-3)
+    made = make_optimizer(t, 0.5, "main")
+    assert isinstance(made, keras.optimizers.LossScaleOptimizer) == scaled
+    inner = made.inner_optimizer if scaled else made
+    assert isinstance(inner, cls) and inner.name == "main"
+    assert float(inner.learning_rate) == pytest.approx(0.5)
+    if cls is TorchSGD:
+        assert (inner.momentum, inner.l2_decay) == (0.8, 1e-3)
+    else:
+        assert inner.weight_decay == pytest.approx(1e-3)
+    assert set(OPTIMIZERS) == {"sgd", "adamw"}
+    assert {n for n, p in PRECISIONS.items() if p.loss_scale} == {"mixed_float16"}
