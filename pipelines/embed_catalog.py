@@ -27,7 +27,6 @@ SavedModelHandler) -> To rows -> Write Parquet; failures -> Write dead letter; (
 failures, repeated ids) -> Summarize -> Write summary. Every step has one output and the job uses
 no side inputs of its own, so it runs unchanged on Beam's DaskRunner (README, "Speed and scale").
 """
-import argparse
 import functools
 import logging
 import math

@@ -13,8 +13,8 @@ import re
 import typing
 from typing import Optional, Tuple
 
-from tfmetric.models.backbones import BACKBONES
-from tfmetric.optimizers import OPTIMIZERS, PRECISIONS
+from tfmetric.precisions import PRECISIONS
+
 
 
 
@@ -320,6 +320,11 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if d.image_size < 32 or d.resize_size < d.image_size:
         raise ConfigError(f"data.image_size must be >= 32 and <= data.resize_size. "
                           f"Received: image_size={d.image_size}, resize_size={d.resize_size}.")
+    # The registries hold the builders, so reading them imports Keras: here, not at module top,
+    # so that every command parses its flags (and answers --help) before TensorFlow loads.
+    from tfmetric.models.backbones import BACKBONES
+    from tfmetric.optimizers import OPTIMIZERS
+
     if m.backbone not in BACKBONES:
         raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. "
                           f"Allowed values: {', '.join(BACKBONES)}.")

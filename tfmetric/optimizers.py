@@ -2,8 +2,9 @@
 
 ``OPTIMIZERS``: "sgd" is the official recipe, SGD with momentum and L2 weight decay exactly as
 torch.optim.SGD (``TorchSGD``); "adamw" (Keras AdamW, decoupled weight decay) is for training
-small backbones from scratch, where SGD needs many more epochs. ``PRECISIONS``: the Keras dtype
-policies, and whether the optimizer is loss-scaled.
+small backbones from scratch, where SGD needs many more epochs. ``PRECISIONS`` (from
+``tfmetric.precisions``, which needs no TensorFlow): the Keras dtype policies, and whether the
+optimizer is loss-scaled.
 
 Keras' SGD differs from torch.optim.SGD in two ways that matter for reproducing the paper: its
 ``weight_decay`` is decoupled (applied outside the momentum), and its momentum buffer accumulates
@@ -11,9 +12,9 @@ Keras' SGD differs from torch.optim.SGD in two ways that matter for reproducing 
 
     g = grad + weight_decay * w;   buf = momentum * buf + g;   w = w - lr * buf
 """
-import dataclasses
-
 import keras
+
+from tfmetric.precisions import PRECISIONS
 
 
 @keras.saving.register_keras_serializable(package="tfmetric")
@@ -57,19 +58,6 @@ class TorchSGD(keras.optimizers.Optimizer):
         return config
 
 
-@dataclasses.dataclass(frozen=True)
-class Precision:
-    """One Keras dtype policy (the table's key) as training uses it.
-
-    Attributes:
-      loss_scale: wrap the optimizer in a LossScaleOptimizer (float16's narrow range underflows
-        small gradients; bfloat16 has float32's range and needs no scaling).
-    """
-
-    loss_scale: bool = False
-
-
-PRECISIONS = {"float32": Precision(), "mixed_float16": Precision(loss_scale=True), "mixed_bfloat16": Precision()}
 OPTIMIZERS = {
     "sgd": lambda t, learning_rate, name: TorchSGD(learning_rate, t.momentum, t.weight_decay, name=name),
     "adamw": lambda t, learning_rate, name: keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay,
