@@ -2,8 +2,8 @@
 
 The job writes Parquet shards and dead-letter shards straight into ``--output-dir`` (Beam's file
 sinks stage and rename them themselves) and, as its last step, a summary (count, failed inputs,
-duplicate ids). After the pipeline succeeded the launcher turns the summary into ``manifest.json``,
-written last: a directory without a manifest is incomplete. A re-run first deletes the previous
+duplicate ids). After the pipeline succeeded the launcher turns the summary into the catalog
+manifest ``catalog.json``, written last: a directory without one is incomplete. A re-run first deletes the previous
 run's manifest, then its shards, so an interrupted re-run never leaves a stale manifest beside new
 shards. Any filesystem TensorFlow reads and writes (local, gs://).
 """
@@ -66,15 +66,15 @@ def prepare_output_dir(output_dir, overwrite=False):
     A finished catalog (one with a manifest) is replaced only with ``overwrite``; an interrupted
     run's shards always are.
     """
-    manifest = os.path.join(output_dir, catalog.MANIFEST_NAME)
-    if not overwrite and tf.io.gfile.exists(manifest):
+    manifest = catalog.CATALOG_MANIFEST.locate(output_dir)
+    if not overwrite and manifest:
         raise ValueError(f"--output-dir {output_dir} holds a finished catalog ({manifest}); pass --overwrite "
                          f"to replace it or choose another --output-dir. Nothing was changed.")
     tf.io.gfile.makedirs(output_dir)
-    for name in (catalog.MANIFEST_NAME, SUMMARY_NAME):
-        path = os.path.join(output_dir, name)
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+    catalog.CATALOG_MANIFEST.remove(output_dir)
+    summary = os.path.join(output_dir, SUMMARY_NAME)
+    if tf.io.gfile.exists(summary):
+        tf.io.gfile.remove(summary)
     for path in _outputs(output_dir) + tf.io.gfile.glob(os.path.join(output_dir, "_incomplete-*")):
         tf.io.gfile.remove(path)
 
@@ -86,7 +86,7 @@ def write_summary(_, output_dir, count, failed, duplicate_ids):
 
 
 def finish(output_dir, model, dim, has_float, **extra):
-    """Turns the summary into ``manifest.json`` (written last) and returns the manifest."""
+    """Turns the summary into the catalog manifest (written last) and returns the manifest."""
     path = os.path.join(output_dir, SUMMARY_NAME)
     with tf.io.gfile.GFile(path, "r") as f:
         summary = json.load(f)

@@ -99,9 +99,7 @@ def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
 def promote(staging: str, out_dir: str, manifest: dict) -> None:
     """Replaces ``out_dir`` by ``staging`` and writes the manifest last."""
     if tf.io.gfile.exists(out_dir):
-        old_manifest = manifest_lib.manifest_path(out_dir)
-        if tf.io.gfile.exists(old_manifest):  # from here on the old output reads as incomplete
-            tf.io.gfile.remove(old_manifest)
+        manifest_lib.DATASET_MANIFEST.remove(out_dir)  # from here on the old output reads as incomplete
         tf.io.gfile.rmtree(out_dir)
     tf.io.gfile.rename(staging, out_dir)
     for split in manifest["splits"].values():  # sizes let a reader find a truncated shard up front

@@ -11,13 +11,15 @@ import os
 import keras
 import tensorflow as tf
 
-from tfmetric.json_file import parse_json
+from tfmetric.json_file import Artifact
 from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
 from tfmetric.export.binarize import packed_width
 from tfmetric.export.serving_module import signature_table
 
 MODEL_CARD = "model_card.json"
 CARD_VERSION = 1
+MODEL_CARD_FILE = Artifact("model card", MODEL_CARD, "card_version", CARD_VERSION,
+                           hint="Export the model again with this tfmetric.")
 
 
 def config_hash(config):
@@ -63,17 +65,14 @@ def build_model_card(config, name, dim, normalization, max_pixels, metrics=None,
 
 
 def write_model_card(directory, card):
-    with open(os.path.join(directory, MODEL_CARD), "w") as f:
-        json.dump(card, f, indent=2, sort_keys=True)
+    return MODEL_CARD_FILE.write(directory, card)
 
 
 def read_model_card(model_dir):
     """``model_card.json`` of an exported version (any filesystem), or None when it has none."""
-    path = os.path.join(model_dir, MODEL_CARD)
-    if not tf.io.gfile.exists(path):
+    if not MODEL_CARD_FILE.exists(model_dir):
         return None
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return parse_json(f.read(), path)
+    return MODEL_CARD_FILE.read(model_dir)
 
 
 def card_max_pixels(card):
