@@ -2,7 +2,7 @@ r"""Beam job: a catalog of images -> embeddings + sign bits (Parquet) through an
 
     python -m pipelines.embed_catalog --model saved_models/<name>/<version> --input PATTERN \
         --output-dir DIR [--signature serving_default|serving_binary] [--batch-size N] \
-        [--input-format auto|images|tfrecord|manifest] [--num-shards N] [--max-pixels N] \
+        [--input-format auto|images|tfrecord|csv] [--num-shards N] [--max-pixels N] \
         [--share-model-across-processes] [--threads N] [any Beam pipeline option]
 
 Input (``--input-format auto`` decides by the pattern's extension):
@@ -10,13 +10,13 @@ Input (``--input-format auto`` decides by the pattern's extension):
   the id is the path relative to the pattern's directory part (``imgs/**`` -> ``sub/a.jpg``);
 - tfrecord (``*.tfrecord*``): records of tfmetric.data.schema; the id is ``image/id``, the source
   ``<file>#offset=<byte offset>`` (``tfmetric.search.image_source``), which the search reads back;
-- manifest (``*.csv``, ``*.txt``): ``id,path`` lines (optional header), paths relative to the
-  manifest's directory or absolute/URIs.
+- csv (``*.csv``, ``*.txt``, ``*.tsv``): an image list of ``id,path`` lines (optional header),
+  paths relative to the list's directory or absolute/URIs (``manifest``, its old name, still works).
 
 Output in ``--output-dir`` (format: tfmetric/search/catalog.py): ``embeddings-*.parquet`` (id,
 embedding, bits, source), ``dead_letter-*.jsonl`` (id, source, reason, detail of every input that
-could not be embedded, also counted per reason as Beam Metrics) and ``manifest.json``, written
-last (model identity, dimension, count, failed inputs, duplicate ids).
+could not be embedded, also counted per reason as Beam Metrics) and the catalog manifest
+``catalog.json``, written last (model identity, dimension, count, failed inputs, duplicate ids).
 
 Runs locally on Beam's FnApiRunner (the DirectRunner's engine; see beam_job.DEFAULT_RUNNER)
 unless ``--runner`` says otherwise: ``--direct_num_workers 2 --direct_running_mode
@@ -48,7 +48,8 @@ from tfmetric.export.model_card import card_max_pixels, read_model_card
 from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, model_identity
 
 PROG = "python -m pipelines.embed_catalog"
-INPUT_FORMATS = ("auto", "images", "tfrecord", "manifest")
+INPUT_FORMATS = ("auto", "images", "tfrecord", "csv")
+FORMAT_ALIASES = {"manifest": "csv"}  # old names of input formats, still accepted
 DEFAULT_BATCH_SIZE = 32
 IMAGES_PER_SHARD = 10_000
 _LOG = logging.getLogger(__name__)
@@ -58,12 +59,14 @@ def parse_args(argv=None):
     """(app arguments, Beam arguments)."""
     p = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0], allow_abbrev=False)
     p.add_argument("--model", required=True, help="exported version: saved_models/<name>/<version>")
-    p.add_argument("--input", required=True, help="file pattern of images, TFRecords or an id,path manifest")
-    p.add_argument("--output-dir", required=True, help="where the Parquet shards and manifest.json go")
+    p.add_argument("--input", required=True, help="file pattern of images, TFRecords or id,path CSV image lists")
+    p.add_argument("--output-dir", required=True, help="where the Parquet shards and catalog.json go")
     p.add_argument("--signature", default=DEFAULT_SIGNATURE, choices=EMBED_SIGNATURES,
                    help="serving_default: float embeddings and their sign bits; serving_binary: bits only")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per model call")
-    p.add_argument("--input-format", default="auto", choices=INPUT_FORMATS)
+    p.add_argument("--input-format", default="auto", choices=INPUT_FORMATS + tuple(FORMAT_ALIASES),
+                   help="auto (default): by the --input pattern's extension; csv: id,path lines "
+                        "(manifest: its old name)")
     p.add_argument("--num-shards", type=int, default=0,
                    help=f"Parquet shards (default 0: one per {IMAGES_PER_SHARD} images of an image "
                         f"pattern, else one)")
@@ -85,14 +88,14 @@ def parse_args(argv=None):
 
 
 def input_format(pattern, requested="auto"):
-    """``images``, ``tfrecord`` or ``manifest`` for an input pattern."""
+    """``images``, ``tfrecord`` or ``csv`` for an input pattern."""
     if requested != "auto":
-        return requested
+        return FORMAT_ALIASES.get(requested, requested)
     name = pattern.lower().rstrip("/").rsplit("/", 1)[-1]
     if ".tfrecord" in name:
         return "tfrecord"
     if name.endswith((".csv", ".txt", ".tsv")):
-        return "manifest"
+        return "csv"
     return "images"
 
 
@@ -134,10 +137,10 @@ def read_inputs(p, pattern, fmt):
         images, failed = transforms.outcomes(
             records | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()), "Parsed")
         return images, [unreadable, failed]
-    if fmt == "manifest":
+    if fmt == "csv":
         images, failed = transforms.outcomes(
-            p | "Read manifest" >> beam.io.ReadFromTextWithFilename(pattern)
-            | "Parse manifest lines" >> beam.ParDo(transforms.ParseManifestLineFn()), "Parsed")
+            p | "Read CSV image lists" >> beam.io.ReadFromTextWithFilename(pattern)
+            | "Parse CSV lines" >> beam.ParDo(transforms.ParseManifestLineFn()), "Parsed")
         failed = [failed]
     else:
         base = transforms.pattern_base(pattern)
@@ -205,7 +208,7 @@ def run(argv=None, test_pipeline=None):
     _LOG.info("Embedded %d images into %s (%d Parquet shards)", manifest["count"], args.output_dir,
               len(manifest["files"]))
     if manifest["num_failed"]:
-        _LOG.warning("%d inputs failed (%s); each is listed with its reason in %s/manifest.json and the "
+        _LOG.warning("%d inputs failed (%s); each is listed with its reason in %s/catalog.json and the "
                      "dead_letter files", manifest["num_failed"], manifest["failed_by_reason"], args.output_dir)
     if manifest["duplicate_ids"]:
         _LOG.warning("%d ids occur more than once, e.g. %s", len(manifest["duplicate_ids"]),

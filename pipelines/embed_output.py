@@ -67,20 +67,20 @@ def prepare_output_dir(output_dir, overwrite=False):
     A finished catalog (one with a manifest) is replaced only with ``overwrite``; an interrupted
     run's shards always are.
     """
-    manifest = os.path.join(output_dir, catalog.MANIFEST_NAME)
-    if not overwrite and tf.io.gfile.exists(manifest):
+    manifest = catalog.CATALOG_MANIFEST.locate(output_dir)
+    if not overwrite and manifest:
         raise ValueError(f"--output-dir {output_dir} holds a finished catalog ({manifest}); pass --overwrite "
                          f"to replace it or choose another --output-dir. Nothing was changed.")
     tf.io.gfile.makedirs(output_dir)
-    for name in (catalog.MANIFEST_NAME, job_output.SUMMARY_NAME):
-        job_output.remove_if_exists(os.path.join(output_dir, name))
+    catalog.CATALOG_MANIFEST.remove(output_dir)
+    job_output.remove_if_exists(os.path.join(output_dir, job_output.SUMMARY_NAME))
     for path in _outputs(output_dir) + tf.io.gfile.glob(os.path.join(output_dir, "_incomplete-*")):
         tf.io.gfile.remove(path)
 
 
 def finish(output_dir, model, dim, has_float, **extra):
-    """Turns the summary (``embed_transforms.SummaryFn``) into ``manifest.json`` (written last)
-    and returns the manifest."""
+    """Turns the summary (``embed_transforms.SummaryFn``) into the catalog manifest
+    (written last) and returns the manifest."""
     summary = job_output.take_summary(output_dir)
     embeddings = sorted(os.path.basename(p) for p in _embedding_shards(output_dir))
     dead_letter = sorted(os.path.basename(p) for p in _dead_letter_shards(output_dir))

@@ -75,7 +75,7 @@ class _FailingDoFn(beam.DoFn):
 
 
 class ParseManifestLineFn(_FailingDoFn):
-    """(manifest file, ``id,path`` line) -> ImageInput; relative paths are relative to the manifest.
+    """(CSV image list, ``id,path`` line) -> ImageInput; relative paths are relative to the list's file.
 
     Blank lines and an ``id,path`` header are skipped; other lines without exactly two non-empty
     fields fail with reason ``bad_manifest_line``.

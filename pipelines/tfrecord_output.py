@@ -13,7 +13,6 @@ import os
 import tensorflow as tf
 
 import tfmetric
-from pipelines import job_output
 from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import schema
 
@@ -85,8 +84,7 @@ def build_manifest(module, records, summary: dict, arguments: dict) -> dict:
 def promote(staging: str, out_dir: str, manifest: dict) -> None:
     """Replaces ``out_dir`` by ``staging`` and writes the manifest last."""
     if tf.io.gfile.exists(out_dir):
-        # From here on the old output reads as incomplete.
-        job_output.remove_if_exists(manifest_lib.manifest_path(out_dir))
+        manifest_lib.DATASET_MANIFEST.remove(out_dir)  # from here on the old output reads as incomplete
         tf.io.gfile.rmtree(out_dir)
     tf.io.gfile.rename(staging, out_dir)
     for split in manifest["splits"].values():  # sizes let a reader find a truncated shard up front

@@ -8,10 +8,10 @@ Examples:
   python -m tfmetric.evaluate --model saved_models/cars196/3 --dataset cars196 --binary
 """
 import argparse
-import json
 import sys
 
 from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
+from tfmetric.json_file import write_json
 
 PROG = "python -m tfmetric.evaluate"
 
@@ -46,8 +46,7 @@ def main(argv=None):
         print(f"Test ({config.data.dataset}, held-out classes) through {args.model} [{signature}]:")
         print(format_scores(metrics, tuple(config.eval.recall_ks)))
         if args.output:
-            with open(args.output, "w") as f:
-                json.dump(metrics, f, indent=2, sort_keys=True)
+            write_json(args.output, metrics)
             print(f"Wrote {args.output}")
         return 0
 

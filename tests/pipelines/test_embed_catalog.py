@@ -101,7 +101,7 @@ def test_image_folder(tmp_path, model_dir, signatures):
     assert manifest["input"] == {"pattern": str(tmp_path / "images") + "/**", "format": "images"}
     assert counter(result, "images_embedded") == len(good) and counter(result, "images_reencoded") == 1
     assert counter(result, "failed_truncated") == 1 and counter(result, "failed_too_many_pixels") == 1
-    assert sorted(os.listdir(out))[-1] == "manifest.json"
+    assert "catalog.json" in os.listdir(out) and "manifest.json" not in os.listdir(out)  # the catalog manifest
     assert not [name for name in os.listdir(out) if name.startswith(("_", "beam-temp"))]
 
 
@@ -182,11 +182,20 @@ def test_csv_manifest_input(tmp_path, model_dir):
     # Also the model served to the workers from one process (Beam's multi_process_shared).
     _, manifest, cat = embed(tmp_path / "out", "--model", model_dir, "--input", str(tmp_path / "lists" / "*.csv"),
                              "--share-model-across-processes")
-    assert manifest["input"]["format"] == "manifest"
+    assert manifest["input"]["format"] == "csv"
     assert sorted(cat.ids) == ["sku,4", "sku-1", "sku-2"]
     assert dict(zip(cat.ids, cat.sources))["sku-2"] == str(tmp_path / "lists" / "rel" / "b.png")
     assert {f["id"]: f["reason"] for f in manifest["failed"]} == {"sku-3": "missing",
                                                                   "no-path-here": "bad_manifest_line"}
+
+
+def test_input_format_names():
+    assert [embed_catalog.input_format(p) for p in ("/in/list.CSV", "/in/list.txt", "/in/a.tfrecord-00000-of-00002",
+                                                    "gs://b/imgs/**")] == ["csv", "csv", "tfrecord", "images"]
+    assert embed_catalog.input_format("/in/list.dat", "manifest") == "csv"  # the old name still works
+    args, _ = embed_catalog.parse_args(["--model", "m", "--input", "i", "--output-dir", "o",
+                                        "--input-format", "manifest"])
+    assert embed_catalog.input_format(args.input, args.input_format) == "csv"
 
 
 def test_binary_signature_and_duplicate_ids(tmp_path, model_dir, signatures):

@@ -27,7 +27,19 @@ EMPTY, TRUNCATED, CORRUPT = "empty", "truncated", "corrupt"
 UNSUPPORTED_FORMAT, TOO_MANY_PIXELS = "unsupported_format", "too_many_pixels"
 REASONS = (EMPTY, TRUNCATED, CORRUPT, UNSUPPORTED_FORMAT, TOO_MANY_PIXELS)
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Every format recognised by its magic bytes, first match wins: (format, ((offset, bytes), ...)),
+# all pairs must match. The serving graph (tfmetric.export.image_guard) sniffs with the same table.
+MAGIC = (
+    ("jpeg", ((0, JPEG_MAGIC),)),
+    ("png", ((0, PNG_MAGIC),)),
+    ("gif", ((0, b"GIF87a"),)), ("gif", ((0, b"GIF89a"),)),
+    ("bmp", ((0, b"BM"),)),
+    ("webp", ((0, b"RIFF"), (8, b"WEBP"))),
+    ("tiff", ((0, b"II*\x00"),)), ("tiff", ((0, b"MM\x00*"),)),
+)
+MAGIC_BYTES = max(offset + len(magic) for _, parts in MAGIC for offset, magic in parts)
 # Start-of-frame markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length field.
@@ -55,19 +67,10 @@ class ImageInfo:
 
 
 def sniff_format(data: bytes) -> Optional[str]:
-    """``jpeg``, ``png``, ``gif``, ``bmp``, ``webp`` or ``tiff`` from the magic bytes, else None."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == _PNG_SIGNATURE:
-        return "png"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if data[:2] == b"BM":
-        return "bmp"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
+    """``jpeg``, ``png``, ``gif``, ``bmp``, ``webp`` or ``tiff`` from the magic bytes (``MAGIC``), else None."""
+    for fmt, parts in MAGIC:
+        if all(data[offset:offset + len(magic)] == magic for offset, magic in parts):
+            return fmt
     return None
 
 
@@ -108,7 +111,7 @@ def jpeg_size(data: bytes) -> Tuple[int, int]:
 
 def png_size(data: bytes) -> Tuple[int, int]:
     """(height, width) from the IHDR chunk of a PNG."""
-    if data[:8] != _PNG_SIGNATURE:
+    if data[:8] != PNG_MAGIC:
         raise ImageError(CORRUPT, "not a PNG (bad signature)")
     if len(data) < 24:
         raise ImageError(TRUNCATED, "PNG ends before its IHDR chunk")

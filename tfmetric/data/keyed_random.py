@@ -37,6 +37,12 @@ def keyed_hash(*parts):
     return h
 
 
+def stateless_seed(*key):
+    """``keyed_hash(*key)`` as int64, a seed part for ``tf.random.stateless_*`` ops: the keyed streams
+    of the sampler and the stateless augmentation then come from one scheme."""
+    return tf.bitcast(keyed_hash(*key), tf.int64)
+
+
 def keyed_uniform_int(n, *key):
     """Uniform int64 in [0, n) per element (modulo bias below n / 2**64)."""
     return tf.cast(tf.math.floormod(keyed_hash(*key), _u64(n)), tf.int64)

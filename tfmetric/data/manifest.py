@@ -1,8 +1,8 @@
-"""``manifest.json``: what a TFRecord directory holds, written last so that it marks completion.
+"""The dataset manifest ``manifest.json``: what a TFRecord directory holds; written last, it marks completion.
 
 A dataset's TFRecord directory ``<data-dir>/tfrecords/<dataset>/`` is complete only when its
 manifest exists and validates; a directory without one is a half-written output and every reader
-treats it as missing. The manifest is replaced atomically (a temporary file, then a rename).
+treats it as missing. The manifest is replaced atomically (``tfmetric.json_file.Artifact``).
 
 Layout of the manifest (``schema_version`` 1)::
 
@@ -30,7 +30,6 @@ shared label space (its labels are num_classes of 0..num_labels-1). A shard's ``
 size when written: a truncated or replaced shard fails validation (and
 ``prepare.ensure_tfrecords`` rebuilds it) before any work starts; older manifests lack it.
 """
-import json
 import os
 from typing import List, Optional
 
@@ -38,39 +37,27 @@ import tensorflow as tf
 
 from tfmetric.data.schema import SCHEMA_VERSION
 from tfmetric.datasets.base import DatasetFormatError, DatasetNotFoundError, tfrecord_dir
+from tfmetric.json_file import Artifact, ArtifactError
 
 MANIFEST_NAME = "manifest.json"
 _SPLIT_KEYS = ("num_images", "num_classes", "shards", "skipped")
 
 
-class ManifestError(DatasetFormatError):
+class ManifestError(DatasetFormatError, ArtifactError):
     """A manifest exists but is unreadable, of another schema version, or inconsistent."""
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
+DATASET_MANIFEST = Artifact("dataset manifest", MANIFEST_NAME, "schema_version", SCHEMA_VERSION,
+                            hint="Rebuild the TFRecords.", error=ManifestError)
 
 
 def manifest_path(directory: str) -> str:
-    return os.path.join(directory, MANIFEST_NAME)
+    return DATASET_MANIFEST.path(directory)
 
 
 def write_manifest(directory: str, manifest: dict) -> str:
     """Writes ``directory/manifest.json`` atomically and returns its path."""
-    path = manifest_path(directory)
-    text = json.dumps(manifest, indent=1) + "\n"
-    tmp = path + ".tmp"
-    if _is_remote(path):
-        with tf.io.gfile.GFile(tmp, "w") as f:
-            f.write(text)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    else:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return path
+    return DATASET_MANIFEST.write(directory, manifest, indent=1, sort_keys=False)
 
 
 def read_manifest(directory: str) -> dict:
@@ -78,22 +65,14 @@ def read_manifest(directory: str) -> dict:
 
     Raises:
       DatasetNotFoundError: no manifest (the directory is missing or incomplete).
-      ManifestError: the file is not a JSON object.
+      ManifestError: the file is not a JSON object of this schema version.
     """
-    path = manifest_path(directory)
-    if not tf.io.gfile.exists(path):
+    if not DATASET_MANIFEST.exists(directory):
         raise DatasetNotFoundError(
             f"No complete TFRecords at {directory}: {MANIFEST_NAME} is missing (a directory "
             f"without one is an incomplete conversion). Build them with "
             f"`python -m pipelines.build_tfrecords --dataset <name>`.")
-    try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            manifest = json.loads(f.read())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
-    return manifest
+    return DATASET_MANIFEST.read(directory)
 
 
 def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
@@ -102,10 +81,7 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
     Returns the manifest. Raises ManifestError naming the first problem.
     """
     where = manifest_path(directory) if directory else "manifest"
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ManifestError(f"{where}: schema_version {version!r}, this code reads "
-                            f"{SCHEMA_VERSION}; rebuild the TFRecords.")
+    DATASET_MANIFEST.check(manifest, where)
     splits = manifest.get("splits")
     if not isinstance(splits, dict) or not splits:
         raise ManifestError(f"{where}: 'splits' must be a non-empty object")

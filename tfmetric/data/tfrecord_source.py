@@ -12,10 +12,12 @@ from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import preprocessing, schema
 from tfmetric.data.class_index import ClassIndex
 from tfmetric.data.class_sampler import ClassBalancedSampler, ShuffledSampler
+from tfmetric.data.keyed_random import stateless_seed
 from tfmetric.data.record_reader import RAW_SPEC
 
 AUTOTUNE = tf.data.AUTOTUNE
 PREFETCH_BATCHES = 2
+_AUGMENT = 14  # domain tag of the augmentation stream (the sampler's tags are 11-13)
 
 
 def _parse_raw(serialized):
@@ -29,17 +31,31 @@ def _parse_named(serialized):
     return features[schema.ENCODED], features[schema.LABEL], features[schema.CLASS_NAME]
 
 
+def augmentation_key(seed, epoch, pipeline=0):
+    """The int64 key of one epoch's augmentation on input pipeline ``pipeline``; one device reads
+    as pipeline 0.
+
+    Pipeline 0 keeps the stream the README's published figures were measured with
+    (``seed * 1_000_003 + epoch``), so they stay reproducible; other pipelines draw their keys from
+    keyed_random, so they never collide with it or with each other.
+    """
+    if pipeline == 0:
+        return seed * 1_000_003 + epoch
+    return stateless_seed(seed, _AUGMENT, epoch, pipeline)
+
+
 def augment(batches, data_config, normalization, batch_size, seed_key):
     """``(image_bytes [B], labels [B])`` batches -> augmented ``(images, labels)`` batches.
 
     Images are decoded in parallel (deterministic order); the augmentation of the i-th image is
-    seeded by ``(seed_key, i)``, so a run is reproducible however many threads decode.
+    seeded by ``(seed_key, i)`` (``seed_key``: ``augmentation_key``), so a run is reproducible
+    however many threads decode.
     """
     d = data_config
 
     def load(i, example):
         image_bytes, label = example
-        seed = tf.stack([tf.constant(seed_key, tf.int64), i])
+        seed = tf.stack([tf.cast(seed_key, tf.int64), i])
         return preprocessing.train_preprocess(image_bytes, seed, d.image_size, d.resize_size,
                                               normalization), label
 
@@ -154,8 +170,7 @@ class TFRecordSource:
     def train_dataset(self, split, data_config, normalization, epoch, steps, seed):
         """One epoch of ``steps`` augmented class-balanced batches ``(images, labels)``."""
         batches = self.train_batches(split, data_config, epoch, steps, seed)
-        return augment(batches, data_config, normalization, data_config.batch_size,
-                       seed * 1_000_003 + epoch)
+        return augment(batches, data_config, normalization, data_config.batch_size, augmentation_key(seed, epoch))
 
     def distribute_dataset_fn(self, split, data_config, normalization, epoch, steps, seed):
         """``fn(input_context)`` for ``strategy.distribute_datasets_from_function``.
@@ -177,8 +192,7 @@ class TFRecordSource:
                                      f"pipelines; rebuild it with at least --num-shards {pipelines}.")
                 shard_ids = range(pipeline, len(paths), pipelines)
             batches = self.sampler(split, d, seed, per_replica, shard_ids).batches(epoch, steps * replicas_here)
-            return augment(batches, d, normalization, per_replica,
-                           (seed * 1_000_003 + epoch) * 1_009 + pipeline)
+            return augment(batches, d, normalization, per_replica, augmentation_key(seed, epoch, pipeline))
         return dataset_fn
 
     def raw_dataset(self, split, names=False):

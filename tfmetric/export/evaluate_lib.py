@@ -9,11 +9,9 @@ reported.
 import dataclasses
 import os
 
-import tensorflow as tf
-
 from tfmetric import config as config_lib
 from tfmetric.data.sources import open_source
-from tfmetric.export import model_card
+from tfmetric.export import loader, model_card
 from tfmetric.export.binarize import unpack_sign_bits
 from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES_INPUT, DEFAULT_SIGNATURE,
                                             EMBEDDING_OUTPUT)
@@ -71,16 +69,11 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
         raise NotADirectoryError(f"--model {model_dir}: not a directory; pass saved_models/<name>/<version>.")
     card = model_card.read_model_card(model_dir)
     config = resolve_config(card, dataset, data_dir, raw_dir)
-    try:
-        loaded = tf.saved_model.load(model_dir)
-    except OSError as e:
-        raise FileNotFoundError(f"--model {model_dir}: not a SavedModel directory ({e}).") from None
     name, output = (BINARY_SIGNATURE, BITS_OUTPUT) if binary else (DEFAULT_SIGNATURE, EMBEDDING_OUTPUT)
-    if name not in loaded.signatures:
-        raise ValueError(f"--model {model_dir}: no {name!r} signature (has: {', '.join(loaded.signatures)}).")
+    function = loader.signature(loader.load_saved_model(model_dir), name, model_dir)
     module, splits = encoded_eval_splits(config.data, batch_size or config.data.eval_batch_size)
     # embed() returns float32; the uint8 bit codes survive that exactly and are cast back below.
-    embed_fn = signature_embedder(loaded.signatures[name], output)
+    embed_fn = signature_embedder(function, output)
     embedded = {split: evaluation.embed(embed_fn, dataset) for split, dataset in splits.items()}
     query, qlabels = embedded[module.QUERY_SPLIT]
     gallery, glabels = embedded.get(module.GALLERY_SPLIT, (None, None))

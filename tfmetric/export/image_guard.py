@@ -20,13 +20,7 @@ Before any of this, ``check_batch`` rejects an empty batch, a scalar or rank-2 `
 import tensorflow as tf
 
 from tfmetric.data import preprocessing
-from tfmetric.data.image_header import DEFAULT_MAX_PIXELS
-
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Recognised only to name them in the error message.
-_OTHER_MAGIC = ((b"GIF8", "gif"), (b"BM", "bmp"), (b"RIFF", "riff/webp"), (b"II*\x00", "tiff"),
-                (b"MM\x00*", "tiff"))
+from tfmetric.data.image_header import DEFAULT_MAX_PIXELS, JPEG_MAGIC, MAGIC, MAGIC_BYTES, PNG_MAGIC
 # Images decoded concurrently within one batch: at most this many, and no more than the decode
 # budget allows. Decoding one image takes about max_pixels * 15 bytes (uint8 RGB plus the float32
 # copy the resize works on), so one request's decoding never needs more than DECODE_BUDGET_BYTES
@@ -61,10 +55,13 @@ def _check(condition, *parts):
 
 
 def _format_name(head):
-    """The sniffed format of the first bytes, for error messages."""
+    """The format the first bytes say (``image_header.MAGIC``, first match wins), for error messages."""
+    padded = tf.strings.join([head, tf.constant(b"\x00" * MAGIC_BYTES)])  # substr must not pass the end
     name = tf.constant("unknown")
-    for magic, label in reversed(_OTHER_MAGIC):
-        name = tf.where(tf.equal(tf.strings.substr(head, 0, len(magic)), magic), label, name)
+    for fmt, parts in reversed(MAGIC):
+        match = tf.reduce_all([tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
+                               for offset, magic in parts])
+        name = tf.where(match, fmt, name)
     return name
 
 

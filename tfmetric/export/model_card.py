@@ -12,12 +12,14 @@ import os
 import keras
 import tensorflow as tf
 
-from tfmetric.json_file import parse_json
+from tfmetric.json_file import Artifact
 from tfmetric.export.binarize import packed_width
 from tfmetric.export.serving_module import signature_table
 
 MODEL_CARD = "model_card.json"
 CARD_VERSION = 1
+MODEL_CARD_FILE = Artifact("model card", MODEL_CARD, "card_version", CARD_VERSION,
+                           hint="Export the model again with this tfmetric.")
 
 
 def config_hash(config):
@@ -63,8 +65,7 @@ def build_model_card(config, name, dim, normalization, max_pixels, metrics=None,
 
 
 def write_model_card(directory, card):
-    with open(os.path.join(directory, MODEL_CARD), "w") as f:
-        json.dump(card, f, indent=2, sort_keys=True)
+    return MODEL_CARD_FILE.write(directory, card)
 
 
 def read_model_card(model_dir):
@@ -74,16 +75,14 @@ def read_model_card(model_dir):
       FileNotFoundError: ``model_dir`` holds no SavedModel, or one without a card (not exported by
         tfmetric.export).
     """
-    path = os.path.join(model_dir, MODEL_CARD)
-    if not tf.io.gfile.exists(path):
+    if not MODEL_CARD_FILE.exists(model_dir):
         if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
             raise FileNotFoundError(f"{model_dir}: no saved_model.pb there; pass an exported version, "
                                     f"saved_models/<name>/<version>.")
         raise FileNotFoundError(f"{model_dir}: the SavedModel has no {MODEL_CARD}, so it was not exported by "
                                 f"tfmetric.export (which always writes one); export the model with "
                                 f"python -m tfmetric.export.")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return parse_json(f.read(), path)
+    return MODEL_CARD_FILE.read(model_dir)
 
 
 def card_max_pixels(card):

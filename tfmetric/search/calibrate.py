@@ -18,7 +18,6 @@ import numpy as np
 from tfmetric.data.sources import open_source
 from tfmetric.export import evaluate_lib, model_card
 from tfmetric.metrics.knn import pack_bits
-from tfmetric.search import catalog
 from tfmetric.search import embedder as embedder_lib
 from tfmetric.search import index as index_lib
 from tfmetric.search.query import check_compatible
@@ -131,7 +130,7 @@ def calibrate_index(index_dir, embeddings, labels, precision=0.9, max_pairs=MAX_
     match.update(source=source, seed=int(seed),
                  created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     manifest["match"] = match
-    catalog.write_manifest(index_dir, manifest)
+    index_lib.write_index_manifest(index_dir, manifest)
     return match
 
 

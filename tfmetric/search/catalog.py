@@ -3,7 +3,8 @@
     <output-dir>/
       embeddings-SSSSS-of-NNNNN.parquet   one row per embedded image (schema below)
       dead_letter-SSSSS-of-NNNNN.jsonl    one JSON object per failed input: id, source, reason, detail
-      manifest.json                       written last: model identity, dimension, count, failures
+      catalog.json                        the catalog manifest, written last: model identity,
+                                          dimension, count, failures (earlier releases: manifest.json)
 
 Parquet columns:
 
@@ -13,11 +14,11 @@ Parquet columns:
     source     string                 where the image was read: path or URI, or <tfrecord file>#offset=<N>
                                       for TFRecord input (tfmetric.search.image_source reads either)
 
-A directory without ``manifest.json`` is incomplete (an interrupted or running job).
+A directory without ``catalog.json`` is incomplete (an interrupted or running job); catalogs of
+earlier releases named it ``manifest.json``, which is still read.
 ``write_catalog`` writes the same format from numpy arrays without Beam.
 """
 import datetime
-import json
 import os
 from typing import NamedTuple, Optional
 
@@ -27,12 +28,14 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 import tfmetric
-from tfmetric.json_file import parse_json
+from tfmetric.json_file import Artifact
 from tfmetric.export.binarize import packed_width
 from tfmetric.metrics.knn import pack_bits
 
 FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+CATALOG_MANIFEST = Artifact("embedding catalog manifest", "catalog.json", "format_version", FORMAT_VERSION,
+                            old_names=("manifest.json",), hint="Embed the catalog again with this tfmetric.")
+MANIFEST_NAME = CATALOG_MANIFEST.file_name
 EMBEDDINGS_PREFIX = "embeddings"
 DEAD_LETTER_PREFIX = "dead_letter"
 PARQUET_SUFFIX = ".parquet"
@@ -61,33 +64,20 @@ class Catalog(NamedTuple):
     manifest: dict
 
 
-def _write_json(path, value):
-    tmp = f"{path}.tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def write_manifest(directory, manifest):
-    """Writes ``manifest.json`` atomically on local disks (rename), last."""
-    _write_json(os.path.join(directory, MANIFEST_NAME), manifest)
+    """Writes the catalog manifest ``catalog.json`` atomically (last)."""
+    return CATALOG_MANIFEST.write(directory, manifest)
 
 
 def read_manifest(directory):
     """The manifest of a complete embedding output; a clear error for anything else."""
-    path = os.path.join(directory, MANIFEST_NAME)
     if not tf.io.gfile.isdir(directory):
         raise NotADirectoryError(f"--embeddings {directory}: not a directory; pass the --output-dir of "
                                  f"python -m pipelines.embed_catalog.")
-    if not tf.io.gfile.exists(path):
+    if not CATALOG_MANIFEST.exists(directory):
         raise FileNotFoundError(f"--embeddings {directory}: no {MANIFEST_NAME}; the embedding job did not "
                                 f"finish there (it writes the manifest last).")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        manifest = parse_json(f.read(), path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"--embeddings {directory}: format_version {manifest.get('format_version')!r}, "
-                         f"this tfmetric reads {FORMAT_VERSION}.")
-    return manifest
+    return CATALOG_MANIFEST.read(directory)
 
 
 def shard_paths(directory, manifest):

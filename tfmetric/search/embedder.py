@@ -1,6 +1,6 @@
 """An exported version's serving signature as a Python callable over encoded images, and its identity.
 
-``SavedModelEmbedder`` loads ``saved_models/<name>/<version>`` with ``tf.saved_model.load`` and
+``SavedModelEmbedder`` loads ``saved_models/<name>/<version>`` (``tfmetric.export.loader``) and
 calls a signature by name. It is the model of the catalog job's RunInference ``ModelHandler`` (one
 per worker process) and embeds query images for ``tfmetric.search``. Beam's built-in TensorFlow
 handlers load through Keras and fail on Keras 3 SavedModels (ARCHITECTURE.md, "Stack").
@@ -19,6 +19,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
+from tfmetric.export.loader import load_saved_model, signature as find_signature
 from tfmetric.export.model_card import read_model_card
 from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES_INPUT, DEFAULT_SIGNATURE,
                                             EMBEDDING_OUTPUT)
@@ -58,24 +59,12 @@ class SavedModelEmbedder:
         if signature not in EMBED_SIGNATURES:
             raise ValueError(f"--signature must be one of {', '.join(EMBED_SIGNATURES)}. "
                              f"Received: signature={signature!r}")
-        if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
-            raise FileNotFoundError(f"--model {model_dir}: no saved_model.pb there; pass an exported "
-                                    f"version, saved_models/<name>/<version>.")
         self.model_dir = model_dir
-        try:
-            self._loaded = tf.saved_model.load(model_dir)  # keeps the variables alive
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError,
-                IndexError) as e:  # a truncated variables file: "Read less bytes than requested"
-            detail = (str(getattr(e, "message", e)).splitlines() or [type(e).__name__])[0]
-            raise ValueError(f"--model {model_dir}: the SavedModel cannot be loaded ({detail}); its files may be "
-                             f"truncated: export it again.") from None
+        self._loaded = load_saved_model(model_dir)  # keeps the variables alive
         self._bind(signature)
 
     def _bind(self, signature):
-        if signature not in self._loaded.signatures:
-            raise ValueError(f"--model {self.model_dir}: no {signature!r} signature "
-                             f"(has: {', '.join(self._loaded.signatures)}).")
-        self._fn = self._loaded.signatures[signature]
+        self._fn = find_signature(self._loaded, signature, self.model_dir)
         self.signature = signature
         self.binary = signature == BINARY_SIGNATURE
         self._output = BITS_OUTPUT if self.binary else EMBEDDING_OUTPUT

@@ -6,8 +6,9 @@
       bits.npy        float kinds: the catalog's packed sign bits, uint8 [n, ceil(D/8)]
       embeddings.npy  kinds other than flat, when the catalog has float embeddings: float32 [n, D],
                       L2-normalised (a flat index hands its own vectors back without a copy)
-      manifest.json   written last: kind, metric, dim, count, parameters, the producing model's
-                      identity and the embedding job's manifest (without its failure list)
+      index.json      the index manifest, written last: kind, metric, dim, count, parameters, the
+                      producing model's identity and the catalog manifest (without its failure
+                      list); earlier releases named it manifest.json, which is still read
 
 The two extra arrays let every index answer the three search modes of ``tfmetric.search.modes``
 (float, binary and binary-then-float ``rescore``) whatever its kind; they are memory-mapped on load.
@@ -21,13 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tfmetric.json_file import read_json
+from tfmetric.json_file import Artifact
 from tfmetric.search import catalog, kinds
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
-MANIFEST_NAME = "manifest.json"
+INDEX_MANIFEST = Artifact("index manifest", "index.json", "format_version", FORMAT_VERSION,
+                          old_names=("manifest.json",), hint="Build the index again with this tfmetric.")
+MANIFEST_NAME = INDEX_MANIFEST.file_name
 BITS, EMBEDDINGS = "bits", "embeddings"  # optional arrays, saved as <name>.npy and listed in manifest["files"]
 ARRAYS = (BITS, EMBEDDINGS)
 
@@ -113,16 +116,14 @@ class CatalogIndex:
     def save(self, directory):
         """Writes the index directory; the manifest last, so a partial directory reads as incomplete."""
         os.makedirs(directory, exist_ok=True)
-        manifest_path = os.path.join(directory, MANIFEST_NAME)
-        if os.path.exists(manifest_path):
-            os.remove(manifest_path)
+        INDEX_MANIFEST.remove(directory)  # until the new one is written, the directory reads as incomplete
         kinds.write(self.index, self.kind, os.path.join(directory, INDEX_FILE))
         table = pa.table({"id": pa.array(list(self.ids), pa.string()),
                           "source": pa.array(list(self.sources), pa.string())})
         pq.write_table(table, os.path.join(directory, IDS_FILE))
         for name, value in self.arrays.items():
             np.save(os.path.join(directory, self.manifest["files"][name]), np.ascontiguousarray(value))
-        catalog.write_manifest(directory, self.manifest)  # last: marks the index complete
+        write_index_manifest(directory, self.manifest)  # last: marks the index complete
         return directory
 
     @classmethod
@@ -144,19 +145,23 @@ class CatalogIndex:
         return loaded
 
 
+def write_index_manifest(directory, manifest):
+    """Writes the index manifest ``index.json`` atomically."""
+    return INDEX_MANIFEST.write(directory, manifest)
+
+
 def read_index_manifest(directory):
     """The manifest of a complete index directory; a clear error for anything else."""
     if not os.path.isdir(directory):
         raise NotADirectoryError(f"--index {directory}: not a directory; build one with "
                                  f"python -m tfmetric.search build --embeddings DIR --index {directory}.")
-    path = os.path.join(directory, MANIFEST_NAME)
-    if not os.path.exists(path):
+    if not INDEX_MANIFEST.exists(directory):
         raise FileNotFoundError(f"--index {directory}: no {MANIFEST_NAME}; not an index directory, or its "
                                 f"build did not finish.")
-    manifest = read_json(path)
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("kind") not in kinds.KINDS:
-        raise ValueError(f"--index {directory}: not an index manifest of this tfmetric "
-                         f"(format_version {manifest.get('format_version')!r}, kind {manifest.get('kind')!r}).")
+    manifest = INDEX_MANIFEST.read(directory)
+    if manifest.get("kind") not in kinds.KINDS:
+        raise ValueError(f"--index {directory}: not an index manifest of this tfmetric (kind "
+                         f"{manifest.get('kind')!r}; known: {', '.join(kinds.KINDS)}).")
     return manifest
 
 

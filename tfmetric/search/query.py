@@ -12,6 +12,7 @@ import tensorflow as tf
 from tfmetric.data import image_header
 from tfmetric.export import model_card
 from tfmetric.search import embedder as embedder_lib
+from tfmetric.search import image_source
 from tfmetric.search import index as index_lib
 
 
@@ -25,12 +26,11 @@ class QueryResult(NamedTuple):
 def read_query_image(path, max_pixels=image_header.DEFAULT_MAX_PIXELS):
     """The encoded bytes to embed for the image at ``path`` (other formats re-encoded to JPEG)."""
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
-    except tf.errors.NotFoundError:
-        raise FileNotFoundError(f"--image {path}: no such file.") from None
-    except tf.errors.OpError as e:
-        raise ValueError(f"--image {path}: cannot be read ({e.message}).") from None
+        data = image_source.read_image_bytes(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--image {e}") from None
+    except ValueError as e:
+        raise ValueError(f"--image {e}") from None
     try:
         return image_header.inspect_image(data, max_pixels).encoded
     except image_header.ImageError as e:

@@ -149,5 +149,5 @@ class SearchEngine:
             raise RequestError(404, f"no catalog item with id {item!r} in the served index.")
         source = snapshot.searcher.index.sources[row]
         if not source:
-            raise RequestError(404, f"catalog item {item!r} has no source (it was embedded from a TFRecord).")
+            raise RequestError(404, f"catalog item {item!r} has no source (its catalog recorded none).")
         return source

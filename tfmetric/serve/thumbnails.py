@@ -1,15 +1,15 @@
 """Thumbnails of catalog images for the upload page, read from each item's ``source``.
 
 Only sources listed in the served index are read (the route takes a catalog id, never a path),
-through ``tf.io.gfile`` (local paths, gs:// and the other filesystems TensorFlow reads), and each
-is checked like a query image before it is decoded.
+with ``tfmetric.search.image_source.read_image_bytes`` (image files on any filesystem TensorFlow
+reads, and records of TFRecord catalogs), and each is checked like a query image before it is decoded.
 """
 import io
 
-import tensorflow as tf
 from PIL import Image
 
 from tfmetric.data import image_header
+from tfmetric.search.image_source import read_image_bytes
 from tfmetric.serve.requests import RequestError
 
 SIZE = 160
@@ -19,10 +19,9 @@ QUALITY = 85
 def thumbnail(source, max_pixels, size=SIZE):
     """JPEG bytes of the image at ``source``, at most ``size`` pixels on its longer side."""
     try:
-        with tf.io.gfile.GFile(source, "rb") as f:
-            data = f.read()
-    except tf.errors.OpError as e:
-        raise RequestError(404, f"cannot read the catalog image {source} ({e.message}).") from None
+        data = read_image_bytes(source)
+    except (OSError, ValueError) as e:  # a missing or unreadable file, a damaged record
+        raise RequestError(404, f"cannot read the catalog image {source} ({e}).") from None
     try:
         info = image_header.inspect_image(data, max_pixels)
     except image_header.ImageError as e:

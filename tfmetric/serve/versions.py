@@ -1,11 +1,12 @@
 """The index a service answers from, and its replacement by newer versions without downtime.
 
-``--index`` is either an index directory (it has ``manifest.json``) or a directory of integer
-versions of one, as ``python -m tfmetric.search build --index indexes/products/3`` writes them:
+``--index`` is either an index directory (it has ``index.json``, or ``manifest.json`` from an
+earlier release) or a directory of integer versions of one, as ``python -m tfmetric.search build
+--index indexes/products/3`` writes them:
 
-    indexes/products/1/   complete (manifest.json, written last)
+    indexes/products/1/   complete (index.json, written last)
     indexes/products/2/   complete: served
-    indexes/products/3/   still being built (no manifest.json yet): ignored until it is complete
+    indexes/products/3/   still being built (no index.json yet): ignored until it is complete
 
 A background thread looks for a higher complete version every ``poll_seconds``, loads it fully
 beside the one being served, then replaces the served snapshot with one assignment (atomic in
@@ -33,7 +34,7 @@ class Snapshot(NamedTuple):
 
 
 def is_index(directory):
-    return os.path.exists(os.path.join(directory, index_lib.MANIFEST_NAME))
+    return index_lib.INDEX_MANIFEST.exists(directory)
 
 
 def complete_versions(root):

@@ -15,6 +15,7 @@ import os
 import re
 
 from tfmetric import config as config_lib
+from tfmetric.json_file import write_json
 
 TEMPERATURES = (0.05, 0.1, 0.5, 1.0)
 DIMENSIONS = (64, 512)
@@ -93,8 +94,7 @@ def markdown(rows):
 def write_table(rows, workdir):
     """ablation.json, ablation.md and ablation.png (float vs binary Recall@1 per run)."""
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "ablation.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    write_json(os.path.join(workdir, "ablation.json"), rows, sort_keys=False)
     with open(os.path.join(workdir, "ablation.md"), "w") as f:
         f.write(markdown(rows) + "\n")
     import matplotlib

@@ -22,6 +22,7 @@ from tfmetric.data import service as data_service
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
 from tfmetric.metrics import evaluation
+from tfmetric.json_file import write_json
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.progress import resolve_verbose
 from tfmetric.training import retrieval_grid, tensorboard
@@ -30,19 +31,6 @@ from tfmetric.training.precision import global_batch_size, make_strategy
 from tfmetric.training.run_state import InterruptGuard, RunState, StopRequested
 from tfmetric.training.schedule import learning_rate_at, total_epochs
 from tfmetric.training.steps import make_train_step
-
-
-def write_json(path, obj):
-    """Atomic JSON write: readers never see a half-written file."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk or a size limit: name the file (a failed write does not)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise type(e)(e.errno, e.strerror, e.filename or path) from None
 
 
 def _evaluate(embed_fn, data, eval_config, verbose=0):

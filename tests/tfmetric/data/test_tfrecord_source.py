@@ -13,7 +13,7 @@ from tfmetric.config import DataConfig
 from tfmetric.data import preprocessing
 from tfmetric.data.sources import open_source
 from tfmetric.data.class_index import ClassIndex
-from tfmetric.data.tfrecord_source import TFRecordSource
+from tfmetric.data.tfrecord_source import TFRecordSource, augmentation_key
 
 CONFIG = DataConfig(image_size=32, resize_size=36, batch_size=8, images_per_class=2, eval_batch_size=5)
 TRAIN_SIZES, TEST_SIZES = [3, 5, 2, 4, 6, 3], [4, 2, 3]
@@ -63,6 +63,17 @@ def test_train_dataset_is_deterministic_per_seed_and_epoch(source):
     a = run(1, 0)
     np.testing.assert_array_equal(a, run(1, 0))
     assert not np.array_equal(a, run(1, 1)) and not np.array_equal(a, run(2, 0))
+
+
+def test_one_device_reads_what_input_pipeline_0_reads(source):
+    """Augmentation keys are distinct per seed, epoch and pipeline; pipeline 0 keeps the stream of
+    the published figures; the one-device dataset is input pipeline 0 of a distributed run."""
+    keys = {int(augmentation_key(seed, epoch, pipeline)) for seed in (0, 1) for epoch in (0, 1) for pipeline in (0, 1)}
+    assert len(keys) == 8 and int(augmentation_key(3, 2)) == int(augmentation_key(3, 2, 0)) == 3 * 1_000_003 + 2
+    single = [x.numpy() for x, _ in source.train_dataset("train", CONFIG, "imagenet_mean_std", 1, steps=2, seed=3)]
+    fn = source.distribute_dataset_fn("train", CONFIG, "imagenet_mean_std", 1, steps=2, seed=3)
+    pipeline0 = [x.numpy() for x, _ in fn(tf.distribute.InputContext(1, 0, 1))]
+    np.testing.assert_array_equal(np.stack(single), np.stack(pipeline0))
 
 
 def test_train_batches_carry_the_labels_train_dataset_feeds(source):

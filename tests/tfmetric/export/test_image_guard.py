@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import fixtures as fx
 from tfmetric.data import preprocessing
+from tfmetric.data.image_header import sniff_format
 from tfmetric.export import image_guard
 
 SIZE, RESIZE, NORM = 32, 36, "imagenet_mean_std"
@@ -75,6 +77,8 @@ BAD = [
     ("empty", b"", r"image 1 of the batch: empty image bytes"),
     ("gif", b"GIF89a" + b"\x00" * 40, r"image 1 of the batch: unsupported image format \(gif\)"),
     ("text", b"hello, world", r"unsupported image format \(unknown\)"),
+    ("riff_not_webp", b"RIFF\x00\x00\x00\x00WAVE", r"unsupported image format \(unknown\)"),
+    ("short_riff", b"RIFF", r"unsupported image format \(unknown\)"),
     ("jpeg_garbage_header", b"\xff\xd8\xff" + b"x" * 20, r"Invalid JPEG data"),
     ("jpeg_truncated", _jpeg()[:300], r"Invalid JPEG data"),
     ("png_truncated_header", _png()[:20], r"image 1 of the batch: corrupt or truncated PNG header"),
@@ -94,6 +98,13 @@ def test_bad_image_in_a_batch_is_an_invalid_argument(guarded, name, data, messag
     # A good image first: the whole batch fails, no partial result.
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         guarded(tf.constant([_jpeg(), data]))
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP", "TIFF"])
+def test_graph_names_formats_as_the_data_pipeline_sniffs_them(guarded, fmt):
+    data = fx.image_bytes(fmt, size=(7, 5))  # one table of magic bytes: image_header.MAGIC
+    with pytest.raises(tf.errors.InvalidArgumentError, match=rf"unsupported image format \({sniff_format(data)}\)"):
+        guarded(tf.constant([data]))
 
 
 def test_limit_is_inclusive(guarded):

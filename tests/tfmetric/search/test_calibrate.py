@@ -83,7 +83,7 @@ def test_calibrate_cli_stores_thresholds_in_the_manifest(tmp_path, capsys):
     assert cli.main(["calibrate", "--index", str(tmp_path / "index"), "--labelled", str(tmp_path / "held_out.npz"),
                      "--precision", "0.8"]) == 0
     out = capsys.readouterr().out
-    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "index" / "index.json").read_text())
     expected = match_thresholds(x, labels, 0.8)
     assert manifest["match"]["cosine"] == expected["cosine"] and manifest["match"]["hamming"] == expected["hamming"]
     assert manifest["count"] == 200 and f"cosine  >= {expected['cosine']['threshold']:g}" in out
@@ -104,7 +104,7 @@ def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path,
     build_index(str(tmp_path / "emb"), str(tmp_path / "index"))
     assert cli.main(["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir, "--dataset", "digits",
                      "--data-dir", digits_data_dir, "--split", "test", "--precision", "0.05"]) == 0
-    match = json.loads((tmp_path / "index" / "manifest.json").read_text())["match"]
+    match = json.loads((tmp_path / "index" / "index.json").read_text())["match"]
     embeddings, labels, source = embed_split(model_dir, "test", "digits", digits_data_dir)
     expected = match_thresholds(embeddings, labels, 0.05)
     assert source == "digits/test" and match["source"] == source and match["classes"] == 5

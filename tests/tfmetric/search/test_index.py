@@ -2,11 +2,14 @@
 recall@10, and every kind survives save/load; bad catalogs and parameters give clear errors."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 
 from tfmetric.search import build_index, kinds, load_index, read_catalog, write_catalog
+from tfmetric.search.index import write_index_manifest
+from tfmetric.serve.versions import is_index
 
 MODEL = {"path": "/models/tiny/1", "name": "tiny", "version": 1, "embedding_dim": 32,
          "config_sha256": "abc", "created": "2026-01-01T00:00:00+00:00", "saved_model_checksum": "42"}
@@ -119,7 +122,7 @@ def test_save_and_load_give_the_same_results(tmp_path, embeddings_dir, data, kin
     q = np.packbits(queries > 0, axis=-1) if kinds.is_binary(kind) else queries
     for a, b in zip(built.search(q, 10), loaded.search(q, 10)):
         np.testing.assert_array_equal(a, b)
-    with open(tmp_path / "index" / "manifest.json") as f:
+    with open(tmp_path / "index" / "index.json") as f:
         manifest = json.load(f)
     assert manifest["kind"] == kind and manifest["count"] == 2900 and manifest["dim"] == 32
     assert manifest["metric"] == ("hamming" if kinds.is_binary(kind) else "cosine")
@@ -127,7 +130,7 @@ def test_save_and_load_give_the_same_results(tmp_path, embeddings_dir, data, kin
     # Beside the faiss index, what the other search modes need (tfmetric.search.modes): the bits of a
     # float kind, the float embeddings of every kind but flat (whose own vectors serve).
     arrays = (["bits.npy"] if not kinds.is_binary(kind) else []) + (["embeddings.npy"] if kind != "flat" else [])
-    assert sorted(os.listdir(tmp_path / "index")) == sorted(["ids.parquet", "index.faiss", "manifest.json", *arrays])
+    assert sorted(os.listdir(tmp_path / "index")) == sorted(["ids.parquet", "index.faiss", "index.json", *arrays])
     assert list(loaded.ids[:2]) == ["item-0000", "item-0001"]
 
 
@@ -173,7 +176,29 @@ def test_float_kinds_need_float_embeddings(tmp_path):
 
 
 def test_incomplete_embedding_output_is_refused(tmp_path, embeddings_dir):
-    with pytest.raises(FileNotFoundError, match="no manifest.json; the embedding job did not finish"):
+    with pytest.raises(FileNotFoundError, match="no catalog.json; the embedding job did not finish"):
         build_index(str(tmp_path), kind="flat")
-    with pytest.raises(FileNotFoundError, match="no manifest.json; not an index directory"):
+    with pytest.raises(FileNotFoundError, match="no index.json; not an index directory"):
         load_index(str(tmp_path))
+
+
+def test_outputs_of_earlier_releases_named_manifest_json_still_load(tmp_path, embeddings_dir, data):
+    """Catalogs and indexes written before their manifests had their own names (catalog.json,
+    index.json) hold manifest.json: both still read, and rewriting one leaves only the new name."""
+    old_catalog = shutil.copytree(embeddings_dir, tmp_path / "catalog")
+    os.rename(old_catalog / "catalog.json", old_catalog / "manifest.json")
+    built = build_index(str(old_catalog), str(tmp_path / "index"), kind="flat")
+    os.rename(tmp_path / "index" / "index.json", tmp_path / "index" / "manifest.json")
+    assert is_index(str(tmp_path / "index"))
+    loaded = load_index(str(tmp_path / "index"))
+    np.testing.assert_array_equal(loaded.search(data[1], 5)[1], built.search(data[1], 5)[1])
+    write_index_manifest(str(tmp_path / "index"), loaded.manifest)  # as calibrate rewrites it
+    assert "manifest.json" not in os.listdir(tmp_path / "index") and is_index(str(tmp_path / "index"))
+
+
+def test_index_manifest_of_another_version_names_file_and_version(tmp_path, embeddings_dir):
+    build_index(embeddings_dir, str(tmp_path / "index"), kind="flat")
+    path = tmp_path / "index" / "index.json"
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), format_version=9)))
+    with pytest.raises(ValueError, match=f"{path}: index manifest of format_version 9; this tfmetric reads 1"):
+        load_index(str(tmp_path / "index"))

@@ -156,9 +156,9 @@ def test_model_of_another_dimension(setup, tmp_path_factory, capsys):
 def test_index_of_another_model(setup, tmp_path, capsys):
     model_dir, paths, flat, _, _ = setup
     index = shutil.copytree(flat, tmp_path / "index")
-    manifest = json.loads((index / "manifest.json").read_text())
+    manifest = json.loads((index / "index.json").read_text())
     manifest["model"].update(saved_model_checksum="123", path="/models/other/7", version=7)
-    (index / "manifest.json").write_text(json.dumps(manifest))
+    (index / "index.json").write_text(json.dumps(manifest))
     err = _error(capsys, ["--index", str(index), "--model", model_dir, "--image", paths["img-00"]])
     assert "was built from embeddings of tiny/7 (/models/other/7)" in err and "a different model" in err
 

@@ -10,7 +10,7 @@ from tests.fixtures import MAX_BODY, MISSING_SOURCE, NO_SOURCE
 from tests.tfmetric.search.test_query import noise_images, tiny_model
 from tests.tfmetric.serve.service import Service
 from tfmetric.search import SavedModelEmbedder, build_index, model_identity, write_catalog
-from tfmetric.search import catalog as catalog_lib
+from tfmetric.search import index as index_lib
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +48,12 @@ def service(catalog):
     """A service over a copy of the default (flat) index with match cut-offs, shared by the HTTP and
     browser tests, stopped with SIGTERM at the end."""
     index = shutil.copytree(catalog["flat"], catalog["root"] / "calibrated")
-    manifest = json.loads((index / "manifest.json").read_text())
+    manifest = json.loads((index / "index.json").read_text())
     # The cut-offs' numbers are calibrate's (test_calibrate); here: does the service apply them?
     unit = catalog["vectors"] / np.linalg.norm(catalog["vectors"], axis=1, keepdims=True)
     cosines = np.sort(unit @ unit[5])[::-1]
     manifest["match"] = {"cosine": {"threshold": float((cosines[0] + cosines[1]) / 2)}, "hamming": {"threshold": 0}}
-    catalog_lib.write_manifest(str(index), manifest)
+    index_lib.write_index_manifest(str(index), manifest)
     svc = Service("--index", str(index), "--model", catalog["model"], "--workers", "2", "--queue", "4",
                   "--max-body-bytes", str(MAX_BODY), "--max-k", "12")
     yield svc
