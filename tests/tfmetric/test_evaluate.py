@@ -72,7 +72,7 @@ def test_user_errors(tmp_path, capsys):
     assert e.value.code == 2 and "not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["--model", str(tmp_path)])
-    assert e.value.code == 2 and "--dataset is required" in capsys.readouterr().err
+    assert e.value.code == 2 and "error: --dataset: dataset is required" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["--model", str(tmp_path), "--dataset", "nope"])
-    assert e.value.code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err
+    assert e.value.code == 2 and "error: --dataset: Unknown dataset 'nope'" in capsys.readouterr().err

@@ -40,7 +40,8 @@ def resolve_config(card, dataset=None, data_dir=None, raw_dir=None):
     elif dataset:
         config = config_lib.preset(dataset)
     else:
-        raise ValueError("--dataset is required: the SavedModel has no model_card.json naming its dataset.")
+        raise ValueError("dataset is required: the SavedModel has no model_card.json naming its dataset. "
+                         "Received: dataset=None")
     overrides = [f"{field}={value}" for field, value in (("data.data_dir", data_dir), ("data.raw_dir", raw_dir))
                  if value is not None]
     return config_lib.apply_overrides(config, overrides)
@@ -70,16 +71,19 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
       (metrics dict of python floats, the ExperimentConfig used).
     """
     if not os.path.isdir(model_dir):
-        raise NotADirectoryError(f"--model {model_dir}: not a directory; pass saved_models/<name>/<version>.")
+        raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
+                                 f"Received: model_dir={model_dir}")
     card = model_card.read_model_card(model_dir)
     config = resolve_config(card, dataset, data_dir, raw_dir)
     try:
         loaded = tf.saved_model.load(model_dir)
     except OSError as e:
-        raise FileNotFoundError(f"--model {model_dir}: not a SavedModel directory ({e}).") from None
+        raise FileNotFoundError(f"model_dir is not a SavedModel directory ({e}). "
+                                f"Received: model_dir={model_dir}") from None
     name, output = (BINARY_SIGNATURE, BITS_OUTPUT) if binary else (DEFAULT_SIGNATURE, EMBEDDING_OUTPUT)
     if name not in loaded.signatures:
-        raise ValueError(f"--model {model_dir}: no {name!r} signature (has: {', '.join(loaded.signatures)}).")
+        raise ValueError(f"The SavedModel has no {name!r} signature (has: {', '.join(loaded.signatures)}). "
+                         f"Received: model_dir={model_dir}")
     module, splits = encoded_eval_splits(config.data, batch_size or config.data.eval_batch_size)
     # embed() returns float32; the uint8 bit codes survive that exactly and are cast back below.
     embed_fn = signature_embedder(loaded.signatures[name], output)

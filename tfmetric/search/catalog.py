@@ -77,16 +77,16 @@ def read_manifest(directory):
     """The manifest of a complete embedding output; a clear error for anything else."""
     path = os.path.join(directory, MANIFEST_NAME)
     if not tf.io.gfile.isdir(directory):
-        raise NotADirectoryError(f"--embeddings {directory}: not a directory; pass the --output-dir of "
-                                 f"python -m pipelines.embed_catalog.")
+        raise NotADirectoryError(f"embeddings_dir is not a directory; pass the output directory of "
+                                 f"pipelines.embed_catalog. Received: embeddings_dir={directory}")
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"--embeddings {directory}: no {MANIFEST_NAME}; the embedding job did not "
-                                f"finish there (it writes the manifest last).")
+        raise FileNotFoundError(f"embeddings_dir has no {MANIFEST_NAME}; the embedding job did not finish "
+                                f"there (it writes the manifest last). Received: embeddings_dir={directory}")
     with tf.io.gfile.GFile(path, "rb") as f:
         manifest = parse_json(f.read(), path)
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"--embeddings {directory}: format_version {manifest.get('format_version')!r}, "
-                         f"this tfmetric reads {FORMAT_VERSION}.")
+        raise ValueError(f"The embeddings' format_version is {manifest.get('format_version')!r}, this tfmetric "
+                         f"reads {FORMAT_VERSION}. Received: embeddings_dir={directory}")
     return manifest
 
 

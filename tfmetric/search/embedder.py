@@ -57,25 +57,25 @@ class SavedModelEmbedder:
 
     def __init__(self, model_dir, signature=DEFAULT_SIGNATURE):
         if signature not in EMBED_SIGNATURES:
-            raise ValueError(f"--signature must be one of {', '.join(EMBED_SIGNATURES)}. "
+            raise ValueError(f"signature must be one of {', '.join(EMBED_SIGNATURES)}. "
                              f"Received: signature={signature!r}")
         if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
-            raise FileNotFoundError(f"--model {model_dir}: no saved_model.pb there; pass an exported "
-                                    f"version, saved_models/<name>/<version>.")
+            raise FileNotFoundError(f"model_dir has no saved_model.pb; pass an exported version, "
+                                    f"saved_models/<name>/<version>. Received: model_dir={model_dir}")
         self.model_dir = model_dir
         try:
             self._loaded = tf.saved_model.load(model_dir)  # keeps the variables alive
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InvalidArgumentError,
                 IndexError) as e:  # a truncated variables file: "Read less bytes than requested"
             detail = (str(getattr(e, "message", e)).splitlines() or [type(e).__name__])[0]
-            raise ValueError(f"--model {model_dir}: the SavedModel cannot be loaded ({detail}); its files may be "
-                             f"truncated: export it again.") from None
+            raise ValueError(f"The SavedModel cannot be loaded ({detail}); its files may be truncated: export "
+                             f"it again. Received: model_dir={model_dir}") from None
         self._bind(signature)
 
     def _bind(self, signature):
         if signature not in self._loaded.signatures:
-            raise ValueError(f"--model {self.model_dir}: no {signature!r} signature "
-                             f"(has: {', '.join(self._loaded.signatures)}).")
+            raise ValueError(f"The SavedModel has no {signature!r} signature (has: "
+                             f"{', '.join(self._loaded.signatures)}). Received: model_dir={self.model_dir}")
         self._fn = self._loaded.signatures[signature]
         self.signature = signature
         self.binary = signature == BINARY_SIGNATURE

@@ -131,7 +131,7 @@ class CatalogIndex:
         manifest = read_index_manifest(directory)
         kind = manifest["kind"]
         if int(manifest["count"]) == 0:
-            raise ValueError(f"--index {directory}: the index is empty (built from 0 embeddings).")
+            raise ValueError(f"The index is empty (built from 0 embeddings). Received: index_dir={directory}")
         index = kinds.read(kind, os.path.join(directory, INDEX_FILE))
         table = pq.read_table(os.path.join(directory, IDS_FILE))
         arrays = {name: np.load(os.path.join(directory, manifest["files"][name]), mmap_mode="r")
@@ -147,16 +147,17 @@ class CatalogIndex:
 def read_index_manifest(directory):
     """The manifest of a complete index directory; a clear error for anything else."""
     if not os.path.isdir(directory):
-        raise NotADirectoryError(f"--index {directory}: not a directory; build one with "
-                                 f"python -m tfmetric.search build --embeddings DIR --index {directory}.")
+        raise NotADirectoryError(f"index_dir is not a directory; build one there with build_index (python -m "
+                                 f"tfmetric.search build). Received: index_dir={directory}")
     path = os.path.join(directory, MANIFEST_NAME)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"--index {directory}: no {MANIFEST_NAME}; not an index directory, or its "
-                                f"build did not finish.")
+        raise FileNotFoundError(f"index_dir has no {MANIFEST_NAME}; not an index directory, or its build did "
+                                f"not finish. Received: index_dir={directory}")
     manifest = read_json(path)
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("kind") not in kinds.KINDS:
-        raise ValueError(f"--index {directory}: not an index manifest of this tfmetric "
-                         f"(format_version {manifest.get('format_version')!r}, kind {manifest.get('kind')!r}).")
+        raise ValueError(f"Not an index manifest of this tfmetric (format_version "
+                         f"{manifest.get('format_version')!r}, kind {manifest.get('kind')!r}). "
+                         f"Received: index_dir={directory}")
     return manifest
 
 

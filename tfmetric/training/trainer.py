@@ -205,7 +205,7 @@ def _train_and_evaluate(config, strategy, workdir, *, out_dir, is_chief, verbose
     """The run, restoring from ``workdir`` and writing every output into ``out_dir`` (see ``_Run``)."""
     verbose = resolve_verbose(verbose)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise NotADirectoryError(f"workdir {workdir} is a file, not a directory. Choose another --workdir.")
+        raise NotADirectoryError(f"workdir is a file, not a directory; choose another. Received: workdir={workdir}")
     changed = workdir_lib.check_resume(workdir, config)  # refuses changes to what is learnt
     # Everything that can fail on bad input (data, model, checkpoint) comes before the first write.
     data = _Data(config, strategy)
