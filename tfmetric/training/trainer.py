@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -186,10 +187,10 @@ class _Run:
     data: _Data
     state: RunState
     train_steps: dict
-    embedder: object
+    embedder: Callable
     logger: tensorboard.Logger
-    export_dir: str = None
-    export_name: str = None
+    export_dir: Optional[str] = None
+    export_name: Optional[str] = None
 
     @property
     def epochs(self):
