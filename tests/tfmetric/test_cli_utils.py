@@ -9,8 +9,8 @@ FLAGS = {"index_dir": "--index", "model_dir": "--model", "k": "--k", "train.lr":
 
 @pytest.mark.parametrize("message, expected", [
     ("k must be a positive integer. Received: k=0", "--k: k must be a positive integer. Received: k=0"),
-    ("Other models. Received: model_dir=/m/1, index_dir=/i", "--model, --index: Other models. Received: model_dir=/m/1, "
-                                                             "index_dir=/i"),
+    ("Other models. Received: model_dir=/m/1, index_dir=/i",
+     "--model, --index: Other models. Received: model_dir=/m/1, index_dir=/i"),
     ("x. Received: train.lr=nan", "--lr: x. Received: train.lr=nan"),
     ("x. Received: seed=3", "x. Received: seed=3"),            # an argument the CLI has no flag for
     ("k=0 is mentioned, nothing received", "k=0 is mentioned, nothing received"),
