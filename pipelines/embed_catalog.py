@@ -225,7 +225,7 @@ def main(argv=None):
               f"{manifest['dimension']}-d {'embeddings and bits' if manifest['has_float'] else 'bits'}")
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, {"model_dir": "--model", "signature": "--signature"})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, apply_set_flags, run_main, setup_logging
 
 PROG = "python -m tfmetric.ablate"
 
@@ -35,8 +35,9 @@ def main(argv=None):
     def go():
         from tfmetric.training import ablation
         config = config_lib.preset(args.dataset)
+        apply_set_flags(config, args.overrides)
         extra = [f"data.data_dir={args.data_dir}"] if args.data_dir else []
-        config_lib.validate(config_lib.apply_overrides(config, args.overrides + extra))
+        config_lib.validate(config_lib.apply_overrides(config, extra))
         only = set(args.only.split(",")) if args.only else None
         known = {ablation.slug(name) for name, _ in ablation.ablations(config)}
         if only and only - known:
@@ -48,7 +49,7 @@ def main(argv=None):
         print(f"Wrote {os.path.join(workdir, 'ablation.md')} and ablation.png")
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, {"dataset": "--dataset"})
 
 
 if __name__ == "__main__":

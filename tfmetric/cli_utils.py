@@ -3,7 +3,10 @@ import argparse
 import errno
 import logging
 import os
+import re
 import sys
+
+from tfmetric import config as config_lib
 
 # Expected, user-fixable failures: reported as one line with exit code 2, never a traceback.
 # (FloatingPointError: training diverged; the message says which checkpoint is kept.)
@@ -19,6 +22,34 @@ _OS_ADVICE = {"ENOSPC": "free some space or write elsewhere", "EFBIG": "the file
 _TF_FILE_ERRORS = ("NotFoundError", "PermissionDeniedError", "DataLossError", "ResourceExhaustedError",
                    "AlreadyExistsError")
 _TF_OS_TEXTS = ("No space left on device", "File too large", "Read-only file system", "Permission denied")
+
+
+# Keras-style library errors end with "Received: name=value[, name=value]": the arguments they are about.
+_RECEIVED = re.compile(r"Received: (.*)$", re.DOTALL)
+_ARGUMENT = re.compile(r"(?:^|, )([A-Za-z_][\w.]*)=")
+
+
+def name_flags(message, flags):
+    """``message`` led by the flags of the arguments it names, e.g. ``--index: ... Received: index_dir=x``.
+
+    Args:
+      message: a library error's text; the arguments it is about follow ``Received:`` (Keras style).
+      flags: {argument name: flag} of the CLI, e.g. ``{"index_dir": "--index"}``.
+    """
+    received = _RECEIVED.search(message)
+    named = [flags[name] for name in _ARGUMENT.findall(received.group(1)) if name in flags] if received else []
+    return f"{', '.join(dict.fromkeys(named))}: {message}" if named else message
+
+
+def apply_set_flags(config, overrides):
+    """``config_lib.apply_overrides`` of the ``--set`` values, one at a time: a bad one is reported
+    as ``--set VALUE: <the config's words>``."""
+    for item in overrides or ():
+        try:
+            config_lib.apply_overrides(config, [item])
+        except config_lib.ConfigError as e:
+            raise config_lib.ConfigError(f"--set {item}: {e}") from None
+    return config
 
 
 def _first_line(text):
@@ -55,13 +86,17 @@ def setup_logging(verbose=False):
                         format="%(levelname)s %(name)s: %(message)s")
 
 
-def run_main(prog, fn):
-    """Calls ``fn()``; a user error prints ``prog: error: message`` and exits with status 2."""
+def run_main(prog, fn, flags=None):
+    """Calls ``fn()``; a user error prints ``prog: error: message`` and exits with status 2.
+
+    ``flags`` ({argument name: flag}) names the flag of the library argument an error is about
+    (``name_flags``): library errors speak of arguments, the command line of flags.
+    """
     try:
         return fn()
     except USER_ERRORS as e:
         message = describe_os_error(e) if isinstance(e, OSError) else str(e).strip() or type(e).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {name_flags(message, flags or {})}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # read-only or full file system, a directory where a file was expected...
         print(f"{prog}: error: {describe_os_error(e)}", file=sys.stderr)

@@ -26,7 +26,8 @@ SERVICE_ADDRESS = re.compile(r"^grpc://[^\s/:]+:\d+$")
 
 
 class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field / flag and allowed values."""
+    """A configuration value is invalid; the message names the field (``Received: train.lr=...``) and
+    the allowed values. Command lines name their flags (``--set``, ``--config``) themselves."""
 
 
 @dataclasses.dataclass
@@ -234,23 +235,33 @@ PRESETS = {
 def preset(dataset: str) -> ExperimentConfig:
     """The preset config for ``dataset``."""
     if dataset not in PRESETS:
-        raise ConfigError(f"--dataset: unknown dataset {dataset!r}. Allowed values: {', '.join(PRESETS)}.")
+        raise ConfigError(f"Unknown dataset {dataset!r}. Allowed values: {', '.join(PRESETS)}. "
+                          f"Received: dataset={dataset!r}")
     return PRESETS[dataset]()
 
 
-def _field_type(config, dotted):
+_NO_VALUE = object()
+
+
+def _received(dotted, value=_NO_VALUE):
+    return f"Received: {dotted}" + ("" if value is _NO_VALUE else f"={value!r}")
+
+
+def _field_type(config, dotted, value=_NO_VALUE):
     section, _, key = dotted.partition(".")
     sub = getattr(config, section, None)
     if sub is None or not dataclasses.is_dataclass(sub) or not key:
-        raise ConfigError(f"--set {dotted}: unknown field. Allowed sections: data, model, train, eval.")
+        raise ConfigError(f"Unknown config field {dotted!r}. Allowed sections: data, model, train, eval. "
+                          f"{_received(dotted, value)}")
     hints = typing.get_type_hints(type(sub))
     if key not in hints:
-        raise ConfigError(f"--set {dotted}: unknown field. Fields of {section}: {', '.join(sorted(hints))}.")
+        raise ConfigError(f"Unknown config field {dotted!r}. Fields of {section}: {', '.join(sorted(hints))}. "
+                          f"{_received(dotted, value)}")
     return sub, key, hints[key]
 
 
 def _coerce(dotted, tp, value):
-    """Converts a string (from --set) or a JSON value to the field's declared type."""
+    """Converts a string (an override) or a JSON value to the field's declared type."""
     origin = typing.get_origin(tp)
     if origin is typing.Union:  # Optional[X]
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
@@ -277,7 +288,8 @@ def _coerce(dotted, tp, value):
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"--set {dotted}={value}: expected a value of type {getattr(tp, '__name__', tp)}.") from None
+        raise ConfigError(f"{dotted} must be of type {getattr(tp, '__name__', tp)}. "
+                          f"{_received(dotted, value)}") from None
 
 
 def get_field(config, dotted):
@@ -287,15 +299,16 @@ def get_field(config, dotted):
 
 
 def _set_field(config, dotted, value):
-    sub, key, tp = _field_type(config, dotted)
+    sub, key, tp = _field_type(config, dotted, value)
     setattr(sub, key, _coerce(dotted, tp, value))
 
 
 def apply_overrides(config: ExperimentConfig, overrides) -> ExperimentConfig:
-    """Applies ``section.field=value`` strings (the ``--set`` flag) in place and returns config."""
+    """Applies ``section.field=value`` strings (``--set`` on the command lines) in place; returns config."""
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"--set {item}: expected section.field=value, e.g. train.lr=0.1.")
+            raise ConfigError(f"An override must be section.field=value, e.g. train.lr=0.1. "
+                              f"Received: override={item!r}")
         dotted, value = item.split("=", 1)
         _set_field(config, dotted.strip(), value.strip())
     return config
@@ -305,21 +318,21 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     """Checks values that would otherwise fail deep inside training; ConfigError names the field."""
     d, m, t = config.data, config.model, config.train
     if not (math.isfinite(m.temperature) and m.temperature > 0):
-        raise ConfigError(f"model.temperature must be > 0. Received: {m.temperature}.")
+        raise ConfigError(f"model.temperature must be > 0. Received: model.temperature={m.temperature}")
     if not (0 <= m.bn_momentum < 1):
-        raise ConfigError(f"model.bn_momentum must be in [0, 1). Received: {m.bn_momentum}.")
+        raise ConfigError(f"model.bn_momentum must be in [0, 1). Received: model.bn_momentum={m.bn_momentum}")
     if d.images_per_class < 1:
-        raise ConfigError(f"data.images_per_class must be >= 1. Received: {d.images_per_class}.")
+        raise ConfigError(f"data.images_per_class must be >= 1. Received: data.images_per_class={d.images_per_class}")
     if d.service:
         if not SERVICE_ADDRESS.match(d.service):
             raise ConfigError(f"data.service must be a dispatcher address grpc://HOST:PORT. "
-                              f"Received: {d.service!r}.")
+                              f"Received: data.service={d.service!r}")
     if d.batch_size < 1 or d.batch_size % d.images_per_class:
-        raise ConfigError(f"data.batch_size ({d.batch_size}) must be a positive multiple of "
-                          f"data.images_per_class ({d.images_per_class}).")
+        raise ConfigError(f"data.batch_size must be a positive multiple of data.images_per_class. "
+                          f"Received: data.batch_size={d.batch_size}, data.images_per_class={d.images_per_class}")
     if d.image_size < 32 or d.resize_size < d.image_size:
         raise ConfigError(f"data.image_size must be >= 32 and <= data.resize_size. "
-                          f"Received: image_size={d.image_size}, resize_size={d.resize_size}.")
+                          f"Received: data.image_size={d.image_size}, data.resize_size={d.resize_size}")
     # The registries hold the builders, so reading them imports Keras: here, not at module top,
     # so that every command parses its flags (and answers --help) before TensorFlow loads.
     from tfmetric.models.backbones import BACKBONES
@@ -329,29 +342,29 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. "
                           f"Allowed values: {', '.join(BACKBONES)}.")
     if m.embedding_dim < 1:
-        raise ConfigError(f"model.embedding_dim must be >= 1. Received: {m.embedding_dim}.")
+        raise ConfigError(f"model.embedding_dim must be >= 1. Received: model.embedding_dim={m.embedding_dim}")
     if t.optimizer not in OPTIMIZERS:
         raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: {', '.join(OPTIMIZERS)}.")
     for name in ("lr", "lr_mult", "gamma"):  # gamma <= 0 would flip or zero the lr after a step
         value = getattr(t, name)
         if not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"train.{name} must be a finite number > 0. Received: {value}.")
+            raise ConfigError(f"train.{name} must be a finite number > 0. Received: train.{name}={value}")
     if not (math.isfinite(t.momentum) and 0 <= t.momentum < 1):
-        raise ConfigError(f"train.momentum must be in [0, 1). Received: {t.momentum}.")
+        raise ConfigError(f"train.momentum must be in [0, 1). Received: train.momentum={t.momentum}")
     if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
-        raise ConfigError(f"train.weight_decay must be a finite number >= 0. Received: {t.weight_decay}.")
+        raise ConfigError(f"train.weight_decay must be a finite number >= 0. Received: train.weight_decay={t.weight_decay}")
     if d.eval_batch_size < 1:
-        raise ConfigError(f"data.eval_batch_size must be >= 1. Received: {d.eval_batch_size}.")
+        raise ConfigError(f"data.eval_batch_size must be >= 1. Received: data.eval_batch_size={d.eval_batch_size}")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision: unknown policy {t.precision!r}. Allowed values: {', '.join(PRECISIONS)}.")
     if t.distribute not in STRATEGIES:
         raise ConfigError(f"train.distribute: unknown strategy {t.distribute!r}. Allowed values: {', '.join(STRATEGIES)}.")
     for name in ("warmup_epochs", "steps_per_epoch", "checkpoint_every_n_steps"):
         if getattr(t, name) < 0:
-            raise ConfigError(f"train.{name} must be >= 0. Received: {getattr(t, name)}.")
+            raise ConfigError(f"train.{name} must be >= 0. Received: train.{name}={getattr(t, name)}")
     for name in ("epochs_per_step", "num_steps", "test_every_n_epochs"):
         if getattr(t, name) < 1:
-            raise ConfigError(f"train.{name} must be >= 1. Received: {getattr(t, name)}.")
+            raise ConfigError(f"train.{name} must be >= 1. Received: train.{name}={getattr(t, name)}")
     if not config.eval.recall_ks or min(config.eval.recall_ks) < 1:
-        raise ConfigError(f"eval.recall_ks must be positive integers. Received: {config.eval.recall_ks}.")
+        raise ConfigError(f"eval.recall_ks must be positive integers. Received: eval.recall_ks={config.eval.recall_ks}")
     return config

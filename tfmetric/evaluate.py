@@ -50,7 +50,8 @@ def main(argv=None):
             print(f"Wrote {args.output}")
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, {"model_dir": "--model", "dataset": "--dataset", "data.data_dir": "--data-dir",
+                               "data.raw_dir": "--raw-dir"})
 
 
 if __name__ == "__main__":

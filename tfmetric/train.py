@@ -13,11 +13,14 @@ import os
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, apply_set_flags, name_flags, run_main, setup_logging
 from tfmetric.json_file import read_json
 from tfmetric.training.workdir import remove_run
 
 PROG = "python -m tfmetric.train"
+# Library arguments -> the flags that set them (errors name the flag, see cli_utils.name_flags); the
+# config fields a validation error names are mapped in resolve_config, to --set or a dedicated flag.
+FLAGS = {"dataset": "--dataset", "workdir": "--workdir", "name": "--export-name"}
 
 
 def parse_args(argv=None):
@@ -58,11 +61,15 @@ def resolve_config(args):
             saved = read_json(args.config)
         except ValueError as e:
             raise config_lib.ConfigError(f"--config {e}") from None
-        config = config_lib.ExperimentConfig.from_dict(saved)
+        try:
+            config = config_lib.ExperimentConfig.from_dict(saved)
+        except config_lib.ConfigError as e:
+            raise config_lib.ConfigError(f"--config {args.config}: {e}") from None
     else:
         config = config_lib.preset(args.dataset or "synthetic")
-    config_lib.apply_overrides(config, args.overrides)
+    apply_set_flags(config, args.overrides)
     set_fields = {item.split("=", 1)[0].strip(): item for item in args.overrides}
+    fields = {field: f"--set {item}" for field, item in set_fields.items()}  # field -> the flag that set it
     for flag, name, field in ((args.data_dir, "--data-dir", "data.data_dir"),
                               (args.raw_dir, "--raw-dir", "data.raw_dir"),
                               (args.weights, "--weights", "model.weights"), (args.seed, "--seed", "train.seed"),
@@ -74,7 +81,11 @@ def resolve_config(args):
         config_lib.apply_overrides(config, [f"{field}={flag}"])
         if field in set_fields and config_lib.get_field(config, field) != before:
             raise config_lib.ConfigError(f"{name} {flag} contradicts --set {set_fields[field]}; pass one of them.")
-    return config_lib.validate(config)
+        fields[field] = name
+    try:
+        return config_lib.validate(config)
+    except config_lib.ConfigError as e:
+        raise config_lib.ConfigError(name_flags(str(e), fields)) from None
 
 
 def main(argv=None):
@@ -100,7 +111,7 @@ def main(argv=None):
         print(summary(result, config.eval.recall_ks, workdir))
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, FLAGS)
 
 
 def summary(result, ks, workdir):

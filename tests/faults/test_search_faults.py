@@ -25,7 +25,8 @@ def test_truncated_saved_model_variables_name_the_model(tmp_path_factory):
     shutil.copytree(model_dir, cut)
     variables = os.path.join(cut, "variables")
     _truncate(os.path.join(variables, next(n for n in os.listdir(variables) if n.startswith("variables.data"))))
-    with pytest.raises(ValueError, match=f"--model {cut}: the SavedModel cannot be loaded .*export it again"):
+    with pytest.raises(ValueError, match=f"The SavedModel cannot be loaded .*export it again. "
+                                         f"Received: model_dir={cut}"):
         SavedModelEmbedder(cut)
     assert SavedModelEmbedder(model_dir).signature == "serving_default"  # the intact original still loads
 

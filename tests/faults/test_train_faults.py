@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures import REPO_ROOT
 from tests.fixtures import tiny_config
+from tfmetric import config as config_lib
 from tfmetric import train
 from tfmetric.training import trainer
 from tfmetric.training import workdir as workdir_lib
@@ -151,19 +152,23 @@ def test_resume_with_changed_config_is_refused_and_config_json_kept(tmp_path, ca
 
 
 @pytest.mark.parametrize("field,value,needle", [
-    ("train.gamma", "-0.5", "train.gamma must be a finite number > 0. Received: -0.5."),
-    ("train.gamma", "0", "train.gamma must be a finite number > 0. Received: 0.0."),
-    ("train.momentum", "1.5", "train.momentum must be in [0, 1). Received: 1.5."),
-    ("train.momentum", "-0.1", "train.momentum must be in [0, 1). Received: -0.1."),
-    ("train.lr", "nan", "train.lr must be a finite number > 0. Received: nan."),
-    ("train.lr", "inf", "train.lr must be a finite number > 0. Received: inf."),
-    ("train.weight_decay", "-1", "train.weight_decay must be a finite number >= 0. Received: -1.0."),
-    ("data.eval_batch_size", "0", "data.eval_batch_size must be >= 1. Received: 0."),
+    ("train.gamma", "-0.5", "train.gamma must be a finite number > 0. Received: train.gamma=-0.5"),
+    ("train.gamma", "0", "train.gamma must be a finite number > 0. Received: train.gamma=0.0"),
+    ("train.momentum", "1.5", "train.momentum must be in [0, 1). Received: train.momentum=1.5"),
+    ("train.momentum", "-0.1", "train.momentum must be in [0, 1). Received: train.momentum=-0.1"),
+    ("train.lr", "nan", "train.lr must be a finite number > 0. Received: train.lr=nan"),
+    ("train.lr", "inf", "train.lr must be a finite number > 0. Received: train.lr=inf"),
+    ("train.weight_decay", "-1", "train.weight_decay must be a finite number >= 0. Received: train.weight_decay=-1.0"),
+    ("data.eval_batch_size", "0", "data.eval_batch_size must be >= 1. Received: data.eval_batch_size=0"),
 ])
 def test_bad_hyperparameters_are_refused_before_any_work(field, value, needle, tmp_path, capsys):
     workdir = tmp_path / "run"
-    assert main_error(capsys, "--dataset", "digits", "--workdir", str(workdir), "--set", f"{field}={value}") == needle
+    assert main_error(capsys, "--dataset", "digits", "--workdir", str(workdir),
+                      "--set", f"{field}={value}") == f"--set {field}={value}: {needle}"
     assert not workdir.exists()
+    with pytest.raises(config_lib.ConfigError) as e:  # from Python: the config's words, no flags
+        config_lib.validate(config_lib.apply_overrides(config_lib.preset("digits"), [f"{field}={value}"]))
+    assert str(e.value) == needle
 
 
 def test_dedicated_flag_contradicting_set_is_an_error(capsys):
@@ -209,7 +214,7 @@ def test_file_as_workdir_is_one_line_and_the_file_is_kept(tmp_path, capsys):
     path = tmp_path / "notes.txt"
     path.write_text("keep me")
     message = main_error(capsys, "--dataset", "digits", "--workdir", str(path))
-    assert message == f"workdir {path} is a file, not a directory. Choose another --workdir."
+    assert message == f"--workdir: workdir is a file, not a directory; choose another. Received: workdir={path}"
     assert path.read_text() == "keep me"
 
 

@@ -82,4 +82,4 @@ def test_user_errors(tmp_path, capsys):
     (tmp_path / "model_card.json").write_text(json.dumps({"config": config_lib.preset("digits").to_dict()}))
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["--model", str(tmp_path), "--dataset", "nope"])
-    assert e.value.code == 2 and "unknown dataset 'nope'" in capsys.readouterr().err
+    assert e.value.code == 2 and "error: --dataset: Unknown dataset 'nope'" in capsys.readouterr().err

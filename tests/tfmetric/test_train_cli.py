@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tfmetric import config as config_lib
 from tfmetric import train
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -38,9 +39,10 @@ def test_default_dataset_is_synthetic(capsys):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--dataset", "mnist"], "--dataset: unknown dataset 'mnist'. Allowed values: cars196"),
+    (["--dataset", "mnist"], "error: --dataset: Unknown dataset 'mnist'. Allowed values: cars196"),
     (["--set", "data.batch_size=61"], "must be a positive multiple of data.images_per_class"),
-    (["--set", "model.temperature=0"], "model.temperature must be > 0"),
+    (["--set", "model.temperature=0"], "error: --set model.temperature=0: model.temperature must be > 0. "
+                                       "Received: model.temperature=0.0"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
     result = run_cli(*args, "--workdir", str(tmp_path / "w"))
@@ -48,6 +50,31 @@ def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
     assert result.stderr.startswith("python -m tfmetric.train: error: ")
     assert needle in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "train.epochs=5"], "--set train.epochs=5: Unknown config field 'train.epochs'. Fields of train: "),
+    (["--set", "train.lr=fast"], "--set train.lr=fast: train.lr must be of type float. Received: train.lr='fast'"),
+    (["--set", "train.lr"], "--set train.lr: An override must be section.field=value"),
+])
+def test_library_errors_are_led_by_the_flag(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main([*args, "--print-config"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith(f"python -m tfmetric.train: error: {message}"), err
+
+
+def test_config_file_errors_name_the_file_not_set(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"train": {"epochs": 5}}))
+    with pytest.raises(config_lib.ConfigError) as e:  # from Python: the config's own words
+        config_lib.ExperimentConfig.from_dict(json.loads(path.read_text()))
+    assert str(e.value).startswith("Unknown config field 'train.epochs'") and "--" not in str(e.value)
+    assert str(e.value).endswith("Received: train.epochs=5")
+    with pytest.raises(SystemExit):
+        train.main(["--config", str(path), "--print-config"])
+    assert capsys.readouterr().err.startswith(f"python -m tfmetric.train: error: --config {path}: Unknown config "
+                                              f"field 'train.epochs'")
 
 
 def test_more_classes_per_batch_than_the_split_has(digits_data_dir, tmp_path):

@@ -16,7 +16,7 @@ import json
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import ArgumentParser, run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, apply_set_flags, run_main, setup_logging
 
 PROG = "python -m tfmetric.data.batches"
 
@@ -42,10 +42,9 @@ def main(argv=None):
         if args.epochs < 1:
             raise ValueError(f"--epochs must be >= 1. Received: {args.epochs}")
         config = config_lib.preset(args.dataset)
-        overrides = list(args.overrides)
-        for flag, field in ((args.data_dir, "data.data_dir"), (args.raw_dir, "data.raw_dir")):
-            if flag is not None:
-                overrides.append(f"{field}={flag}")
+        apply_set_flags(config, args.overrides)
+        overrides = [f"{field}={flag}" for flag, field in ((args.data_dir, "data.data_dir"),
+                                                           (args.raw_dir, "data.raw_dir")) if flag is not None]
         config = config_lib.validate(config_lib.apply_overrides(config, overrides))
         from tfmetric.data import batch_stats  # heavy: TensorFlow (reads the TFRecords' class index)
 
@@ -66,7 +65,7 @@ def main(argv=None):
             f"{len(split_labels)} images"))
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, {"dataset": "--dataset"})
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def main(argv=None):
         print(f"Exported {path} (signatures: {', '.join(SIGNATURES)})")
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, {"workdir": "--workdir", "name": "--name", "max_pixels": "--max-pixels"})
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
       (metrics dict of python floats, the ExperimentConfig used).
     """
     if not os.path.isdir(model_dir):
-        raise NotADirectoryError(f"--model {model_dir}: not a directory; pass saved_models/<name>/<version>.")
+        raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
+                                 f"Received: model_dir={model_dir}")
     card = model_card.read_model_card(model_dir)
     config = resolve_config(card, dataset, data_dir, raw_dir)
     name, output = (BINARY_SIGNATURE, BITS_OUTPUT) if binary else (DEFAULT_SIGNATURE, EMBEDDING_OUTPUT)

@@ -51,20 +51,20 @@ def export_saved_model(embedding_model, config, output_dir=DEFAULT_OUTPUT_DIR, n
     return writer.write_version(os.path.join(output_dir, name), write)
 
 
-def _require(path, what):
+def _require(workdir, name):
+    path = os.path.join(workdir, name)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: --workdir must be a finished training run "
-                                f"(python -m tfmetric.train writes {what} at its end).")
+        raise FileNotFoundError(f"{path} not found: workdir must be a finished training run "
+                                f"(train_and_evaluate writes {name} at its end). Received: workdir={workdir}")
     return path
 
 
 def export_from_workdir(workdir, output_dir=DEFAULT_OUTPUT_DIR, name=None, *, max_pixels=None):
     """Exports ``<workdir>/embedding_model.keras`` with the run's config.json and test metrics."""
     if not os.path.isdir(workdir):
-        raise NotADirectoryError(f"--workdir {workdir}: not a directory.")
-    config = config_lib.ExperimentConfig.from_dict(read_json(_require(os.path.join(workdir, "config.json"),
-                                                                        "config.json")))
-    model_path = _require(os.path.join(workdir, "embedding_model.keras"), "embedding_model.keras")
+        raise NotADirectoryError(f"workdir is not a directory. Received: workdir={workdir}")
+    config = config_lib.ExperimentConfig.from_dict(read_json(_require(workdir, "config.json")))
+    model_path = _require(workdir, "embedding_model.keras")
     metrics = None
     metrics_path = os.path.join(workdir, "metrics.json")
     if os.path.exists(metrics_path):

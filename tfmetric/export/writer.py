@@ -17,8 +17,8 @@ _RENAME_ATTEMPTS = 100
 def check_model_name(name):
     """A model name is one path component TF Serving accepts: letters, digits, ``.``, ``_``, ``-``."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"--name: invalid model name {name!r}; use letters, digits, '.', '_' and '-' "
-                         f"(it is a directory name and the TF Serving model name).")
+        raise ValueError(f"Invalid model name {name!r}; use letters, digits, '.', '_' and '-' "
+                         f"(it is a directory name and the TF Serving model name). Received: name={name!r}")
     return name
 
 

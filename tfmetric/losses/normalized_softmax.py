@@ -22,6 +22,23 @@ def cosine_logits(embeddings, proxies, temperature=0.05):
     return tf.matmul(embeddings, proxies, transpose_b=True) / temperature
 
 
+def cross_entropy_from_cosine_logits(labels, logits):
+    """Per-example softmax cross-entropy of cosine logits (a ``CosineProxy`` output), in float32.
+
+    The loss of Eq. 2 before averaging: the training step sums it over a replica's examples and
+    divides by the global batch size; ``normalized_softmax_loss`` takes the mean.
+
+    Args:
+      labels: [batch] integer class ids in [0, num_classes).
+      logits: [batch, num_classes] cosine logits (already divided by the temperature), any float dtype.
+
+    Returns:
+      [batch] float32 losses.
+    """
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=tf.cast(logits, tf.float32))
+
+
 def normalized_softmax_loss(labels, embeddings, proxies, temperature=0.05):
     """Mean softmax cross-entropy of the cosine logits: the paper's training objective.
 
@@ -34,10 +51,7 @@ def normalized_softmax_loss(labels, embeddings, proxies, temperature=0.05):
     Returns:
       Scalar float32 mean loss over the batch.
     """
-    logits = cosine_logits(embeddings, proxies, temperature)
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    return tf.reduce_mean(
-        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return tf.reduce_mean(cross_entropy_from_cosine_logits(labels, cosine_logits(embeddings, proxies, temperature)))
 
 
 @keras.saving.register_keras_serializable(package="tfmetric")
@@ -53,6 +67,4 @@ class NormalizedSoftmaxLoss(keras.losses.Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def call(self, y_true, y_pred):
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=labels, logits=tf.cast(y_pred, tf.float32))
+        return cross_entropy_from_cosine_logits(y_true, y_pred)

@@ -19,6 +19,15 @@ from tfmetric.search import kinds
 
 PROG = "python -m tfmetric.search"
 COMMANDS = ("build", "query", "calibrate")
+# Library arguments -> each command's flags (errors name the flag, see cli_utils.name_flags).
+_SEARCH_FLAGS = {"index_dir": "--index", "nprobe": "--nprobe", "ef_search": "--ef-search"}
+FLAGS = {
+    "build": {**_SEARCH_FLAGS, "embeddings_dir": "--embeddings", "kind": "--kind", "nlist": "--nlist",
+              "train_size": "--train-size", "m": "--m", "ef_construction": "--ef-construction"},
+    "query": {**_SEARCH_FLAGS, "model_dir": "--model", "image": "--image", "k": "--k", "binary": "--binary"},
+    "calibrate": {"index_dir": "--index", "model_dir": "--model", "split": "--split", "dataset": "--dataset",
+                  "data.data_dir": "--data-dir", "path": "--labelled"},
+}
 
 
 def _positive(text):
@@ -173,7 +182,7 @@ def main(argv=None):
     command, args = parse_args(argv)
     setup_logging()
     run = {"build": _build, "query": _query, "calibrate": _calibrate}[command]
-    return run_main(PROG, lambda: run(args))
+    return run_main(PROG, lambda: run(args), FLAGS[command])
 
 
 if __name__ == "__main__":

@@ -39,13 +39,13 @@ def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, 
     manifest = catalog.manifest
     count = len(catalog.ids)
     if count == 0:
-        raise ValueError(f"--embeddings {embeddings_dir}: no embeddings (count 0, {manifest.get('num_failed', 0)} "
-                         f"failed inputs, see its manifest.json): nothing to index.")
+        raise ValueError(f"No embeddings (count 0, {manifest.get('num_failed', 0)} failed inputs, see its "
+                         f"manifest.json): nothing to index. Received: embeddings_dir={embeddings_dir}")
     if not kinds.is_binary(kind) and catalog.embeddings is None:
-        raise ValueError(f"--embeddings {embeddings_dir} holds sign bits only (embedded with "
-                         f"--signature {manifest.get('signature', 'serving_binary')}); use a binary --kind "
+        raise ValueError(f"The embeddings are sign bits only (embedded with signature "
+                         f"{manifest.get('signature', 'serving_binary')}); use a binary kind "
                          f"({', '.join(k for k in kinds.KINDS if kinds.is_binary(k))}) or re-embed with "
-                         f"--signature serving_default.")
+                         f"signature serving_default. Received: embeddings_dir={embeddings_dir}, kind={kind!r}")
     if manifest.get("duplicate_ids"):
         _LOG.warning("%s: %d ids occur more than once (e.g. %s); each occurrence is indexed.",
                      embeddings_dir, len(manifest["duplicate_ids"]), manifest["duplicate_ids"][0])

@@ -105,18 +105,19 @@ def embed_split(model_dir, split, dataset=None, data_dir=None, batch_size=64):
     config = evaluate_lib.resolve_config(card, dataset, data_dir)
     source, module = open_source(config.data)
     if split not in module.SPLITS:
-        raise ValueError(f"--split must be one of {', '.join(module.SPLITS)} for --dataset "
-                         f"{config.data.dataset}. Received: {split!r}")
+        raise ValueError(f"split must be one of {', '.join(module.SPLITS)} for dataset "
+                         f"{config.data.dataset}. Received: split={split!r}")
     model = embedder_lib.SavedModelEmbedder(model_dir)
     embeddings, labels = [], []
     for image_bytes, y in source.raw_dataset(split).batch(batch_size):
         for result in model.embed(list(image_bytes.numpy())):
             if result.error:
-                raise ValueError(f"--split {split}: the model cannot embed an image ({result.error}).")
+                raise ValueError(f"The model cannot embed an image of the split ({result.error}). "
+                                 f"Received: split={split}")
             embeddings.append(result.embedding)
         labels.append(y.numpy())
     if not embeddings:
-        raise ValueError(f"--split {split} of --dataset {config.data.dataset} is empty.")
+        raise ValueError(f"The split is empty. Received: split={split}, dataset={config.data.dataset}")
     return np.stack(embeddings), np.concatenate(labels), f"{config.data.dataset}/{split}"
 
 
@@ -124,8 +125,8 @@ def calibrate_index(index_dir, embeddings, labels, precision=0.9, max_pairs=MAX_
     """Computes ``match_thresholds`` and stores them under ``match`` in the index manifest (atomically)."""
     manifest = index_lib.read_index_manifest(index_dir)
     if np.shape(embeddings)[-1] != int(manifest["dim"]):
-        raise ValueError(f"--index {index_dir} holds {manifest['dim']}-dimensional embeddings; the labelled "
-                         f"embeddings are {np.shape(embeddings)[-1]}-dimensional.")
+        raise ValueError(f"The index holds {manifest['dim']}-dimensional embeddings; the labelled embeddings "
+                         f"are {np.shape(embeddings)[-1]}-dimensional. Received: index_dir={index_dir}")
     match = match_thresholds(embeddings, labels, precision, max_pairs, seed)
     match.update(source=source, seed=int(seed),
                  created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
@@ -148,6 +149,6 @@ def read_labelled(path):
         with np.load(path) as data:
             return np.asarray(data["embeddings"], np.float32), np.asarray(data["labels"])
     except FileNotFoundError:
-        raise FileNotFoundError(f"--labelled {path}: no such file.") from None
+        raise FileNotFoundError(f"No such file. Received: path={path}") from None
     except (KeyError, ValueError, OSError) as e:
-        raise ValueError(f"--labelled {path}: not an .npz with arrays 'embeddings' and 'labels' ({e}).") from None
+        raise ValueError(f"Not an .npz with arrays 'embeddings' and 'labels' ({e}). Received: path={path}") from None

@@ -72,11 +72,11 @@ def write_manifest(directory, manifest):
 def read_manifest(directory):
     """The manifest of a complete embedding output; a clear error for anything else."""
     if not tf.io.gfile.isdir(directory):
-        raise NotADirectoryError(f"--embeddings {directory}: not a directory; pass the --output-dir of "
-                                 f"python -m pipelines.embed_catalog.")
+        raise NotADirectoryError(f"embeddings_dir is not a directory; pass the output directory of "
+                                 f"pipelines.embed_catalog. Received: embeddings_dir={directory}")
     if not CATALOG_MANIFEST.exists(directory):
-        raise FileNotFoundError(f"--embeddings {directory}: no {MANIFEST_NAME}; the embedding job did not "
-                                f"finish there (it writes the manifest last).")
+        raise FileNotFoundError(f"embeddings_dir has no {MANIFEST_NAME}; the embedding job did not finish "
+                                f"there (it writes the manifest last). Received: embeddings_dir={directory}")
     return CATALOG_MANIFEST.read(directory)
 
 

@@ -57,7 +57,7 @@ class SavedModelEmbedder:
 
     def __init__(self, model_dir, signature=DEFAULT_SIGNATURE):
         if signature not in EMBED_SIGNATURES:
-            raise ValueError(f"--signature must be one of {', '.join(EMBED_SIGNATURES)}. "
+            raise ValueError(f"signature must be one of {', '.join(EMBED_SIGNATURES)}. "
                              f"Received: signature={signature!r}")
         self.model_dir = model_dir
         self._loaded = load_saved_model(model_dir)  # keeps the variables alive

@@ -132,7 +132,7 @@ class CatalogIndex:
         manifest = read_index_manifest(directory)
         kind = manifest["kind"]
         if int(manifest["count"]) == 0:
-            raise ValueError(f"--index {directory}: the index is empty (built from 0 embeddings).")
+            raise ValueError(f"The index is empty (built from 0 embeddings). Received: index_dir={directory}")
         index = kinds.read(kind, os.path.join(directory, INDEX_FILE))
         table = pq.read_table(os.path.join(directory, IDS_FILE))
         arrays = {name: np.load(os.path.join(directory, manifest["files"][name]), mmap_mode="r")
@@ -153,15 +153,15 @@ def write_index_manifest(directory, manifest):
 def read_index_manifest(directory):
     """The manifest of a complete index directory; a clear error for anything else."""
     if not os.path.isdir(directory):
-        raise NotADirectoryError(f"--index {directory}: not a directory; build one with "
-                                 f"python -m tfmetric.search build --embeddings DIR --index {directory}.")
+        raise NotADirectoryError(f"index_dir is not a directory; build one there with build_index (python -m "
+                                 f"tfmetric.search build). Received: index_dir={directory}")
     if not INDEX_MANIFEST.exists(directory):
-        raise FileNotFoundError(f"--index {directory}: no {MANIFEST_NAME}; not an index directory, or its "
-                                f"build did not finish.")
+        raise FileNotFoundError(f"index_dir has no {MANIFEST_NAME}; not an index directory, or its build did "
+                                f"not finish. Received: index_dir={directory}")
     manifest = INDEX_MANIFEST.read(directory)
     if manifest.get("kind") not in kinds.KINDS:
-        raise ValueError(f"--index {directory}: not an index manifest of this tfmetric (kind "
-                         f"{manifest.get('kind')!r}; known: {', '.join(kinds.KINDS)}).")
+        raise ValueError(f"Not an index manifest of this tfmetric (kind {manifest.get('kind')!r}; known: "
+                         f"{', '.join(kinds.KINDS)}). Received: index_dir={directory}")
     return manifest
 
 

@@ -114,7 +114,7 @@ PARAMS = {name: kind.params for name, kind in KINDS.items()}
 
 def check_kind(kind):
     if kind not in KINDS:
-        raise ValueError(f"--kind must be one of {', '.join(KINDS)}. Received: {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}. Received: kind={kind!r}")
     return kind
 
 
@@ -137,16 +137,13 @@ def default_params(kind, n, nlist=None):
     return get_kind(kind).defaults(n, nlist)
 
 
-def _flag(name):
-    return "--" + name.replace("_", "-")
-
-
 def _check(kind, name, value):
     if name not in PARAMS[kind]:
-        takes = ", ".join(_flag(p) for p in PARAMS[kind]) or "no parameters"
-        raise ValueError(f"{_flag(name)} does not apply to --kind {kind} (it takes: {takes}).")
+        takes = ", ".join(PARAMS[kind]) or "no parameters"
+        raise ValueError(f"{name} does not apply to kind {kind} (it takes: {takes}). "
+                         f"Received: {name}={value}, kind={kind!r}")
     if int(value) < 1:
-        raise ValueError(f"{_flag(name)} must be a positive integer. Received: {value}")
+        raise ValueError(f"{name} must be a positive integer. Received: {name}={value}")
     return int(value)
 
 
@@ -157,7 +154,7 @@ def resolve_params(kind, n, **overrides):
     params = {**default_params(kind, n, overrides.get("nlist")), **overrides}
     if "nlist" in params:
         if params["nlist"] > n:
-            raise ValueError(f"--nlist {params['nlist']} exceeds the {n} items to index.")
+            raise ValueError(f"nlist exceeds the {n} items to index. Received: nlist={params['nlist']}")
         params["nprobe"] = min(params["nprobe"], params["nlist"])
         params["train_size"] = max(params["nlist"], min(params["train_size"], n))
     return params

@@ -27,14 +27,14 @@ def read_query_image(path, max_pixels=image_header.DEFAULT_MAX_PIXELS):
     """The encoded bytes to embed for the image at ``path`` (other formats re-encoded to JPEG)."""
     try:
         data = image_source.read_image_bytes(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"--image {e}") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such image file. Received: image={path}") from None
     except ValueError as e:
-        raise ValueError(f"--image {e}") from None
+        raise ValueError(f"The image cannot be read ({e}). Received: image={path}") from None
     try:
         return image_header.inspect_image(data, max_pixels).encoded
     except image_header.ImageError as e:
-        raise ValueError(f"--image {path}: not a usable image ({e.reason}: {e.detail}).") from None
+        raise ValueError(f"Not a usable image ({e.reason}: {e.detail}). Received: image={path}") from None
 
 
 def check_compatible(index, index_dir, identity):
@@ -42,14 +42,16 @@ def check_compatible(index, index_dir, identity):
     built_with = index.model
     dim = identity["embedding_dim"]
     if int(dim) != index.dim:
-        raise ValueError(f"--model {embedder_lib.describe(identity)} gives {dim}-dimensional embeddings, but "
-                         f"--index {index_dir} holds {index.dim}-dimensional ones of "
-                         f"{embedder_lib.describe(built_with)}; query with that model or rebuild the index.")
+        raise ValueError(f"The model {embedder_lib.describe(identity)} gives {dim}-dimensional embeddings, but "
+                         f"the index holds {index.dim}-dimensional ones of {embedder_lib.describe(built_with)}; "
+                         f"query with that model or rebuild the index. "
+                         f"Received: model_dir={identity.get('path')}, index_dir={index_dir}")
     if built_with and not embedder_lib.same_model(built_with, identity):
-        raise ValueError(f"--index {index_dir} was built from embeddings of {embedder_lib.describe(built_with)}, "
-                         f"but --model is {embedder_lib.describe(identity)}, a different model (other "
+        raise ValueError(f"The index was built from embeddings of {embedder_lib.describe(built_with)}, "
+                         f"but the model is {embedder_lib.describe(identity)}, a different model (other "
                          f"SavedModel fingerprint); embeddings of different models are not comparable. Query "
-                         f"with the index's model, or embed the catalog with this one and rebuild the index.")
+                         f"with the index's model, or embed the catalog with this one and rebuild the index. "
+                         f"Received: model_dir={identity.get('path')}, index_dir={index_dir}")
 
 
 def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef_search=None):
@@ -65,13 +67,15 @@ def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef
       nprobe, ef_search: search-time overrides for IVF / HNSW kinds.
     """
     if k < 1:
-        raise ValueError(f"--k must be a positive integer. Received: {k}")
+        raise ValueError(f"k must be a positive integer. Received: k={k}")
     index = index_lib.load_index(index_dir, nprobe=nprobe, ef_search=ef_search)
     if binary and not index.binary:
-        raise ValueError(f"--binary: --index {index_dir} is a float index (kind {index.kind}); build a binary "
-                         f"one with --kind binary, binary-ivf or binary-hnsw.")
+        raise ValueError(f"binary search needs a binary index, and index_dir holds a float one (kind "
+                         f"{index.kind}); build one of kind binary, binary-ivf or binary-hnsw. "
+                         f"Received: binary=True, index_dir={index_dir}")
     if not tf.io.gfile.isdir(model_dir):
-        raise NotADirectoryError(f"--model {model_dir}: not a directory; pass saved_models/<name>/<version>.")
+        raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
+                                 f"Received: model_dir={model_dir}")
     card = model_card.read_model_card(model_dir)
     identity = embedder_lib.model_identity(model_dir, card=card)
     check_compatible(index, index_dir, identity)
@@ -81,6 +85,6 @@ def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef
     model = embedder_lib.SavedModelEmbedder(model_dir, signature)
     (result,) = model.embed([encoded])
     if result.error:
-        raise ValueError(f"--image {image}: the model cannot decode it ({result.error}).")
+        raise ValueError(f"The model cannot decode the image ({result.error}). Received: image={image}")
     query = result.bits if index.binary else result.embedding
     return QueryResult(os.fspath(image), encoded, index.neighbours(query, k), index)

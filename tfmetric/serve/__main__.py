@@ -71,7 +71,7 @@ def main(argv=None):
         serve(config_lib.ServeConfig(**vars(args)))
         return 0
 
-    return run_main(PROG, go)
+    return run_main(PROG, go, {"index_dir": "--index", "model_dir": "--model"})
 
 
 if __name__ == "__main__":

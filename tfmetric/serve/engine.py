@@ -59,7 +59,8 @@ class SearchEngine:
     def __init__(self, config):
         self.config = config
         if not tf.io.gfile.isdir(config.model):
-            raise NotADirectoryError(f"--model {config.model}: not a directory; pass saved_models/<name>/<version>.")
+            raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
+                                     f"Received: model_dir={config.model}")
         card = model_card.read_model_card(config.model)
         self.identity = embedder_lib.model_identity(config.model, card=card)
         self.max_pixels = model_card.card_max_pixels(card)
@@ -74,8 +75,9 @@ class SearchEngine:
         index = index_lib.load_index(directory)
         check_compatible(index, directory, self.identity)
         if self._float.output_width != index.dim:
-            raise ValueError(f"--model {self.config.model} gives {self._float.output_width}-dimensional embeddings, "
-                             f"--index {directory} holds {index.dim}-dimensional ones.")
+            raise ValueError(f"The model gives {self._float.output_width}-dimensional embeddings, the index holds "
+                             f"{index.dim}-dimensional ones. Received: model_dir={self.config.model}, "
+                             f"index_dir={directory}")
         rows = {}
         for row, item in enumerate(index.ids):
             rows.setdefault(item, row)

@@ -58,8 +58,9 @@ class IndexVersions:
 
     def __init__(self, root, load, poll_seconds=2.0):
         if not os.path.isdir(root):
-            raise NotADirectoryError(f"--index {root}: not a directory; pass an index directory or a directory "
-                                     f"of integer versions of one (python -m tfmetric.search build --index DIR/1).")
+            raise NotADirectoryError(f"index_dir is not a directory; pass an index directory or a directory of "
+                                     f"integer versions of one (python -m tfmetric.search build --index DIR/1). "
+                                     f"Received: index_dir={root}")
         self.root, self._load, self.poll_seconds = root, load, poll_seconds
         self.versioned = not is_index(root)
         self._failed = set()
@@ -68,9 +69,9 @@ class IndexVersions:
         if self.versioned:
             versions = complete_versions(root)
             if not versions:
-                raise FileNotFoundError(f"--index {root}: neither an index (no {index_lib.MANIFEST_NAME}) nor a "
+                raise FileNotFoundError(f"index_dir is neither an index (no {index_lib.MANIFEST_NAME}) nor a "
                                         f"directory holding a complete integer version (1/, 2/, ... with "
-                                        f"{index_lib.MANIFEST_NAME}).")
+                                        f"{index_lib.MANIFEST_NAME}). Received: index_dir={root}")
             version, directory = versions[-1]
         else:
             version, directory = None, root

@@ -1,14 +1,15 @@
 """The training step: forward/backward (optionally XLA-compiled) and the optimizer update, per replica.
 
 The same code runs on one device and under ``tf.distribute`` strategies: the loss of a replica is
-its examples' cross-entropy summed and divided by the *global* batch size, so summing the replicas'
-losses gives the mean over the global batch, as one device would compute it. With synchronized
-BatchNorm (statistics over the global batch) the forward pass itself all-reduces across replicas,
-so it runs inside the step's tf.function rather than in a nested (XLA-compilable) one.
+its examples' normalized softmax loss (``tfmetric.losses``) summed and divided by the *global*
+batch size, so summing the replicas' losses gives the mean over the global batch, as one device
+would compute it. With synchronized BatchNorm (statistics over the global batch) the forward pass
+itself all-reduces across replicas, so it runs inside the step's tf.function rather than in a nested (XLA-compilable) one.
 """
 import keras
 import tensorflow as tf
 
+from tfmetric.losses import cross_entropy_from_cosine_logits
 from tfmetric.models.embedding import walk_layers
 
 
@@ -41,8 +42,7 @@ def make_train_step(strategy, model, optimizer, variables, global_batch_size, ji
     def loss_and_grads(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
-            per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32))
+            per_example = cross_entropy_from_cosine_logits(labels, logits)  # Eq. 2, per example
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
             scaled = optimizer.scale_loss(loss) if scales_loss else loss
         return loss, tape.gradient(scaled, variables)

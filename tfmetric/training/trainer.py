@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -21,8 +22,8 @@ from tfmetric import config as config_lib
 from tfmetric.data import service as data_service
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.sources import open_source
-from tfmetric.metrics import evaluation
 from tfmetric.json_file import write_json
+from tfmetric.metrics import evaluation
 from tfmetric.models.backbones import backbone_preprocessing
 from tfmetric.progress import resolve_verbose
 from tfmetric.training import retrieval_grid, tensorboard
@@ -129,146 +130,198 @@ def train_and_evaluate(config, workdir, verbose="auto", export=None):
     keras.utils.set_random_seed(config.train.seed)
     strategy = make_strategy(config.train.distribute)
     if strategy.extended.should_checkpoint:  # one device, one host, or the chief of a cluster
-        return _train_and_evaluate(config, strategy, workdir, workdir, verbose, export)
+        return _train_and_evaluate(config, strategy, workdir, out_dir=workdir, is_chief=True, verbose=verbose,
+                                   export=export)
     # Another worker of a multi-worker cluster: it restores from the chief's workdir (shared storage)
     # and takes part in every step and save, but writes into a scratch directory deleted at the end.
     # It does not evaluate: BatchNorm moving statistics are per replica and the model the chief
     # saves carries the chief's (as PyTorch's DistributedDataParallel broadcasts rank 0's).
     scratch = tempfile.mkdtemp(prefix="tfmetric-worker-")
     try:
-        return _train_and_evaluate(config, strategy, workdir, scratch, verbose, None)
+        return _train_and_evaluate(config, strategy, workdir, out_dir=scratch, is_chief=False, verbose=verbose)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train_and_evaluate(config, strategy, workdir, out_dir, verbose, export):
-    """The run, restoring from ``workdir`` and writing every output into ``out_dir``; evaluated and
-    saved only when they are the same directory (not on a non-chief worker)."""
-    chief = out_dir == workdir
+@dataclasses.dataclass
+class _Run:
+    """One run of train_and_evaluate, handed to each of its stages.
+
+    Attributes:
+      config: the validated ExperimentConfig.
+      strategy: the tf.distribute strategy the steps run under.
+      workdir: the run directory checkpoints are restored from (shared by every worker of a cluster).
+      out_dir: where this process writes: ``workdir`` on the chief, a scratch directory elsewhere.
+      is_chief: this process evaluates, saves the models and the result, and exports.
+      verbose: 0, 1 or 2 (``tfmetric.progress.resolve_verbose``).
+      data: the datasets (``_Data``).
+      state: model, both optimizers and the checkpoints (``RunState``).
+      train_steps: ``{"warmup": step, "main": step}``, each ``(images, labels) -> loss``.
+      embedder: the traced inference function of the embedding model, used by every evaluation.
+      logger: the TensorBoard writer under ``out_dir``.
+      export: called by the chief with ``out_dir`` once the Keras models are saved, returning the
+        exported SavedModel's path (None: no export).
+    """
+    config: config_lib.ExperimentConfig
+    strategy: tf.distribute.Strategy
+    workdir: str
+    out_dir: str
+    is_chief: bool
+    verbose: int
+    data: _Data
+    state: RunState
+    train_steps: dict
+    embedder: Callable
+    logger: tensorboard.Logger
+    export: Optional[Callable] = None
+
+    @property
+    def epochs(self):
+        return total_epochs(self.config.train)
+
+    def path(self, name):
+        """``name`` in the directory this process writes to."""
+        return os.path.join(self.out_dir, name)
+
+
+def _train_and_evaluate(config, strategy, workdir, *, out_dir, is_chief, verbose, export=None):
+    """The run, restoring from ``workdir`` and writing every output into ``out_dir`` (see ``_Run``)."""
     verbose = resolve_verbose(verbose)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise NotADirectoryError(f"workdir {workdir} is a file, not a directory. Choose another --workdir.")
+        raise NotADirectoryError(f"workdir is a file, not a directory; choose another. Received: workdir={workdir}")
     changed = workdir_lib.check_resume(workdir, config)  # refuses changes to what is learnt
-    t = config.train
     # Everything that can fail on bad input (data, model, checkpoint) comes before the first write.
     data = _Data(config, strategy)
-    run = RunState(config, data.num_classes, workdir, strategy, save_dir=None if chief else out_dir)
-    start_epoch, start_step = run.restore()
-    epochs = total_epochs(t)
+    state = RunState(config, data.num_classes, workdir, strategy, save_dir=None if is_chief else out_dir)
+    start_epoch, start_step = state.restore()
     metrics_path = os.path.join(out_dir, "metrics.json")
-    if chief and start_epoch >= epochs and os.path.exists(metrics_path):
+    if is_chief and start_epoch >= total_epochs(config.train) and os.path.exists(metrics_path):
         with open(metrics_path) as f:
             return dict(json.load(f), already_finished=True)
     for field, (old, new) in changed.items():
         print(f"Resuming {workdir} with {field} changed: {old!r} -> {new!r} (recorded in config.json)", flush=True)
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
+    t = config.train
+    train_steps = {"warmup": make_train_step(strategy, state.model, state.warmup_opt, state.head_vars,
+                                             data.global_batch, t.jit_compile),
+                   "main": make_train_step(strategy, state.model, state.main_opt, state.all_vars,
+                                           data.global_batch, t.jit_compile)}
+    run = _Run(config, strategy, workdir, out_dir, is_chief, verbose, data, state, train_steps,
+               evaluation.compiled_embedder(state.embedding_model),
+               tensorboard.Logger(out_dir, t.log_every_n_steps), export)
+    history, report = _train(run, start_epoch, start_step)
+    if run.is_chief and report is None:  # resumed after the last epoch: evaluate once more
+        report = _report(run, run.epochs * data.steps)
+    return _finish(run, history, report)
+
+
+def _train(run, start_epoch, start_step):
+    """Trains epochs ``start_epoch..`` (the first from ``start_step``), checkpointing each.
+
+    Returns:
+      (history, report): every epoch's record, and the last evaluation (None when none ran).
+    """
+    t, data = run.config.train, run.data
     history = []
-    if (start_epoch or start_step) and os.path.exists(os.path.join(workdir, "history.json")):
-        with open(os.path.join(workdir, "history.json")) as f:
+    if (start_epoch or start_step) and os.path.exists(os.path.join(run.workdir, "history.json")):
+        with open(os.path.join(run.workdir, "history.json")) as f:
             history = json.load(f)
-    history_path = os.path.join(out_dir, "history.json")
-    logger = tensorboard.Logger(out_dir, t.log_every_n_steps)
-    steps_fns = {
-        "warmup": make_train_step(strategy, run.model, run.warmup_opt, run.head_vars, data.global_batch,
-                                  t.jit_compile),
-        "main": make_train_step(strategy, run.model, run.main_opt, run.all_vars, data.global_batch,
-                                t.jit_compile)}
-    if verbose:
-        print(f"Training {config.model.backbone} on {config.data.dataset}: "
+    if run.verbose:
+        print(f"Training {run.config.model.backbone} on {run.config.data.dataset}: "
               f"{data.source.num_images(data.split)} images, {data.num_classes} classes, {data.steps} steps/epoch "
-              f"x {epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {workdir}"
+              f"x {run.epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {run.workdir}"
               + (f" (resuming at epoch {start_epoch + 1}, step {start_step})" if start_epoch or start_step else ""),
               flush=True)
-
     report = None  # the last evaluation: (scores, embeddings, grid), reused at the end
-    embedder = evaluation.compiled_embedder(run.embedding_model)
     with InterruptGuard() as guard:
-        for epoch in range(start_epoch, epochs):
-            skip = start_step if epoch == start_epoch else 0
-            record = _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose)
+        for epoch in range(start_epoch, run.epochs):
+            record = _train_epoch(run, epoch, start_step if epoch == start_epoch else 0, guard)
             main_epoch = epoch + 1 - t.warmup_epochs
-            if chief and (epoch + 1 == epochs or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0)):
-                report = _report(embedder, data, config.eval, logger, (epoch + 1) * data.steps, verbose)
+            last = epoch + 1 == run.epochs
+            if run.is_chief and (last or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0)):
+                report = _report(run, (epoch + 1) * data.steps)
                 record["test"] = report[0]
-                if verbose and epoch + 1 < epochs:  # the final scores are the run's result, shown once
+                if run.verbose and not last:  # the final scores are the run's result, shown once
                     print(f"  test after epoch {epoch + 1}:\n"
-                          + evaluation.format_scores(record["test"], config.eval.recall_ks, indent="    "), flush=True)
+                          + evaluation.format_scores(record["test"], run.config.eval.recall_ks, indent="    "),
+                          flush=True)
             history.append(record)
-            run.save(epoch + 1, 0)
-            write_json(history_path, history)
-    if not chief:
-        return {"dataset": config.data.dataset, "backbone": config.model.backbone, "epochs": epochs,
-                "test": None, "history": history, "worker": True}
-    if report is None:  # resumed after the last epoch: evaluate once more
-        report = _report(embedder, data, config.eval, logger, epochs * data.steps, verbose)
-    return _finish(config, out_dir, run, data, history, logger, report, verbose, export)
+            run.state.save(epoch + 1, 0)
+            write_json(run.path("history.json"), history)
+    return history, report
 
 
-def _train_epoch(run, data, steps_fns, epoch, skip, epochs, guard, logger, verbose):
-    t = data.config.train
+def _train_epoch(run, epoch, skip, guard):
+    """One epoch after its first ``skip`` steps; returns its history record."""
+    t, data, state = run.config.train, run.data, run.state
     phase = "warmup" if epoch < t.warmup_epochs else "main"
     lr = learning_rate_at(epoch, t)
-    (run.warmup_opt if phase == "warmup" else run.main_opt).learning_rate.assign(lr)
-    title = f"Epoch {epoch + 1}/{epochs} ({phase}, lr {lr:g})" + (f", resuming at step {skip}" if skip else "")
-    if verbose == 1:
+    (state.warmup_opt if phase == "warmup" else state.main_opt).learning_rate.assign(lr)
+    title = f"Epoch {epoch + 1}/{run.epochs} ({phase}, lr {lr:g})" + (f", resuming at step {skip}" if skip else "")
+    if run.verbose == 1:
         print(title, flush=True)
-    bar = keras.utils.Progbar(data.steps, verbose=1 if verbose == 1 else 0, stateful_metrics=["loss"])
+    bar = keras.utils.Progbar(data.steps, verbose=1 if run.verbose == 1 else 0, stateful_metrics=["loss"])
     started, losses = time.time(), []
     for i, (images, labels) in enumerate(data.epoch(epoch, skip), start=skip + 1):
-        loss = float(steps_fns[phase](images, labels))
+        loss = float(run.train_steps[phase](images, labels))
         if not np.isfinite(loss):
-            kept = run.manager.latest_checkpoint
+            kept = state.manager.latest_checkpoint
             raise FloatingPointError(
                 f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; "
                 + (f"the last good checkpoint {kept} is kept" if kept else "no checkpoint had been written yet")
                 + ". Lower train.lr or check the data.")
         losses.append(loss)
-        logger.loss(epoch * data.steps + i, loss)
+        run.logger.loss(epoch * data.steps + i, loss)
         bar.update(i, [("loss", loss)])
         if guard.requested:
-            path = run.save(epoch, i)
+            path = state.save(epoch, i)
             raise StopRequested(f"Interrupted at epoch {epoch + 1}, step {i}; checkpoint {path}. "
                                 f"Rerun the same command to resume.")
         if t.checkpoint_every_n_steps and i % t.checkpoint_every_n_steps == 0 and i < data.steps:
-            run.save(epoch, i)
+            state.save(epoch, i)
     mean_loss = float(np.mean(losses)) if losses else float("nan")
     seconds = time.time() - started
-    if verbose == 2:
+    if run.verbose == 2:
         print(f"{title}: loss {mean_loss:.4f}, {seconds:.1f} s", flush=True)
-    logger.epoch((epoch + 1) * data.steps, lr, mean_loss)
+    run.logger.epoch((epoch + 1) * data.steps, lr, mean_loss)
     return {"epoch": epoch + 1, "phase": phase, "lr": lr, "loss": mean_loss,
             "seconds": round(seconds, 2), "resumed_at_step": skip}
 
 
-def _report(embedder, data, eval_config, logger, step, verbose):
+def _report(run, step):
     """One evaluation: scores, the embeddings, and the retrieval grid, logged to TensorBoard."""
-    scores, embedded = _evaluate(embedder, data, eval_config, verbose)
-    grid = retrieval_grid.grid_for_source(data.source, data.module, embedded)
-    logger.test(step, scores, grid)
+    scores, embedded = _evaluate(run.embedder, run.data, run.config.eval, run.verbose)
+    grid = retrieval_grid.grid_for_source(run.data.source, run.data.module, embedded)
+    run.logger.test(step, scores, grid)
     return scores, embedded, grid
 
 
-def _finish(config, workdir, run, data, history, logger, report, verbose, export):
-    final, embedded, grid = report
-    result = {"dataset": config.data.dataset, "backbone": config.model.backbone,
-              "epochs": total_epochs(config.train), "test": final, "history": history}
+def _finish(run, history, report):
+    """The run's result, built here only; the chief also writes its outputs, ``metrics.json`` last."""
+    config, data = run.config, run.data
+    result = {"dataset": config.data.dataset, "backbone": config.model.backbone, "epochs": run.epochs,
+              "test": report[0] if run.is_chief else None, "history": history}
+    if not run.is_chief:
+        return dict(result, worker=True)
+    _, embedded, grid = report
     if config.eval.raw_pixel_baseline:
         pixels_config = dataclasses.replace(config.eval, binary=False, nmi=False)
-        result["raw_pixels"], _ = _evaluate(evaluation.flatten_pixels, data, pixels_config, verbose)
-        logger.test(total_epochs(config.train) * data.steps, result["raw_pixels"], prefix="raw_pixels")
+        result["raw_pixels"], _ = _evaluate(evaluation.flatten_pixels, data, pixels_config, run.verbose)
+        run.logger.test(run.epochs * data.steps, result["raw_pixels"], prefix="raw_pixels")
     if config.eval.projector:
         split = data.module.QUERY_SPLIT
         query, labels = embedded[split]
-        tensorboard.write_projector(logger.dir, query, labels, data.source.raw_dataset(split, names=True).as_numpy_iterator(),
+        tensorboard.write_projector(run.logger.dir, query, labels,
+                                    data.source.raw_dataset(split, names=True).as_numpy_iterator(),
                                     max_items=config.eval.projector_max_items)
-    result["retrieval_grid"] = os.path.join(workdir, "retrieval.png")
+    result["retrieval_grid"] = run.path("retrieval.png")
     with open(result["retrieval_grid"] + ".tmp", "wb") as f:
         f.write(retrieval_grid.encode_png(grid))
     os.replace(result["retrieval_grid"] + ".tmp", result["retrieval_grid"])
-    run.model.save(os.path.join(workdir, "model.keras"))
-    run.embedding_model.save(os.path.join(workdir, "embedding_model.keras"))
-    if export:
-        result["saved_model"] = export(workdir)
-    write_json(os.path.join(workdir, "metrics.json"), result)  # last: its presence means finished
+    run.state.model.save(run.path("model.keras"))
+    run.state.embedding_model.save(run.path("embedding_model.keras"))
+    if run.export:
+        result["saved_model"] = run.export(run.out_dir)
+    write_json(run.path("metrics.json"), result)  # last, and only here: its presence means finished
     return result

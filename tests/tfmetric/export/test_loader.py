@@ -33,13 +33,13 @@ def test_loads_and_calls_a_signature(model_dir):
 
 def test_missing_signature_names_the_model_and_its_signatures(model_dir):
     loaded = loader.load_saved_model(model_dir)
-    with pytest.raises(ValueError, match=f"--model {model_dir}: no 'serving_binary' signature "
+    with pytest.raises(ValueError, match=f"The SavedModel has no 'serving_binary' signature "
                                          r"\(has: serving_default\)"):
         loader.signature(loaded, "serving_binary", model_dir)
 
 
 def test_no_saved_model_there(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"--model {tmp_path}: no saved_model.pb there"):
+    with pytest.raises(FileNotFoundError, match=f"model_dir has no saved_model.pb; .* Received: model_dir={tmp_path}$"):
         loader.load_saved_model(str(tmp_path))
 
 
@@ -55,5 +55,5 @@ def test_truncated_variables(tmp_path, model_dir):
             target = os.path.join(cut, os.path.relpath(source, model_dir))
             tf.io.gfile.makedirs(os.path.dirname(target))
             open(target, "wb").write(data)
-    with pytest.raises(ValueError, match=f"--model {cut}: the SavedModel cannot be loaded .*export it again"):
+    with pytest.raises(ValueError, match=f"The SavedModel cannot be loaded .*export it again. Received: model_dir={cut}$"):
         loader.load_saved_model(cut)

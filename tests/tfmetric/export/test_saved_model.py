@@ -215,11 +215,20 @@ def test_export_cli_user_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export_cli.main(["--workdir", str(tmp_path / "missing")])
     assert e.value.code == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert "python -m tfmetric.export: error: --workdir: workdir is not a directory" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         export_cli.main(["--workdir", str(tmp_path)])
     assert e.value.code == 2
-    assert "config.json not found" in capsys.readouterr().err
+    assert f"error: --workdir: {tmp_path / 'config.json'} not found" in capsys.readouterr().err
+
+
+def test_export_errors_name_arguments_not_flags(tmp_path):
+    from tfmetric.export import export_from_workdir
+    with pytest.raises(NotADirectoryError, match=f"^workdir is not a directory. Received: workdir={tmp_path / 'x'}$"):
+        export_from_workdir(str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError, match="config.json not found: workdir must be a finished training run") as e:
+        export_from_workdir(str(tmp_path))
+    assert "--" not in str(e.value)
 
 
 def _load_example_client():

@@ -92,7 +92,7 @@ def test_calibrate_cli_stores_thresholds_in_the_manifest(tmp_path, capsys):
     assert e.value.code == 2 and "either --model with --split, or --labelled" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["calibrate", "--index", str(tmp_path / "index"), "--labelled", str(tmp_path / "x.npz")])
-    assert "--labelled" in capsys.readouterr().err
+    assert f"error: --labelled: No such file. Received: path={tmp_path / 'x.npz'}" in capsys.readouterr().err
 
 
 def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path, digits_data_dir, capsys):
@@ -114,4 +114,8 @@ def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path,
     with pytest.raises(SystemExit):
         cli.main(["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir, "--dataset", "digits",
                   "--data-dir", digits_data_dir, "--split", "validation"])
-    assert "--split must be one of" in capsys.readouterr().err
+    assert "error: --split: split must be one of train, test for dataset digits. Received: split='validation'" \
+        in capsys.readouterr().err
+    with pytest.raises(ValueError, match="^split must be one of") as e:  # the library's own words
+        embed_split(model_dir, "validation", "digits", digits_data_dir)
+    assert "--" not in str(e.value)

@@ -116,7 +116,7 @@ def test_binary_query_subcommand(setup, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["--index", flat, "--model", model_dir, "--image", paths["img-03"], "--binary"])
     assert e.value.code == 2
-    assert "--binary: --index" in capsys.readouterr().err
+    assert "error: --binary, --index: binary search needs a binary index" in capsys.readouterr().err
 
 
 def test_a_copy_of_the_model_is_the_same_model(setup, tmp_path, capsys):
@@ -139,18 +139,20 @@ def test_undecodable_query_image(setup, tmp_path, capsys):
     model_dir, _, flat, _, _ = setup
     bad = fx.write_bytes(str(tmp_path / "bad.jpg"), fx.truncated_jpeg_bytes())
     err = _error(capsys, ["--index", flat, "--model", model_dir, "--image", bad])
-    assert f"--image {bad}: not a usable image (truncated" in err
+    assert "error: --image: Not a usable image (truncated" in err and f"Received: image={bad}" in err
     big = fx.write_jpeg(str(tmp_path / "big.jpg"), size=(80, 80))  # over the model's max_pixels
     assert "too_many_pixels" in _error(capsys, ["--index", flat, "--model", model_dir, "--image", big])
     missing = str(tmp_path / "missing.jpg")
-    assert "no such file" in _error(capsys, ["--index", flat, "--model", model_dir, "--image", missing])
+    assert "error: --image: No such image file" in _error(capsys, ["--index", flat, "--model", model_dir,
+                                                                   "--image", missing])
 
 
 def test_model_of_another_dimension(setup, tmp_path_factory, capsys):
     _, paths, flat, _, _ = setup
     other = tiny_model(tmp_path_factory, dim=16, seed=1)
     err = _error(capsys, ["--index", flat, "--model", other, "--image", paths["img-00"]])
-    assert "gives 16-dimensional embeddings, but --index" in err and "holds 12-dimensional ones" in err
+    assert "error: --model, --index: The model" in err
+    assert "gives 16-dimensional embeddings, but the index holds 12-dimensional ones" in err
 
 
 def test_index_of_another_model(setup, tmp_path, capsys):
@@ -160,16 +162,17 @@ def test_index_of_another_model(setup, tmp_path, capsys):
     manifest["model"].update(saved_model_checksum="123", path="/models/other/7", version=7)
     (index / "index.json").write_text(json.dumps(manifest))
     err = _error(capsys, ["--index", str(index), "--model", model_dir, "--image", paths["img-00"]])
-    assert "was built from embeddings of tiny/7 (/models/other/7)" in err and "a different model" in err
+    assert "error: --model, --index: The index was built from embeddings of tiny/7 (/models/other/7)" in err
+    assert "a different model" in err
 
 
 def test_empty_or_missing_index(setup, tmp_path, capsys):
     model_dir, paths, _, _, _ = setup
     write_catalog(str(tmp_path / "empty"), [], np.zeros((0, DIM), np.float32), model=model_identity(model_dir))
     err = _error(capsys, ["build", "--embeddings", str(tmp_path / "empty"), "--index", str(tmp_path / "i")])
-    assert "no embeddings (count 0" in err
+    assert "error: --embeddings: No embeddings (count 0" in err
     err = _error(capsys, ["--index", str(tmp_path / "nothing"), "--model", model_dir, "--image", paths["img-00"]])
-    assert "--index" in err and "not a directory" in err
+    assert "error: --index: index_dir is not a directory" in err
 
 
 def test_plot_shows_placeholders_for_unreadable_neighbours(setup, tmp_path):
