@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: demo test bench clean venv
+.PHONY: demo test lint bench clean venv
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ $(CHROMIUM):
 # starts the modules with slow tests first).
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -n 2 --dist worksteal tests
+
+# ruff's lint rules and formatting (pyproject.toml); CI runs this before the tests.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

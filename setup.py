@@ -1,4 +1,5 @@
 """Installable package for tfmetric (also used as Beam's --setup_file for remote workers)."""
+
 import pathlib
 
 import setuptools
@@ -15,8 +16,9 @@ def _requirements():
 setuptools.setup(
     name="tfmetric",
     version="0.1.0",
-    description=("Classification-based deep metric learning (Zhai & Wu, BMVC 2019) "
-                 "in TensorFlow 2 / Keras 3 with Apache Beam."),
+    description=(
+        "Classification-based deep metric learning (Zhai & Wu, BMVC 2019) in TensorFlow 2 / Keras 3 with Apache Beam."
+    ),
     packages=setuptools.find_packages(include=["tfmetric", "tfmetric.*", "pipelines", "pipelines.*"]),
     package_data={"tfmetric.serve": ["static/*.html"]},
     python_requires=">=3.10",

@@ -20,6 +20,7 @@ rate, not a fixed start-up, the bulk of each run; the targets compare steady rat
     python benchmarks/build_tfrecords.py [--num-images 10000] [--num-classes 100] [--image-size 256] \
         [--repeats 2] [--no-dask]
 """
+
 import argparse
 import logging
 import math
@@ -70,8 +71,7 @@ def plain_loop(raw, out_dir, requested_shards):
                 continue
             kept.append((r, info))
         labels = {old: new for new, old in enumerate(sorted({r.label for r, _ in kept}))}
-        n = min(requested_shards or max(1, math.ceil(len(records) / build_tfrecords.IMAGES_PER_SHARD)),
-                len(labels))
+        n = min(requested_shards or max(1, math.ceil(len(records) / build_tfrecords.IMAGES_PER_SHARD)), len(labels))
         shards = {}
         for r, info in kept:
             shards.setdefault(labels[r.label] % n, []).append((labels[r.label], r, info))
@@ -80,9 +80,11 @@ def plain_loop(raw, out_dir, requested_shards):
             path = os.path.join(out_dir, split, f"{split}-{index:05d}-of-{n:05d}.tfrecord")
             with tf.io.TFRecordWriter(path) as writer:
                 for label, r, info in sorted(items, key=lambda e: (e[0], e[1].image_id)):
-                    writer.write(schema.serialize_example(info.encoded, info.format, info.height,
-                                                          info.width, label, r.class_name,
-                                                          r.image_id))
+                    writer.write(
+                        schema.serialize_example(
+                            info.encoded, info.format, info.height, info.width, label, r.class_name, r.image_id
+                        )
+                    )
 
 
 def shard_bytes(directory):
@@ -103,8 +105,19 @@ def _convert(source, data, num_shards, beam_args):
         out = os.path.join(data, "plain")
         plain_loop(source, out, num_shards)
         return out
-    build_tfrecords.run(["--dataset", "imagefolder", "--raw-dir", source, "--data-dir", data,
-                         "--num-shards", str(num_shards), *beam_args])
+    build_tfrecords.run(
+        [
+            "--dataset",
+            "imagefolder",
+            "--raw-dir",
+            source,
+            "--data-dir",
+            data,
+            "--num-shards",
+            str(num_shards),
+            *beam_args,
+        ]
+    )
     return tfrecord_dir(data, "imagefolder")
 
 
@@ -149,32 +162,61 @@ def main():
         raw = os.path.join(tmp, "raw")
         start = time.perf_counter()
         generate(raw, args.num_images, args.num_classes, args.image_size)
-        megabytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(raw)
-                        for f in fs) / 1e6
-        print(f"Generated {args.num_images} JPEGs of {args.image_size}x{args.image_size} "
-              f"({megabytes:.1f} MB, {args.num_classes} classes) in "
-              f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} CPUs; load average "
-              f"{os.getloadavg()[0]:.1f}", flush=True)
+        megabytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(raw) for f in fs) / 1e6
+        print(
+            f"Generated {args.num_images} JPEGs of {args.image_size}x{args.image_size} "
+            f"({megabytes:.1f} MB, {args.num_classes} classes) in "
+            f"{time.perf_counter() - start:.1f} s; {os.cpu_count()} CPUs; load average "
+            f"{os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         tiny = os.path.join(tmp, "tiny")
         generate(tiny, TINY, 2, args.image_size)
 
-        runs = [("plain Python loop", 1, None),
-                ("Beam FnApiRunner in-process", 1, []),
-                ("Beam FnApiRunner multi_processing", 2,
-                 ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
-                  "--default_sdk_harness_log_level", "WARNING"])]
+        runs = [
+            ("plain Python loop", 1, None),
+            ("Beam FnApiRunner in-process", 1, []),
+            (
+                "Beam FnApiRunner multi_processing",
+                2,
+                [
+                    "--direct_num_workers",
+                    "2",
+                    "--direct_running_mode",
+                    "multi_processing",
+                    "--default_sdk_harness_log_level",
+                    "WARNING",
+                ],
+            ),
+        ]
         cluster = None
         if not args.no_dask:
             from dask.distributed import LocalCluster  # optional here; pinned in requirements.txt
 
             start = time.perf_counter()
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
-            print(f"Dask cluster of 2 worker processes started in {time.perf_counter() - start:.1f} s",
-                  flush=True)
-            runs.append(("Beam DaskRunner, local cluster", 2,
-                         ["--runner", "DaskRunner", "--dask_client_address", cluster.scheduler_address,
-                          "--dask_npartitions", "4"]))
+            cluster = LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
+            print(f"Dask cluster of 2 worker processes started in {time.perf_counter() - start:.1f} s", flush=True)
+            runs.append(
+                (
+                    "Beam DaskRunner, local cluster",
+                    2,
+                    [
+                        "--runner",
+                        "DaskRunner",
+                        "--dask_client_address",
+                        cluster.scheduler_address,
+                        "--dask_npartitions",
+                        "4",
+                    ],
+                )
+            )
         rows, outputs = [], []
         try:
             for name, workers, beam_args in runs:
@@ -189,24 +231,30 @@ def main():
                 cluster.close()
 
         n = args.num_images
-        print(f"\n| {'method':<34} | workers | images | seconds | images/s | start-up s | "
-              f"images/s after start-up |")
-        print(f"|{'-' * 36}|---------|--------|---------|----------|------------|"
-              f"-------------------------|")
+        print(f"\n| {'method':<34} | workers | images | seconds | images/s | start-up s | images/s after start-up |")
+        print(f"|{'-' * 36}|---------|--------|---------|----------|------------|-------------------------|")
         rates = []
         for name, workers, seconds, startup in rows:
             steady = _after_startup(n, seconds, startup)
             rates.append((n / seconds, steady))
-            print(f"| {name:<34} | {workers:>7} | {n:>6} | {seconds:>7.1f} | {n / seconds:>8.0f} | "
-                  f"{startup:>10.1f} | {_rate(steady):>23} |")
+            print(
+                f"| {name:<34} | {workers:>7} | {n:>6} | {seconds:>7.1f} | {n / seconds:>8.0f} | "
+                f"{startup:>10.1f} | {_rate(steady):>23} |"
+            )
         print("\nRatios (wall clock; after start-up):")
-        print(f"  1 Beam worker / plain loop:      {_ratio(rates[1][0], rates[0][0])}; "
-              f"{_ratio(rates[1][1], rates[0][1])}   (target >= 0.85x)")
-        print(f"  2 processes / 1 Beam worker:     {_ratio(rates[2][0], rates[1][0])}; "
-              f"{_ratio(rates[2][1], rates[1][1])}   (target >= 1.4x)")
+        print(
+            f"  1 Beam worker / plain loop:      {_ratio(rates[1][0], rates[0][0])}; "
+            f"{_ratio(rates[1][1], rates[0][1])}   (target >= 0.85x)"
+        )
+        print(
+            f"  2 processes / 1 Beam worker:     {_ratio(rates[2][0], rates[1][0])}; "
+            f"{_ratio(rates[2][1], rates[1][1])}   (target >= 1.4x)"
+        )
         if len(rates) > 3:
-            print(f"  Dask 2 workers / 1 Beam worker:  {_ratio(rates[3][0], rates[1][0])}; "
-                  f"{_ratio(rates[3][1], rates[1][1])}   (target >= 1.4x)")
+            print(
+                f"  Dask 2 workers / 1 Beam worker:  {_ratio(rates[3][0], rates[1][0])}; "
+                f"{_ratio(rates[3][1], rates[1][1])}   (target >= 1.4x)"
+            )
         identical = all(o == outputs[0] for o in outputs[1:]) and outputs[0]
         print(f"\nShards byte-identical across all {len(outputs)}: {'yes' if identical else 'NO'}")
         return 0 if identical else 1

@@ -18,6 +18,7 @@ each is reported, which keeps other load on a shared machine out of the comparis
     python benchmarks/embed_catalog.py                       # 512 images, a few minutes on 2 cores
     python benchmarks/embed_catalog.py --n 128 --image-size 96
 """
+
 import argparse
 import io
 import json
@@ -73,7 +74,7 @@ def measure_loop(model_dir, images, batch_size):
     embeddings, bits = [], []
     for i in range(0, len(paths), batch_size):
         encoded = []
-        for path in paths[i:i + batch_size]:
+        for path in paths[i : i + batch_size]:
             with open(path, "rb") as f:
                 encoded.append(f.read())
         out = signature(image_bytes=tf.constant(encoded))["embedding"].numpy()
@@ -86,8 +87,18 @@ def measure_loop(model_dir, images, batch_size):
 def measure_beam(model_dir, images, batch_size, output_dir, workers, threads):
     from pipelines import embed_catalog
 
-    argv = ["--model", model_dir, "--input", os.path.join(images, "*.jpg"), "--output-dir", output_dir,
-            "--batch-size", str(batch_size), "--threads", str(threads)]
+    argv = [
+        "--model",
+        model_dir,
+        "--input",
+        os.path.join(images, "*.jpg"),
+        "--output-dir",
+        output_dir,
+        "--batch-size",
+        str(batch_size),
+        "--threads",
+        str(threads),
+    ]
     if workers > 1:
         argv += ["--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing"]
     start = time.perf_counter()
@@ -113,8 +124,14 @@ def main(argv=None):
         else:
             workers = 1 if args.measure == "beam" else 2
             threads = 1 if "1 thread" in args.measure else 0
-            result = measure_beam(model_dir, images, args.batch_size,
-                                  os.path.join(args.workdir, f"out-{workers}-{threads}"), workers, threads)
+            result = measure_beam(
+                model_dir,
+                images,
+                args.batch_size,
+                os.path.join(args.workdir, f"out-{workers}-{threads}"),
+                workers,
+                threads,
+            )
         print(json.dumps(result))
         return
 
@@ -126,26 +143,37 @@ def main(argv=None):
         results = {}
         for round_ in range(args.repeat):  # interleaved rounds; the best of each method is kept
             for method in METHODS:
-                cmd = [sys.executable, os.path.abspath(__file__), "--measure", method, "--workdir", workdir,
-                       "--batch-size", str(args.batch_size)]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO_ROOT,
-                                     env=env).stdout
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--measure",
+                    method,
+                    "--workdir",
+                    workdir,
+                    "--batch-size",
+                    str(args.batch_size),
+                ]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO_ROOT, env=env).stdout
                 result = json.loads(out.strip().splitlines()[-1])
                 print(f"  round {round_ + 1}, {method}: {result['wall_s']:.1f} s", flush=True)
                 if method not in results or result["wall_s"] < results[method]["wall_s"]:
                     results[method] = result
     loop = results["loop"]
-    print(f"\n{args.n} JPEGs 320x240 -> {args.backbone} {args.image_size}px {args.dim}-d, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, best of {args.repeat}; loop steady state "
-          f"{loop['steady_ips']:.1f} images/s\n")
+    print(
+        f"\n{args.n} JPEGs 320x240 -> {args.backbone} {args.image_size}px {args.dim}-d, batch {args.batch_size}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, best of {args.repeat}; loop steady state "
+        f"{loop['steady_ips']:.1f} images/s\n"
+    )
     print("| method | workers | wall s (end to end) | images/s | wall / loop wall |")
     print("|---|---:|---:|---:|---:|")
     for method in METHODS:
         r = results[method]
         assert r["count"] == args.n, (method, r)
         workers = 1 if method in ("loop", "beam") else 2
-        print(f"| {method} | {workers} | {r['wall_s']:.1f} | {r['count'] / r['wall_s']:.1f} "
-              f"| {r['wall_s'] / loop['wall_s']:.2f} |")
+        print(
+            f"| {method} | {workers} | {r['wall_s']:.1f} | {r['count'] / r['wall_s']:.1f} "
+            f"| {r['wall_s'] / loop['wall_s']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ existing TFRecord directory instead.
     python benchmarks/input_pipeline.py                     # minutes; mostly the ResNet50 steps
     python benchmarks/input_pipeline.py --skip-train --batches 40
 """
+
 import argparse
 import io
 import os
@@ -42,8 +43,10 @@ def photo_jpeg(rng, height, width):
     """A JPEG with smooth structure, edges and sensor-like noise (so it compresses like a photo)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     phase = rng.uniform(0, 6.28, 3)
-    pixels = np.stack([110 + 80 * np.sin(xx / rng.uniform(15, 60) + phase[c]) * np.cos(yy / rng.uniform(15, 60))
-                       for c in range(3)], -1)
+    pixels = np.stack(
+        [110 + 80 * np.sin(xx / rng.uniform(15, 60) + phase[c]) * np.cos(yy / rng.uniform(15, 60)) for c in range(3)],
+        -1,
+    )
     cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(40, 150)
     pixels[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += rng.uniform(-80, 80, 3)
     pixels += rng.normal(0, 6, pixels.shape)
@@ -55,16 +58,19 @@ def photo_jpeg(rng, height, width):
 def write_shards(directory, num_classes, images_per_class, num_shards):
     """Class-grouped shards (class c in shard c % num_shards); returns (paths, encoded images)."""
     rng = np.random.default_rng(0)
-    writers = [tf.io.TFRecordWriter(os.path.join(directory, f"train-{s:05d}-of-{num_shards:05d}.tfrecord"))
-               for s in range(num_shards)]
+    writers = [
+        tf.io.TFRecordWriter(os.path.join(directory, f"train-{s:05d}-of-{num_shards:05d}.tfrecord"))
+        for s in range(num_shards)
+    ]
     images = []
     for c in range(num_classes):
         for k in range(images_per_class):
             height, width = (375, 500) if rng.uniform() < 0.7 else (500, 375)
             data = photo_jpeg(rng, height, width)
             images.append(data)
-            writers[c % num_shards].write(schema.make_example(
-                data, "jpeg", height, width, c, f"class_{c}", f"{c}/{k}").SerializeToString())
+            writers[c % num_shards].write(
+                schema.make_example(data, "jpeg", height, width, c, f"class_{c}", f"{c}/{k}").SerializeToString()
+            )
     for w in writers:
         w.close()
     paths = [os.path.join(directory, f"train-{s:05d}-of-{num_shards:05d}.tfrecord") for s in range(num_shards)]
@@ -96,7 +102,7 @@ def pil_rate(images, config, batches):
             for data in (images[i] for i in rng.integers(0, len(images), config.batch_size)):
                 image = Image.open(io.BytesIO(data)).convert("RGB").resize((r, r), Image.BILINEAR)
                 top, left = rng.integers(0, r - s + 1, 2)
-                x = np.asarray(image, np.float32)[top:top + s, left:left + s]
+                x = np.asarray(image, np.float32)[top : top + s, left : left + s]
                 if rng.uniform() < 0.5:
                     x = x[:, ::-1]
                 out.append((x / 255.0 - mean) / std)
@@ -168,37 +174,52 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         if args.dataset:
             from tfmetric.data.manifest import load_manifest
+
             source = TFRecordSource.from_manifest(load_manifest(args.data_dir, args.dataset), args.data_dir)
             images = [b for b, _ in source.raw_dataset("train").take(600).as_numpy_iterator()]
             described = f"{args.dataset} train split"
         else:
             paths, images = write_shards(tmp, args.classes, args.images_per_class_on_disk, args.shards)
             source = TFRecordSource({"train": paths})
-            described = (f"{len(images)} generated JPEGs (500x375 / 375x500, "
-                         f"{sum(map(len, images)) / len(images) / 1024:.0f} KB avg), {args.shards} shards")
+            described = (
+                f"{len(images)} generated JPEGs (500x375 / 375x500, "
+                f"{sum(map(len, images)) / len(images) / 1024:.0f} KB avg), {args.shards} shards"
+            )
         startup = index_startup(source)
-        rows = [("tf.data pipeline (sampler + fused decode/crop + flip + normalise)",
-                 pipeline_rate(source, config, args.batches))]
-        rows.append(("PIL loader, one process (decode, resize, crop, flip, normalise)",
-                     pil_rate(images, config, args.pil_batches)))
+        rows = [
+            (
+                "tf.data pipeline (sampler + fused decode/crop + flip + normalise)",
+                pipeline_rate(source, config, args.batches),
+            )
+        ]
+        rows.append(
+            (
+                "PIL loader, one process (decode, resize, crop, flip, normalise)",
+                pil_rate(images, config, args.pil_batches),
+            )
+        )
         if not args.skip_train:
             for backbone in ("inception_v1", "resnet50"):
                 rate = train_step_rate(backbone, config, max(2, source.num_classes("train")), args.train_steps)
                 rows.append((f"{backbone} training step consumes (batch {args.batch_size}, random init)", rate))
 
     pipeline = rows[0][1]
-    print(f"Input pipeline, {described}; batch {config.batch_size} = "
-          f"{config.batch_size // config.images_per_class} classes x {config.images_per_class}, "
-          f"{config.image_size}x{config.image_size} crops of {config.resize_size}x{config.resize_size}; "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"Input pipeline, {described}; batch {config.batch_size} = "
+        f"{config.batch_size // config.images_per_class} classes x {config.images_per_class}, "
+        f"{config.image_size}x{config.image_size} crops of {config.resize_size}x{config.resize_size}; "
+        f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}"
+    )
     header = f"{'stage':<72} {'images/s':>9} {'pipeline / stage':>17}"
     print(header)
     print("-" * len(header))
     for name, rate in rows:
         ratio = "" if rate is pipeline else f"{pipeline / rate:>16.2f}x"
         print(f"{name:<72} {rate:>9.1f} {ratio:>17}")
-    print(f"sampler start-up (class index): label scan of every record {startup[0] * 1e3:.1f} ms, "
-          f"from the manifest's class runs {startup[1] * 1e3:.2f} ms ({startup[0] / startup[1]:.0f}x)")
+    print(
+        f"sampler start-up (class index): label scan of every record {startup[0] * 1e3:.1f} ms, "
+        f"from the manifest's class runs {startup[1] * 1e3:.2f} ms ({startup[0] / startup[1]:.0f}x)"
+    )
     if not args.skip_train:
         slowest_ok = all(pipeline > rate for _, rate in rows[2:])
         print(f"pipeline faster than both training steps consume: {'yes' if slowest_ok else 'NO'}")

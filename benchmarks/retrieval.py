@@ -10,6 +10,7 @@ the figure reported is the peak during the measured call minus the peak after ma
     python benchmarks/retrieval.py            # full size, a few minutes on 2 cores
     python benchmarks/retrieval.py --n 5000   # quick
 """
+
 import argparse
 import json
 import os
@@ -53,8 +54,7 @@ def _measure(mode, method, n, dim, ks, block_size):
     before = _peak_mb()
     start = time.perf_counter()
     if method == "tfmetric":
-        recalls = metrics.retrieval_metrics(embeddings, labels, ks=ks, binary=mode == "binary",
-                                            block_size=block_size)
+        recalls = metrics.retrieval_metrics(embeddings, labels, ks=ks, binary=mode == "binary", block_size=block_size)
     elif mode == "float":
         normalized = embeddings.copy()
         faiss.normalize_L2(normalized)
@@ -70,8 +70,12 @@ def _measure(mode, method, n, dim, ks, block_size):
     peak = _peak_mb() - before
     if method == "faiss":  # outside the measurement: a cross-check of the figures
         recalls = _recalls_from_faiss(ids, labels, ks)
-    return {"seconds": seconds, "peak_mb": peak, "threads": faiss.omp_get_max_threads(),
-            **{k: v for k, v in recalls.items() if k.startswith("recall@")}}
+    return {
+        "seconds": seconds,
+        "peak_mb": peak,
+        "threads": faiss.omp_get_max_threads(),
+        **{k: v for k, v in recalls.items() if k.startswith("recall@")},
+    }
 
 
 def main(argv=None):
@@ -92,16 +96,29 @@ def main(argv=None):
 
     rows = {}
     for mode, method in MEASUREMENTS:
-        command = [sys.executable, os.path.abspath(__file__), "--measure", mode, method,
-                   "--n", str(args.n), "--dim", str(args.dim), "--ks", args.ks,
-                   "--block-size", str(args.block_size)]
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--measure",
+            mode,
+            method,
+            "--n",
+            str(args.n),
+            "--dim",
+            str(args.dim),
+            "--ks",
+            args.ks,
+            "--block-size",
+            str(args.block_size),
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows[mode, method] = json.loads(output.strip().splitlines()[-1])
 
-    print(f"self-retrieval, n={args.n}, dim={args.dim}, ~5 images/class, ks={ks}, "
-          f"block_size={args.block_size}, faiss threads={rows['float', 'faiss']['threads']}")
-    names = {"tfmetric": "tfmetric.metrics.retrieval_metrics",
-             "faiss": f"faiss {{}} search, k={max(ks) + 1}"}
+    print(
+        f"self-retrieval, n={args.n}, dim={args.dim}, ~5 images/class, ks={ks}, "
+        f"block_size={args.block_size}, faiss threads={rows['float', 'faiss']['threads']}"
+    )
+    names = {"tfmetric": "tfmetric.metrics.retrieval_metrics", "faiss": f"faiss {{}} search, k={max(ks) + 1}"}
     index_names = {"float": "IndexFlatIP", "binary": "IndexBinaryFlat"}
     recall_keys = [f"recall@{k}" for k in ks]
     header = f"{'mode':<7} {'method':<40} {'seconds':>8} {'peak MB':>8}  " + "  ".join(recall_keys)
@@ -113,8 +130,10 @@ def main(argv=None):
             name = names[method].format(index_names[mode])
             recalls = "  ".join(f"{row[k]:>{len(k)}.4f}" for k in recall_keys)
             print(f"{mode:<7} {name:<40} {row['seconds']:>8.1f} {row['peak_mb']:>8.0f}  {recalls}")
-        print(f"{mode:<7} {'ratio tfmetric / faiss':<40} {ours['seconds'] / faiss_row['seconds']:>7.2f}x "
-              f"{ours['peak_mb'] / max(faiss_row['peak_mb'], 1):>7.2f}x")
+        print(
+            f"{mode:<7} {'ratio tfmetric / faiss':<40} {ours['seconds'] / faiss_row['seconds']:>7.2f}x "
+            f"{ours['peak_mb'] / max(faiss_row['peak_mb'], 1):>7.2f}x"
+        )
 
 
 if __name__ == "__main__":

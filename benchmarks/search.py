@@ -24,6 +24,7 @@ Each kind runs in its own subprocess so its memory figure is its own.
     python benchmarks/search.py --n 100000        # quick
     python benchmarks/search.py --kinds flat,ivf --data gaussian
 """
+
 import argparse
 import json
 import os
@@ -38,8 +39,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 ORDER = ("flat", "binary", "ivf", "hnsw", "binary-ivf", "binary-hnsw")  # exact kinds first: the references
 # Search-time parameter values measured beside the default (no rebuild needed): the recall/speed trade-off.
-SWEEP = {"ivf": ("nprobe", (8, 128)), "binary-ivf": ("nprobe", (8, 128)),
-         "hnsw": ("ef_search", (16, 256)), "binary-hnsw": ("ef_search", (16, 256))}
+SWEEP = {
+    "ivf": ("nprobe", (8, 128)),
+    "binary-ivf": ("nprobe", (8, 128)),
+    "hnsw": ("ef_search", (16, 256)),
+    "binary-hnsw": ("ef_search", (16, 256)),
+}
 
 
 def _status_mb(field):
@@ -70,7 +75,7 @@ def make_data(workdir, n, dim, queries, data, seed=0, chunk=100_000):
 
     out = np.lib.format.open_memmap(os.path.join(workdir, "catalog.npy"), "w+", np.float32, (n, dim))
     for start in range(0, n, chunk):
-        out[start:start + chunk] = rows(min(chunk, n - start))
+        out[start : start + chunk] = rows(min(chunk, n - start))
     out.flush()
     del out
     np.save(os.path.join(workdir, "queries.npy"), rows(queries))
@@ -85,8 +90,12 @@ def measure(kind, workdir, k, single):
     catalog = np.load(os.path.join(workdir, "catalog.npy"))
     queries = np.load(os.path.join(workdir, "queries.npy"))
     if kinds.is_binary(kind):
-        catalog = np.concatenate([np.packbits(catalog[i:i + 100_000] > 0, axis=1)  # serving_binary's layout
-                                  for i in range(0, len(catalog), 100_000)])
+        catalog = np.concatenate(
+            [
+                np.packbits(catalog[i : i + 100_000] > 0, axis=1)  # serving_binary's layout
+                for i in range(0, len(catalog), 100_000)
+            ]
+        )
         queries = np.packbits(queries > 0, axis=1)
     n = len(catalog)
     params = kinds.default_params(kind, n)
@@ -110,9 +119,17 @@ def measure(kind, workdir, k, single):
         label = kind if value is None else f"{kind}@{name}={value}"
         runs.append({"label": label, "params": run_params, **_search(index, kind, queries, k, single, workdir, label)})
         faiss.omp_set_num_threads(threads)
-    return {"kind": kind, "params": params, "build_s": build_s, "bytes_per_item": size / n,
-            "index_mb": size / 2**20, "build_peak_mb": peak_mb, "resident_mb": resident_mb,
-            "threads": threads, "runs": runs}
+    return {
+        "kind": kind,
+        "params": params,
+        "build_s": build_s,
+        "bytes_per_item": size / n,
+        "index_mb": size / 2**20,
+        "build_peak_mb": peak_mb,
+        "resident_mb": resident_mb,
+        "threads": threads,
+        "runs": runs,
+    }
 
 
 def _search(index, kind, queries, k, single, workdir, label):
@@ -138,8 +155,11 @@ def _search(index, kind, queries, k, single, workdir, label):
 def recalls(label, workdir, k):
     """(recall@k vs exact search of the same representation, recall@k vs exact float search)."""
     rows = np.load(os.path.join(workdir, f"{label}.rows.npy"))
-    flat = np.load(os.path.join(workdir, "flat.rows.npy")) if os.path.exists(
-        os.path.join(workdir, "flat.rows.npy")) else None
+    flat = (
+        np.load(os.path.join(workdir, "flat.rows.npy"))
+        if os.path.exists(os.path.join(workdir, "flat.rows.npy"))
+        else None
+    )
 
     def overlap(a, b):
         return float(np.mean([len(set(x[x >= 0]) & set(y)) / k for x, y in zip(a, b)]))
@@ -150,7 +170,7 @@ def recalls(label, workdir, k):
     exact = os.path.join(workdir, "binary.scores.npy")
     if not os.path.exists(exact):
         return None, vs_float
-    kth = np.load(exact)[:, k - 1:k]
+    kth = np.load(exact)[:, k - 1 : k]
     distances = np.load(os.path.join(workdir, f"{label}.scores.npy"))
     return float(np.mean((rows >= 0) & (distances <= kth))), vs_float
 
@@ -178,33 +198,58 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="search-bench-") as workdir:
         start = time.perf_counter()
         make_data(workdir, args.n, args.dim, args.queries, args.data)
-        print(f"{args.n:,} x {args.dim} {args.data} embeddings, {args.queries} queries, k={args.k} "
-              f"(made in {time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"{args.n:,} x {args.dim} {args.data} embeddings, {args.queries} queries, k={args.k} "
+            f"(made in {time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
         # GNU OpenMP's spinning threads collapse faiss's throughput (10-30x measured) when another
         # process holds a core; passive waiting costs nothing on an idle machine.
         env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
         results = []
         for kind in chosen:
-            cmd = [sys.executable, os.path.abspath(__file__), "--measure", kind, "--workdir", workdir,
-                   "--k", str(args.k), "--single", str(args.single)]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--measure",
+                kind,
+                "--workdir",
+                workdir,
+                "--k",
+                str(args.k),
+                "--single",
+                str(args.single),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO_ROOT, env=env).stdout
             result = json.loads(out.strip().splitlines()[-1])
             for run in result["runs"]:
                 run["recall"], run["recall_float"] = recalls(run["label"], workdir, args.k)
             results.append(result)
             print(f"  {kind}: done in {result['build_s']:.0f} s build", flush=True)
-    print(f"\nfaiss threads: {results[0]['threads']} for batches, 1 for single queries; OMP_WAIT_POLICY="
-          f"{env['OMP_WAIT_POLICY']}; load average {os.getloadavg()[0]:.1f}\n")
-    print("| kind | parameters | build s | bytes/item | index MB | RSS after build MB | build peak MB "
-          "| QPS (batch) | ms/query (single) | recall@10 vs exact | recall@10 vs exact float |")
+    print(
+        f"\nfaiss threads: {results[0]['threads']} for batches, 1 for single queries; OMP_WAIT_POLICY="
+        f"{env['OMP_WAIT_POLICY']}; load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        "| kind | parameters | build s | bytes/item | index MB | RSS after build MB | build peak MB "
+        "| QPS (batch) | ms/query (single) | recall@10 vs exact | recall@10 vs exact float |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         for i, run in enumerate(r["runs"]):
             params = ", ".join(f"{k}={v}" for k, v in run["params"].items()) or "-"
-            built = (f"{r['build_s']:.1f} | {r['bytes_per_item']:.0f} | {r['index_mb']:.0f} | {r['resident_mb']:.0f} "
-                     f"| {r['build_peak_mb']:.0f}") if i == 0 else '" | " | " | " | "'
-            print(f"| {r['kind']} | {params} | {built} | {run['qps_batch']:.0f} | {run['ms_single']:.2f} "
-                  f"| {_fmt(run['recall'], '.3f')} | {_fmt(run['recall_float'], '.3f')} |")
+            built = (
+                (
+                    f"{r['build_s']:.1f} | {r['bytes_per_item']:.0f} | {r['index_mb']:.0f} | {r['resident_mb']:.0f} "
+                    f"| {r['build_peak_mb']:.0f}"
+                )
+                if i == 0
+                else '" | " | " | " | "'
+            )
+            print(
+                f"| {r['kind']} | {params} | {built} | {run['qps_batch']:.0f} | {run['ms_single']:.2f} "
+                f"| {_fmt(run['recall'], '.3f')} | {_fmt(run['recall_float'], '.3f')} |"
+            )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ rescore's recall@10 against exact float search.
     python benchmarks/serve.py                     # 1M x 512 codes: about 10 minutes, 6 GB
     python benchmarks/serve.py --n 100000          # quick
 """
+
 import argparse
 import concurrent.futures
 import http.client
@@ -69,9 +70,10 @@ def prepare(workdir, args):
     model_dir = export_saved_model(model, config, os.path.join(workdir, "models"), "bench")
     images = [_noise_jpeg(i, args.image_size) for i in range(args.catalog)]
     embedder = SavedModelEmbedder(model_dir)
-    vectors = np.stack([r.embedding for s in range(0, len(images), 64) for r in embedder.embed(images[s:s + 64])])
-    write_catalog(os.path.join(workdir, "emb"), [f"img-{i}" for i in range(len(images))], vectors,
-                  model=model_identity(model_dir))
+    vectors = np.stack([r.embedding for s in range(0, len(images), 64) for r in embedder.embed(images[s : s + 64])])
+    write_catalog(
+        os.path.join(workdir, "emb"), [f"img-{i}" for i in range(len(images))], vectors, model=model_identity(model_dir)
+    )
     index_dir = os.path.join(workdir, "index")
     build_index(os.path.join(workdir, "emb"), index_dir)
     queries = [_noise_jpeg(10_000 + i, args.image_size) for i in range(args.requests)]
@@ -115,7 +117,9 @@ def in_process(model_dir, index_dir):
         def one(state, image):
             (result,) = model.embed([image])
             searcher.neighbours(result.embedding, result.bits, 10, mode)
+
         return one
+
     return client
 
 
@@ -132,7 +136,9 @@ def over_http(url):
             response.read()
             if response.status != 200:
                 raise RuntimeError(f"HTTP {response.status}")
+
         return one
+
     return client
 
 
@@ -151,19 +157,40 @@ def compare(local, remote, queries, rounds):
             for one in ones.values():
                 one({}, queries[0])  # warm-up
             for round_ in range(rounds):
-                for name in (("local", "http") if round_ % 2 == 0 else ("http", "local")):
+                for name in ("local", "http") if round_ % 2 == 0 else ("http", "local"):
                     runs[name].append(_run_clients(clients, queries, ones[name]))
-            overheads = [1 - h[0] / l[0] for l, h in zip(runs["local"], runs["http"])]
-            results[mode, clients] = (*(tuple(np.median(runs[name], axis=0)) for name in ("local", "http")),
-                                      float(np.median(overheads)))
+            overheads = [1 - web[0] / own[0] for own, web in zip(runs["local"], runs["http"])]
+            results[mode, clients] = (
+                *(tuple(np.median(runs[name], axis=0)) for name in ("local", "http")),
+                float(np.median(overheads)),
+            )
     return results
 
 
 def start_service(model_dir, index_dir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "tfmetric.serve", "--index", index_dir, "--model", model_dir,
-                             "--port", "0", "--workers", "8", "--queue", "64"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfmetric.serve",
+            "--index",
+            index_dir,
+            "--model",
+            model_dir,
+            "--port",
+            "0",
+            "--workers",
+            "8",
+            "--queue",
+            "64",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     for line in proc.stdout:
         if " at http://" in line:
             return proc, line.split(" at ")[-1].strip()
@@ -183,11 +210,10 @@ def rescore_at_scale(workdir, n, dim, queries_count):
     queries = np.load(os.path.join(workdir, "queries.npy"))
     index = faiss.IndexFlatIP(dim)
     index.add(catalog)
-    bits = np.concatenate([np.packbits(catalog[i:i + 100_000] > 0, axis=1) for i in range(0, n, 100_000)])
+    bits = np.concatenate([np.packbits(catalog[i : i + 100_000] > 0, axis=1) for i in range(0, n, 100_000)])
     del catalog
     ids = np.arange(n).astype(str).astype(object)
-    catalog_index = CatalogIndex(index, "flat", ids, np.full(n, None, object), {"dim": dim, "params": {}},
-                                 {BITS: bits})
+    catalog_index = CatalogIndex(index, "flat", ids, np.full(n, None, object), {"dim": dim, "params": {}}, {BITS: bits})
     faiss.omp_set_num_threads(1)  # one request, one thread
     qbits = np.packbits(queries > 0, axis=1)
 
@@ -217,18 +243,26 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=1_000_000, help="codes of part 2 (default %(default)s)")
     p.add_argument("--codes-dim", type=int, default=512)
     p.add_argument("--queries", type=int, default=100, help="queries of part 2 (default %(default)s)")
-    p.add_argument("--rounds", type=int, default=6,
-                   help="alternating rounds of each measurement; medians are shown (default %(default)s)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=6,
+        help="alternating rounds of each measurement; medians are shown (default %(default)s)",
+    )
     p.add_argument("--skip-http", action="store_true", help="part 2 only")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as workdir:
         if not args.skip_http:
             model_dir, index_dir, queries = prepare(workdir, args)
-            print(f"Part 1: {len(queries)} queries of {args.image_size}x{args.image_size} JPEG, {args.catalog} "
-                  f"items, {args.dim}-d, k=10, {os.cpu_count()} CPUs")
-            print(f"{'mode':<8} {'clients':>7}  {'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7}  "
-                  f"{'HTTP req/s':>10} {'p50 ms':>7} {'p99 ms':>7}  overhead")
+            print(
+                f"Part 1: {len(queries)} queries of {args.image_size}x{args.image_size} JPEG, {args.catalog} "
+                f"items, {args.dim}-d, k=10, {os.cpu_count()} CPUs"
+            )
+            print(
+                f"{'mode':<8} {'clients':>7}  {'in-process req/s':>16} {'p50 ms':>7} {'p99 ms':>7}  "
+                f"{'HTTP req/s':>10} {'p50 ms':>7} {'p99 ms':>7}  overhead"
+            )
             proc, url = start_service(model_dir, index_dir)
             try:
                 figures = compare(in_process(model_dir, index_dir), over_http(url), queries, args.rounds)
@@ -236,8 +270,10 @@ def main(argv=None):
                 proc.terminate()
                 proc.wait()
             for (mode, clients), ((lr, l50, l99), (hr, h50, h99), overhead) in figures.items():
-                print(f"{mode:<8} {clients:>7}  {lr:>16.1f} {l50:>7.1f} {l99:>7.1f}  {hr:>10.1f} {h50:>7.1f} "
-                      f"{h99:>7.1f}  {100 * overhead:>7.1f} %")
+                print(
+                    f"{mode:<8} {clients:>7}  {lr:>16.1f} {l50:>7.1f} {l99:>7.1f}  {hr:>10.1f} {h50:>7.1f} "
+                    f"{h99:>7.1f}  {100 * overhead:>7.1f} %"
+                )
         float_ms, results = rescore_at_scale(workdir, args.n, args.codes_dim, args.queries)
         print(f"\nPart 2: {args.n} x {args.codes_dim} clustered embeddings, {args.queries} queries, k=10, one thread")
         print(f"{'search':<20} {'ms/query':>9} {'speed-up':>9} {'recall@10 vs float':>19}")

@@ -9,6 +9,7 @@ inside the graph. All rows run in this process (tf.saved_model.load), not throug
     python benchmarks/serving.py                       # InceptionV1 at 224 (random weights), dim 512
     python benchmarks/serving.py --workdir runs/demo   # a trained run, its own preprocessing
 """
+
 import argparse
 import functools
 import os
@@ -26,9 +27,9 @@ import tensorflow as tf  # noqa: E402
 from tfmetric import config as config_lib  # noqa: E402
 from tfmetric.data import preprocessing  # noqa: E402
 from tfmetric.export import export_saved_model  # noqa: E402
+from tfmetric.metrics.evaluation import compiled_embedder  # noqa: E402
 from tfmetric.models.backbones import backbone_preprocessing  # noqa: E402
 from tfmetric.models.embedding import build_embedding_model  # noqa: E402
-from tfmetric.metrics.evaluation import compiled_embedder  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -62,7 +63,7 @@ def _source_images(n, width, height, seed=0):
 def _run(fn):
     start = time.perf_counter()
     out = fn()
-    for value in (out.values() if isinstance(out, dict) else [out]):
+    for value in out.values() if isinstance(out, dict) else [out]:
         value.numpy()
     return time.perf_counter() - start
 
@@ -120,19 +121,25 @@ def main(argv=None):
         ]
         latency = _interleaved([functools.partial(fn, 1) for _, fn in rows], args.latency_runs)
         batch = _interleaved([functools.partial(fn, args.batch) for _, fn in rows], args.throughput_runs)
-        results = [(name, statistics.median(lat) * 1e3, np.percentile(lat, 90) * 1e3,
-                    args.batch / statistics.median(bat)) for (name, _), lat, bat in zip(rows, latency, batch)]
+        results = [
+            (name, statistics.median(lat) * 1e3, np.percentile(lat, 90) * 1e3, args.batch / statistics.median(bat))
+            for (name, _), lat, bat in zip(rows, latency, batch)
+        ]
 
-    print(f"{config.model.backbone} {d.image_size}x{d.image_size} (resize {d.resize_size}), dim "
-          f"{model.output_shape[-1]}, JPEG {width}x{height} ({np.mean([len(e) for e in encoded]) / 1024:.0f} KiB), "
-          f"{os.cpu_count()} CPUs, TF {tf.__version__}; export took {export_s:.1f}s")
+    print(
+        f"{config.model.backbone} {d.image_size}x{d.image_size} (resize {d.resize_size}), dim "
+        f"{model.output_shape[-1]}, JPEG {width}x{height} ({np.mean([len(e) for e in encoded]) / 1024:.0f} KiB), "
+        f"{os.cpu_count()} CPUs, TF {tf.__version__}; export took {export_s:.1f}s"
+    )
     base_latency, base_throughput = results[0][1], results[0][3]
-    header = (f"| {'path':36s} | batch 1 p50 ms | p90 ms | vs keras | batch {args.batch} img/s | vs keras |")
+    header = f"| {'path':36s} | batch 1 p50 ms | p90 ms | vs keras | batch {args.batch} img/s | vs keras |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name, p50, p90, throughput in results:
-        print(f"| {name:36s} | {p50:14.1f} | {p90:6.1f} | {p50 / base_latency:7.2f}x | "
-              f"{throughput:{len(f'batch {args.batch} img/s')}.1f} | {throughput / base_throughput:7.2f}x |")
+        print(
+            f"| {name:36s} | {p50:14.1f} | {p90:6.1f} | {p50 / base_latency:7.2f}x | "
+            f"{throughput:{len(f'batch {args.batch} img/s')}.1f} | {throughput / base_throughput:7.2f}x |"
+        )
     return 0
 
 

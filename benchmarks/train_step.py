@@ -27,6 +27,7 @@ marked and explained under the table rather than printed as an impossible "% of 
     python benchmarks/train_step.py --backbones resnet50 --precisions mixed --xla on
 On a GPU the defaults are the full grid (224x224, batch 75, 30 timed steps).
 """
+
 import argparse
 import json
 import os
@@ -52,15 +53,18 @@ RESULT_PREFIX = "RESULT "
 # ---------------------------------------------------------------------------------------------
 # Worker: one configuration, in its own process.
 
+
 def model_flops_per_image(model, image_size):
     """Forward FLOPs of `model` on one image, counted by TF's graph profiler."""
     import tensorflow as tf
 
     forward = tf.function(lambda x: model(x, training=False))
-    graph = forward.get_concrete_function(
-        tf.TensorSpec([1, image_size, image_size, 3], tf.float32)).graph
-    options = (tf.compat.v1.profiler.ProfileOptionBuilder(
-        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build())
+    graph = forward.get_concrete_function(tf.TensorSpec([1, image_size, image_size, 3], tf.float32)).graph
+    options = (
+        tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
+        .with_empty_output()
+        .build()
+    )
     return tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops
 
 
@@ -109,12 +113,18 @@ def run_worker(spec):
         loss = step(images, labels)
     final_loss = float(loss)  # waits for the device
     seconds = time.perf_counter() - start
-    return {"images_per_s": spec["steps"] * batch / seconds, "step_ms": 1e3 * seconds / spec["steps"],
-            "forward_flops": flops, "warmup_s": compile_s, "loss": final_loss}
+    return {
+        "images_per_s": spec["steps"] * batch / seconds,
+        "step_ms": 1e3 * seconds / spec["steps"],
+        "forward_flops": flops,
+        "warmup_s": compile_s,
+        "loss": final_loss,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Driver: detect the device, run every configuration in a subprocess, print the table.
+
 
 def detect_device():
     """(description, GPU name or None)."""
@@ -141,7 +151,7 @@ def measure_cpu_matmul_tflops(n=3072, seconds=2.0, min_repeats=5):
         matmul(a, b).numpy()
         best = min(best, time.perf_counter() - start)
         repeats += 1
-    return 2 * n ** 3 / best / 1e12
+    return 2 * n**3 / best / 1e12
 
 
 def format_fraction(achieved, peak):
@@ -175,7 +185,7 @@ def run_config(spec, timeout):
         return {"error": f"timed out after {timeout}s"}
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"exit {proc.returncode}: {tail[:160]}"}
 
@@ -188,15 +198,24 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, help="timed steps (default: 30 on a GPU, 3 on a CPU)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing, XLA compilation)")
     p.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
-    p.add_argument("--precisions", nargs="+", choices=("fp32", "mixed"),
-                   help="default: fp32 and mixed full, fp32 on a CPU")
+    p.add_argument(
+        "--precisions", nargs="+", choices=("fp32", "mixed"), help="default: fp32 and mixed full, fp32 on a CPU"
+    )
     p.add_argument("--xla", nargs="+", choices=("off", "on"), default=["off", "on"])
-    p.add_argument("--mixed-policy", default="mixed_bfloat16", choices=("mixed_bfloat16", "mixed_float16"),
-                   help="Keras policy of the 'mixed' rows (bf16 needs no loss scaling)")
+    p.add_argument(
+        "--mixed-policy",
+        default="mixed_bfloat16",
+        choices=("mixed_bfloat16", "mixed_float16"),
+        help="Keras policy of the 'mixed' rows (bf16 needs no loss scaling)",
+    )
     p.add_argument("--classes", type=int, default=98, help="CosineProxy classes (Cars196 train: 98)")
     p.add_argument("--peak-tflops", type=float, help="peak TFLOPS to compare against (overrides detection)")
-    p.add_argument("--no-tf32", dest="tf32", action="store_false",
-                   help="disable TF32 so fp32 rows run (and are compared) as true fp32")
+    p.add_argument(
+        "--no-tf32",
+        dest="tf32",
+        action="store_false",
+        help="disable TF32 so fp32 rows run (and are compared) as true fp32",
+    )
     p.add_argument("--timeout", type=int, default=900, help="seconds per configuration")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -218,23 +237,36 @@ def main(argv=None):
     measure_reference = gpu_name is None and not args.peak_tflops
     reference = run_config({"matmul": True}, args.timeout).get("tflops") if measure_reference else None
     load_before = os.getloadavg()[0]
-    print(f"Training step, {device}; {size}x{size}, batch {batch}, SGD momentum, {args.classes} proxies; "
-          f"{args.warmup} warm-up + {steps} timed steps; mixed = {args.mixed_policy}; "
-          f"{'' if gpu_name is None else 'TF32 ' + ('on; ' if args.tf32 else 'off; ')}load average {os.getloadavg()[0]:.1f}")
-    print("FLOPs: tf.compat.v1.profiler float_operation on the forward graph (batch 1); "
-          "train = 3 x forward")
-    header = (f"{'backbone':<13} {'precision':<9} {'XLA':<4} {'images/s':>9} {'ms/step':>9} "
-              f"{'fwd GFLOP/img':>13} {'train TFLOP/s':>13} {'peak TFLOP/s':>12} {'% of peak':>9} "
-              f"{'warm-up s':>9}  peak source")
+    print(
+        f"Training step, {device}; {size}x{size}, batch {batch}, SGD momentum, {args.classes} proxies; "
+        f"{args.warmup} warm-up + {steps} timed steps; mixed = {args.mixed_policy}; "
+        f"{'' if gpu_name is None else 'TF32 ' + ('on; ' if args.tf32 else 'off; ')}"
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print("FLOPs: tf.compat.v1.profiler float_operation on the forward graph (batch 1); train = 3 x forward")
+    header = (
+        f"{'backbone':<13} {'precision':<9} {'XLA':<4} {'images/s':>9} {'ms/step':>9} "
+        f"{'fwd GFLOP/img':>13} {'train TFLOP/s':>13} {'peak TFLOP/s':>12} {'% of peak':>9} "
+        f"{'warm-up s':>9}  peak source"
+    )
     print(header)
     print("-" * len(header))
     flagged = False
     for backbone in args.backbones:
         for precision in precisions:
             for xla in args.xla:
-                spec = {"backbone": backbone, "precision": precision, "xla": xla == "on",
-                        "image_size": size, "batch": batch, "steps": steps, "warmup": args.warmup,
-                        "classes": args.classes, "mixed_policy": args.mixed_policy, "tf32": args.tf32}
+                spec = {
+                    "backbone": backbone,
+                    "precision": precision,
+                    "xla": xla == "on",
+                    "image_size": size,
+                    "batch": batch,
+                    "steps": steps,
+                    "warmup": args.warmup,
+                    "classes": args.classes,
+                    "mixed_policy": args.mixed_policy,
+                    "tf32": args.tf32,
+                }
                 result = run_config(spec, args.timeout)
                 prefix = f"{backbone:<13} {precision:<9} {xla:<4}"
                 cpu_peak = None
@@ -250,18 +282,25 @@ def main(argv=None):
                 fraction, over = format_fraction(achieved, peak)
                 flagged |= over
                 peak_text = f"{peak:>12.3g}" if peak else f"{'n/a':>12}"
-                print(f"{prefix} {result['images_per_s']:>9.1f} {result['step_ms']:>9.1f} "
-                      f"{result['forward_flops'] / 1e9:>13.2f} {achieved:>13.3f} {peak_text} {fraction} "
-                      f"{result['warmup_s']:>9.1f}  {label}", flush=True)
+                print(
+                    f"{prefix} {result['images_per_s']:>9.1f} {result['step_ms']:>9.1f} "
+                    f"{result['forward_flops'] / 1e9:>13.2f} {achieved:>13.3f} {peak_text} {fraction} "
+                    f"{result['warmup_s']:>9.1f}  {label}",
+                    flush=True,
+                )
     if flagged and measure_reference:
-        print(f"* above 100% of the measured matmul: the training step's convolutions ran faster per FLOP "
-              f"than the 3072^2 matmul reference, or the machine was busier while the reference was timed "
-              f"(load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). The CPU's "
-              f"true peak is higher than the reference; read these rows as 'at least as efficient as a large "
-              f"matmul'.")
+        print(
+            f"* above 100% of the measured matmul: the training step's convolutions ran faster per FLOP "
+            f"than the 3072^2 matmul reference, or the machine was busier while the reference was timed "
+            f"(load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). The CPU's "
+            f"true peak is higher than the reference; read these rows as 'at least as efficient as a large "
+            f"matmul'."
+        )
     elif flagged:
-        print("* above 100% of the stated peak, which no run can be: the peak is wrong for this device "
-              "(pass --peak-tflops) or the 3 x forward FLOP convention overcounts this model's step.")
+        print(
+            "* above 100% of the stated peak, which no run can be: the peak is wrong for this device "
+            "(pass --peak-tflops) or the 3 x forward FLOP convention overcounts this model's step."
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ Images are sent as their original bytes (JPEG or PNG); the model decodes, resize
 normalises them itself. ``serving_binary`` returns ceil(D/8) bytes per image: sign bits packed
 MSB-first like numpy.packbits(embedding > 0), zero-padded; compare codes by Hamming distance.
 """
+
 import argparse
 import base64
 import json
@@ -35,11 +36,17 @@ def rest_predict(url, model, signature, images, version=None, timeout=60.0):
       url: TF Serving's REST address, e.g. ``http://localhost:8501``.
       images: list of encoded image bytes.
     """
-    body = {"signature_name": signature,
-            "instances": [{"b64": base64.b64encode(data).decode("ascii")} for data in images]}
+    body = {
+        "signature_name": signature,
+        "instances": [{"b64": base64.b64encode(data).decode("ascii")} for data in images],
+    }
     path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
-    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode("utf-8"),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)["predictions"]
@@ -59,13 +66,14 @@ def grpc_predict(target, model, signature, images, version=None, timeout=60.0):
 
     from tfmetric.export import serving_protos
 
-    request = serving_protos.predict_request(model, signature, {"image_bytes": np.array(images, dtype=object)},
-                                             version)
+    request = serving_protos.predict_request(model, signature, {"image_bytes": np.array(images, dtype=object)}, version)
     response_class = serving_protos.message_class("PredictResponse")
     with grpc.insecure_channel(target) as channel:
-        predict = channel.unary_unary(serving_protos.PREDICT_METHOD,
-                                      request_serializer=lambda message: message.SerializeToString(),
-                                      response_deserializer=response_class.FromString)
+        predict = channel.unary_unary(
+            serving_protos.PREDICT_METHOD,
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=response_class.FromString,
+        )
         try:
             response = predict(request, timeout=timeout)
         except grpc.RpcError as e:

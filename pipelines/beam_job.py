@@ -5,6 +5,7 @@ hands a mistyped flag (``--numshards 3``) to Beam, which ignores it; the job the
 default. Here a flag that no registered ``PipelineOptions`` defines is an error naming it and the
 closest flag that exists. Then the runner (local by default), waiting for the job, and logging.
 """
+
 import difflib
 import importlib
 import logging
@@ -39,8 +40,11 @@ def parse_job_args(parser, argv=None):
         name = f"--{unknown[0]}"
         ours = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
         close = difflib.get_close_matches(name, ours + [f"--{k}" for k in known], n=1)
-        parser.error(f"unrecognized argument {name}" + (f" (did you mean {close[0]}?)" if close else "")
-                     + "; it is neither a flag of this job nor a Beam pipeline option.")
+        parser.error(
+            f"unrecognized argument {name}"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + "; it is neither a flag of this job nor a Beam pipeline option."
+        )
     return args, beam_args
 
 
@@ -71,8 +75,9 @@ class _JobFormatter(logging.Formatter):
 
     def format(self, record):
         ours = record.name == "__main__" or record.name.split(".")[0] == "pipelines"
-        self._style._fmt = "%(message)s" if ours and record.levelno == logging.INFO else \
-            "%(levelname)s %(name)s: %(message)s"
+        self._style._fmt = (
+            "%(message)s" if ours and record.levelno == logging.INFO else "%(levelname)s %(name)s: %(message)s"
+        )
         return super().format(record)
 
 
@@ -85,6 +90,9 @@ def setup_job_logging():
         root.addHandler(logging.StreamHandler())
     for handler in root.handlers:
         handler.setFormatter(_JobFormatter())
-    for name in ("apache_beam.runners.worker", "apache_beam.runners.portability.local_job_service",
-                 "apache_beam.runners.portability.fn_api_runner"):
+    for name in (
+        "apache_beam.runners.worker",
+        "apache_beam.runners.portability.local_job_service",
+        "apache_beam.runners.portability.fn_api_runner",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)

@@ -20,6 +20,7 @@ Write shards (reads the images again) -> Summarize -> Write build summary. The s
 every runner; ``--runner DaskRunner --dask_client_address tcp://HOST:8786`` runs it on a Dask
 cluster (README, "Speed and scale").
 """
+
 import argparse
 import logging
 import math
@@ -54,19 +55,30 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", required=True, choices=datasets.DATASET_NAMES)
     parser.add_argument("--raw-dir", help="raw files (default <data-dir>/raw/<dataset>)")
     parser.add_argument("--data-dir", help="default $TFMETRIC_DATA_DIR, else ~/tfmetric_data")
-    parser.add_argument("--num-shards", type=int, default=0,
-                        help=f"shards per split, capped at its class count (default: one per "
-                             f"{IMAGES_PER_SHARD} images)")
-    parser.add_argument("--max-pixels", type=int, default=image_header.DEFAULT_MAX_PIXELS,
-                        help="skip images whose header announces more pixels, undecoded "
-                             "(default %(default)s; 0 disables the check, though PIL still "
-                             "refuses non-JPEG/PNG images over 2 x Image.MAX_IMAGE_PIXELS)")
+    parser.add_argument(
+        "--num-shards",
+        type=int,
+        default=0,
+        help=f"shards per split, capped at its class count (default: one per {IMAGES_PER_SHARD} images)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=image_header.DEFAULT_MAX_PIXELS,
+        help="skip images whose header announces more pixels, undecoded "
+        "(default %(default)s; 0 disables the check, though PIL still "
+        "refuses non-JPEG/PNG images over 2 x Image.MAX_IMAGE_PIXELS)",
+    )
     parser.add_argument("--train-classes", help="imagefolder: file of train class names")
     parser.add_argument("--test-classes", help="imagefolder: file of test class names")
-    parser.add_argument("--download", action="store_true",
-                        help="fetch and verify the official archive where one exists")
-    parser.add_argument(prepare.RESULT_FLAG, metavar="PATH",
-                        help="also write the outcome as JSON here (what tfmetric.data.prepare reads)")
+    parser.add_argument(
+        "--download", action="store_true", help="fetch and verify the official archive where one exists"
+    )
+    parser.add_argument(
+        prepare.RESULT_FLAG,
+        metavar="PATH",
+        help="also write the outcome as JSON here (what tfmetric.data.prepare reads)",
+    )
     args, beam_args = parse_job_args(parser, argv)
     if args.num_shards < 0:
         parser.error(f"--num-shards must be >= 0. Received: {args.num_shards}")
@@ -92,8 +104,9 @@ def num_shards(requested: int, num_images: int) -> int:
     return requested or max(1, math.ceil(num_images / IMAGES_PER_SHARD))
 
 
-def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels: int,
-                   dataset: str, label_spaces=None) -> None:
+def build_pipeline(
+    p, records, shards_per_split: dict, staging: str, max_pixels: int, dataset: str, label_spaces=None
+) -> None:
     """Adds the conversion to pipeline ``p``; the shards and the summary go to ``staging``.
 
     Only records without bytes (paths, or ids the workers render for generated datasets) enter
@@ -102,22 +115,30 @@ def build_pipeline(p, records, shards_per_split: dict, staging: str, max_pixels:
     labels are made contiguous per label space.
     """
     spaces = dict(label_spaces or {})
-    checks = (p
-              | "List classes" >> beam.Create(transforms.class_units(records))
-              | "Read and check images" >> beam.ParDo(transforms.CheckClassFn(dataset, max_pixels)))
-    shards = (checks
-              | "Key by label space" >> beam.Map(transforms.by_label_space, spaces)
-              | "Group classes by label space" >> beam.GroupByKey()
-              | "Assign shards" >> beam.FlatMap(transforms.assign_shards, shards_per_split)
-              | "Group by shard" >> beam.GroupByKey()
-              | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging, dataset, max_pixels)))
+    checks = (
+        p
+        | "List classes" >> beam.Create(transforms.class_units(records))
+        | "Read and check images" >> beam.ParDo(transforms.CheckClassFn(dataset, max_pixels))
+    )
+    shards = (
+        checks
+        | "Key by label space" >> beam.Map(transforms.by_label_space, spaces)
+        | "Group classes by label space" >> beam.GroupByKey()
+        | "Assign shards" >> beam.FlatMap(transforms.assign_shards, shards_per_split)
+        | "Group by shard" >> beam.GroupByKey()
+        | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging, dataset, max_pixels))
+    )
     # One combine over everything the manifest needs, so the last step depends on every shard
     # (runners that execute only what the last step needs, like the DaskRunner, run it all).
-    _ = ((shards | "Shard entries" >> beam.Map(lambda shard: ("shard", shard)),
-          checks | "Skip and fingerprint entries" >> beam.FlatMap(transforms.summary_entries))
-         | "Summary entries" >> beam.Flatten()
-         | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
-         | "Write build summary" >> beam.Map(lambda summary: write_summary(staging, summary)))
+    _ = (
+        (
+            shards | "Shard entries" >> beam.Map(lambda shard: ("shard", shard)),
+            checks | "Skip and fingerprint entries" >> beam.FlatMap(transforms.summary_entries),
+        )
+        | "Summary entries" >> beam.Flatten()
+        | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
+        | "Write build summary" >> beam.Map(lambda summary: write_summary(staging, summary))
+    )
 
 
 def _log_metrics(result) -> None:
@@ -142,8 +163,7 @@ def run(argv=None, test_pipeline=None):
     data_dir = args.data_dir or datasets.default_data_dir()
     raw_dir = args.raw_dir or datasets.raw_dir(data_dir, args.dataset)
     records = load_records(module, raw_dir, args)
-    shards_per_split = {split: num_shards(args.num_shards, len(records.get(split, [])))
-                        for split in records}
+    shards_per_split = {split: num_shards(args.num_shards, len(records.get(split, []))) for split in records}
     _LOG.info("%s: %s", args.dataset, ", ".join(f"{s} {len(r)} images" for s, r in records.items()))
 
     out_dir = datasets.tfrecord_dir(data_dir, args.dataset)
@@ -152,27 +172,43 @@ def run(argv=None, test_pipeline=None):
     tf.io.gfile.makedirs(staging)
 
     p = test_pipeline or beam.Pipeline(options=pipeline_options(beam_args))
-    build_pipeline(p, records, shards_per_split, staging, args.max_pixels, args.dataset,
-                   getattr(module, "LABEL_SPACES", None))
+    build_pipeline(
+        p, records, shards_per_split, staging, args.max_pixels, args.dataset, getattr(module, "LABEL_SPACES", None)
+    )
     result = p.run()
     wait_until_finish(result)
     _log_metrics(result)
 
-    arguments = {"dataset": args.dataset, "data_dir": data_dir,
-                 "raw_dir": None if module.GENERATED else raw_dir,
-                 "num_shards": args.num_shards, "max_pixels": args.max_pixels,
-                 "train_classes": args.train_classes, "test_classes": args.test_classes}
+    arguments = {
+        "dataset": args.dataset,
+        "data_dir": data_dir,
+        "raw_dir": None if module.GENERATED else raw_dir,
+        "num_shards": args.num_shards,
+        "max_pixels": args.max_pixels,
+        "train_classes": args.train_classes,
+        "test_classes": args.test_classes,
+    }
     if getattr(module, "GENERATOR_VERSION", None) is not None:  # what ensure_tfrecords checks
         arguments["generator_version"] = module.GENERATOR_VERSION
     manifest = output.build_manifest(module, records, take_summary(staging), arguments)
     output.promote(staging, out_dir, manifest)
     for split, info in manifest["splits"].items():
-        _LOG.info("%s/%s: %d images, %d classes, %d shards, %d skipped", args.dataset, split,
-                  info["num_images"], info["num_classes"], len(info["shards"]), len(info["skipped"]))
+        _LOG.info(
+            "%s/%s: %d images, %d classes, %d shards, %d skipped",
+            args.dataset,
+            split,
+            info["num_images"],
+            info["num_classes"],
+            len(info["shards"]),
+            len(info["skipped"]),
+        )
     if manifest["num_skipped"]:
-        _LOG.warning("Skipped %d images (%s); each is listed with its path and reason in %s",
-                     manifest["num_skipped"], manifest["skipped_by_reason"],
-                     os.path.join(out_dir, "manifest.json"))
+        _LOG.warning(
+            "Skipped %d images (%s); each is listed with its path and reason in %s",
+            manifest["num_skipped"],
+            manifest["skipped_by_reason"],
+            os.path.join(out_dir, "manifest.json"),
+        )
     _LOG.info("Wrote %s", out_dir)
     return result
 

@@ -27,6 +27,7 @@ SavedModelHandler) -> To rows -> Write Parquet; failures -> Write dead letter; (
 failures, repeated ids) -> Summarize -> Write summary. Every step has one output and the job uses
 no side inputs of its own, so it runs unchanged on Beam's DaskRunner (README, "Speed and scale").
 """
+
 import functools
 import logging
 import math
@@ -43,8 +44,8 @@ from pipelines import embed_transforms as transforms
 from pipelines.beam_job import parse_job_args, pipeline_options, setup_job_logging, wait_until_finish
 from pipelines.job_output import WriteShards, write_summary
 from tfmetric.cli_utils import ArgumentParser, run_main
-from tfmetric.search import catalog
 from tfmetric.export.model_card import card_max_pixels, read_model_card
+from tfmetric.search import catalog
 from tfmetric.search.embedder import DEFAULT_SIGNATURE, EMBED_SIGNATURES, model_identity
 
 PROG = "python -m pipelines.embed_catalog"
@@ -61,27 +62,52 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="exported version: saved_models/<name>/<version>")
     p.add_argument("--input", required=True, help="file pattern of images, TFRecords or id,path CSV image lists")
     p.add_argument("--output-dir", required=True, help="where the Parquet shards and catalog.json go")
-    p.add_argument("--signature", default=DEFAULT_SIGNATURE, choices=EMBED_SIGNATURES,
-                   help="serving_default: float embeddings and their sign bits; serving_binary: bits only")
+    p.add_argument(
+        "--signature",
+        default=DEFAULT_SIGNATURE,
+        choices=EMBED_SIGNATURES,
+        help="serving_default: float embeddings and their sign bits; serving_binary: bits only",
+    )
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per model call")
-    p.add_argument("--input-format", default="auto", choices=INPUT_FORMATS + tuple(FORMAT_ALIASES),
-                   help="auto (default): by the --input pattern's extension; csv: id,path lines "
-                        "(manifest: its old name)")
-    p.add_argument("--num-shards", type=int, default=0,
-                   help=f"Parquet shards (default 0: one per {IMAGES_PER_SHARD} images of an image "
-                        f"pattern, else one)")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help="images declaring more pixels fail undecoded (default: the model card's limit)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a finished catalog already in --output-dir (default: refuse)")
-    p.add_argument("--share-model-across-processes", action="store_true",
-                   help="load the model once per worker machine instead of once per SDK process")
-    p.add_argument("--threads", type=int, default=0,
-                   help="TensorFlow threads per worker process (default 0: all cores; with several worker "
-                        "processes per machine, cores / processes)")
+    p.add_argument(
+        "--input-format",
+        default="auto",
+        choices=INPUT_FORMATS + tuple(FORMAT_ALIASES),
+        help="auto (default): by the --input pattern's extension; csv: id,path lines (manifest: its old name)",
+    )
+    p.add_argument(
+        "--num-shards",
+        type=int,
+        default=0,
+        help=f"Parquet shards (default 0: one per {IMAGES_PER_SHARD} images of an image pattern, else one)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        help="images declaring more pixels fail undecoded (default: the model card's limit)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a finished catalog already in --output-dir (default: refuse)"
+    )
+    p.add_argument(
+        "--share-model-across-processes",
+        action="store_true",
+        help="load the model once per worker machine instead of once per SDK process",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="TensorFlow threads per worker process (default 0: all cores; with several worker "
+        "processes per machine, cores / processes)",
+    )
     args, beam_args = parse_job_args(p, argv)
-    for flag, value, low in (("--batch-size", args.batch_size, 1), ("--num-shards", args.num_shards, 0),
-                             ("--threads", args.threads, 0)):
+    for flag, value, low in (
+        ("--batch-size", args.batch_size, 1),
+        ("--num-shards", args.num_shards, 0),
+        ("--threads", args.threads, 0),
+    ):
         if value < low:
             p.error(f"{flag} must be >= {low}. Received: {value}")
     return args, beam_args
@@ -131,22 +157,33 @@ def read_inputs(p, pattern, fmt):
         # Shards are read in parallel file by file (each record keeps its file and offset as its
         # source); the image bytes are not shuffled a second time.
         records, unreadable = transforms.outcomes(
-            p | "Match TFRecords" >> fileio.MatchFiles(pattern)
-            | "File names" >> beam.Map(lambda m: m.path) | "Spread files" >> beam.Reshuffle()
-            | "Read TFRecords" >> beam.ParDo(transforms.ReadTFRecordFileFn()), "Read")
+            p
+            | "Match TFRecords" >> fileio.MatchFiles(pattern)
+            | "File names" >> beam.Map(lambda m: m.path)
+            | "Spread files" >> beam.Reshuffle()
+            | "Read TFRecords" >> beam.ParDo(transforms.ReadTFRecordFileFn()),
+            "Read",
+        )
         images, failed = transforms.outcomes(
-            records | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()), "Parsed")
+            records | "Parse examples" >> beam.ParDo(transforms.ParseExampleFn()), "Parsed"
+        )
         return images, [unreadable, failed]
     if fmt == "csv":
         images, failed = transforms.outcomes(
-            p | "Read CSV image lists" >> beam.io.ReadFromTextWithFilename(pattern)
-            | "Parse CSV lines" >> beam.ParDo(transforms.ParseManifestLineFn()), "Parsed")
+            p
+            | "Read CSV image lists" >> beam.io.ReadFromTextWithFilename(pattern)
+            | "Parse CSV lines" >> beam.ParDo(transforms.ParseManifestLineFn()),
+            "Parsed",
+        )
         failed = [failed]
     else:
         base = transforms.pattern_base(pattern)
-        images = (p | "Match files" >> fileio.MatchFiles(pattern)
-                  | "Image inputs" >> beam.Map(
-                      lambda m: transforms.ImageInput(transforms.relative_id(m.path, base), m.path, None)))
+        images = (
+            p
+            | "Match files" >> fileio.MatchFiles(pattern)
+            | "Image inputs"
+            >> beam.Map(lambda m: transforms.ImageInput(transforms.relative_id(m.path, base), m.path, None))
+        )
         failed = []
     # Listing is cheap and happens in one place; spread the reading and the model over the workers.
     return images | "Spread over workers" >> beam.Reshuffle(), failed
@@ -156,33 +193,49 @@ def build_pipeline(p, args, fmt, dim, max_pixels, num_shards=1):
     """Adds the job to pipeline ``p`` reading inputs of format ``fmt``; everything goes to
     ``args.output_dir``, the embeddings in ``num_shards`` Parquet files."""
     has_float = args.signature == DEFAULT_SIGNATURE
-    handler = transforms.SavedModelHandler(args.model, args.signature, args.batch_size,
-                                           args.share_model_across_processes, args.threads)
+    handler = transforms.SavedModelHandler(
+        args.model, args.signature, args.batch_size, args.share_model_across_processes, args.threads
+    )
     images, failed = read_inputs(p, args.input, fmt)
     embedded = images | "Embed images" >> transforms.EmbedImages(handler, max_pixels)
     rows = embedded["rows"]
     parquet = rows | "Write Parquet" >> WriteShards(
-        output.embeddings_prefix(args.output_dir), catalog.PARQUET_SUFFIX, num_shards,
+        output.embeddings_prefix(args.output_dir),
+        catalog.PARQUET_SUFFIX,
+        num_shards,
         key=lambda row: row[catalog.ID],
-        write=functools.partial(output.write_parquet, schema=catalog.parquet_schema(dim, has_float)))
+        write=functools.partial(output.write_parquet, schema=catalog.parquet_schema(dim, has_float)),
+    )
     failed = (failed + [embedded["failed"]]) | "All failures" >> beam.Flatten()
     dead_letter = failed | "Write dead letter" >> WriteShards(
-        output.dead_letter_prefix(args.output_dir), output.DEAD_LETTER_SUFFIX, 1,
-        key=lambda failure: failure["id"], write=output.write_dead_letter)
-    duplicates = (rows | "Ids" >> beam.Map(lambda row: row[catalog.ID])
-                  | "Count per id" >> beam.combiners.Count.PerElement()
-                  | "Repeated ids" >> beam.Filter(lambda kv: kv[1] > 1) | "Id" >> beam.Keys())
+        output.dead_letter_prefix(args.output_dir),
+        output.DEAD_LETTER_SUFFIX,
+        1,
+        key=lambda failure: failure["id"],
+        write=output.write_dead_letter,
+    )
+    duplicates = (
+        rows
+        | "Ids" >> beam.Map(lambda row: row[catalog.ID])
+        | "Count per id" >> beam.combiners.Count.PerElement()
+        | "Repeated ids" >> beam.Filter(lambda kv: kv[1] > 1)
+        | "Id" >> beam.Keys()
+    )
     # One combine over the written file names, rows, failures and repeated ids: the summary is
     # written after both sinks finished, and every step feeds the last one (runners that execute
     # only what the last step needs, like the DaskRunner, run it all).
-    _ = ((parquet | "Parquet entries" >> beam.Map(lambda name: ("file", name)),
-          dead_letter | "Dead letter entries" >> beam.Map(lambda name: ("file", name)),
-          rows | "Row entries" >> beam.Map(lambda _: ("row", 1)),
-          failed | "Failure entries" >> beam.Map(lambda failure: ("failed", failure)),
-          duplicates | "Repeated id entries" >> beam.Map(lambda image_id: ("duplicate", image_id)))
-         | "Summary entries" >> beam.Flatten()
-         | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
-         | "Write summary" >> beam.Map(lambda summary: write_summary(args.output_dir, summary)))
+    _ = (
+        (
+            parquet | "Parquet entries" >> beam.Map(lambda name: ("file", name)),
+            dead_letter | "Dead letter entries" >> beam.Map(lambda name: ("file", name)),
+            rows | "Row entries" >> beam.Map(lambda _: ("row", 1)),
+            failed | "Failure entries" >> beam.Map(lambda failure: ("failed", failure)),
+            duplicates | "Repeated id entries" >> beam.Map(lambda image_id: ("duplicate", image_id)),
+        )
+        | "Summary entries" >> beam.Flatten()
+        | "Summarize" >> beam.CombineGlobally(transforms.SummaryFn()).without_defaults()
+        | "Write summary" >> beam.Map(lambda summary: write_summary(args.output_dir, summary))
+    )
 
 
 def run(argv=None, test_pipeline=None):
@@ -202,17 +255,30 @@ def run(argv=None, test_pipeline=None):
     wait_until_finish(result)
 
     manifest = output.finish(
-        args.output_dir, identity, dim, args.signature == DEFAULT_SIGNATURE, signature=args.signature,
-        input={"pattern": args.input, "format": fmt}, batch_size=args.batch_size, max_pixels=max_pixels,
-        created_by=f"pipelines.embed_catalog (tfmetric {tfmetric.__version__})")
-    _LOG.info("Embedded %d images into %s (%d Parquet shards)", manifest["count"], args.output_dir,
-              len(manifest["files"]))
+        args.output_dir,
+        identity,
+        dim,
+        args.signature == DEFAULT_SIGNATURE,
+        signature=args.signature,
+        input={"pattern": args.input, "format": fmt},
+        batch_size=args.batch_size,
+        max_pixels=max_pixels,
+        created_by=f"pipelines.embed_catalog (tfmetric {tfmetric.__version__})",
+    )
+    _LOG.info(
+        "Embedded %d images into %s (%d Parquet shards)", manifest["count"], args.output_dir, len(manifest["files"])
+    )
     if manifest["num_failed"]:
-        _LOG.warning("%d inputs failed (%s); each is listed with its reason in %s/catalog.json and the "
-                     "dead_letter files", manifest["num_failed"], manifest["failed_by_reason"], args.output_dir)
+        _LOG.warning(
+            "%d inputs failed (%s); each is listed with its reason in %s/catalog.json and the dead_letter files",
+            manifest["num_failed"],
+            manifest["failed_by_reason"],
+            args.output_dir,
+        )
     if manifest["duplicate_ids"]:
-        _LOG.warning("%d ids occur more than once, e.g. %s", len(manifest["duplicate_ids"]),
-                     manifest["duplicate_ids"][0])
+        _LOG.warning(
+            "%d ids occur more than once, e.g. %s", len(manifest["duplicate_ids"]), manifest["duplicate_ids"][0]
+        )
     return result, manifest
 
 
@@ -221,8 +287,10 @@ def main(argv=None):
 
     def go():
         _, manifest = run(argv)
-        print(f"Embedded {manifest['count']} images ({manifest['num_failed']} failed) -> "
-              f"{manifest['dimension']}-d {'embeddings and bits' if manifest['has_float'] else 'bits'}")
+        print(
+            f"Embedded {manifest['count']} images ({manifest['num_failed']} failed) -> "
+            f"{manifest['dimension']}-d {'embeddings and bits' if manifest['has_float'] else 'bits'}"
+        )
         return 0
 
     return run_main(PROG, go, {"model_dir": "--model", "signature": "--signature"})

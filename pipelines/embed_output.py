@@ -8,6 +8,7 @@ is incomplete. A re-run first deletes the previous run's manifest, then its shar
 interrupted re-run never leaves a stale manifest beside new shards. Any filesystem TensorFlow
 reads and writes (local, gs://).
 """
+
 import json
 import os
 
@@ -69,8 +70,10 @@ def prepare_output_dir(output_dir, overwrite=False):
     """
     manifest = catalog.CATALOG_MANIFEST.locate(output_dir)
     if not overwrite and manifest:
-        raise ValueError(f"--output-dir {output_dir} holds a finished catalog ({manifest}); pass --overwrite "
-                         f"to replace it or choose another --output-dir. Nothing was changed.")
+        raise ValueError(
+            f"--output-dir {output_dir} holds a finished catalog ({manifest}); pass --overwrite "
+            f"to replace it or choose another --output-dir. Nothing was changed."
+        )
     tf.io.gfile.makedirs(output_dir)
     catalog.CATALOG_MANIFEST.remove(output_dir)
     job_output.remove_if_exists(os.path.join(output_dir, job_output.SUMMARY_NAME))
@@ -84,8 +87,16 @@ def finish(output_dir, model, dim, has_float, **extra):
     summary = job_output.take_summary(output_dir)
     embeddings = sorted(os.path.basename(p) for p in _embedding_shards(output_dir))
     dead_letter = sorted(os.path.basename(p) for p in _dead_letter_shards(output_dir))
-    manifest = catalog.new_manifest(model, dim, has_float, summary["count"], embeddings,
-                                    failed=summary["failed"], duplicate_ids=summary["duplicate_ids"],
-                                    dead_letter=dead_letter, **extra)
+    manifest = catalog.new_manifest(
+        model,
+        dim,
+        has_float,
+        summary["count"],
+        embeddings,
+        failed=summary["failed"],
+        duplicate_ids=summary["duplicate_ids"],
+        dead_letter=dead_letter,
+        **extra,
+    )
     catalog.write_manifest(output_dir, manifest)
     return manifest

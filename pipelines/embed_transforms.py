@@ -11,6 +11,7 @@ Each image is checked before batching (header sniff, pixel limit and a cheap dec
 bad image; the few bad images the check lets through are still isolated by the embedder, which
 retries a failed batch image by image (reason ``model_rejected``).
 """
+
 import collections
 import csv
 import logging
@@ -42,11 +43,11 @@ def pattern_base(pattern):
     """The directory an input pattern's ids are relative to: everything before the first wildcard,
     cut at the last ``/`` (a pattern without wildcards: its directory)."""
     cut = min([pattern.find(c) for c in _GLOB_CHARS if c in pattern] or [len(pattern)])
-    return pattern[:pattern.rfind("/", 0, cut) + 1]
+    return pattern[: pattern.rfind("/", 0, cut) + 1]
 
 
 def relative_id(path, base):
-    return path[len(base):] if base and path.startswith(base) else path
+    return path[len(base) :] if base and path.startswith(base) else path
 
 
 def _of_kind(outcome, kind):
@@ -56,8 +57,10 @@ def _of_kind(outcome, kind):
 
 def outcomes(pcoll, label):
     """(the OK values, the FAILED values) of a PCollection of ``(kind, value)``."""
-    return (pcoll | f"{label} ok" >> beam.FlatMap(_of_kind, OK),
-            pcoll | f"{label} failed" >> beam.FlatMap(_of_kind, FAILED))
+    return (
+        pcoll | f"{label} ok" >> beam.FlatMap(_of_kind, OK),
+        pcoll | f"{label} failed" >> beam.FlatMap(_of_kind, FAILED),
+    )
 
 
 class _FailingDoFn(beam.DoFn):
@@ -114,8 +117,12 @@ class ReadTFRecordFileFn(_FailingDoFn):
                 read += 1
                 yield OK, (image_source.tfrecord_source(path, offset), serialized)
         except ValueError as e:
-            yield self.fail(path, path, BAD_TFRECORD, f"{str(e).splitlines()[0]}; the {read} records "
-                                                      f"before it were read, the rest of the file was not")
+            yield self.fail(
+                path,
+                path,
+                BAD_TFRECORD,
+                f"{str(e).splitlines()[0]}; the {read} records before it were read, the rest of the file was not",
+            )
         except (OSError, tf.errors.OpError) as e:
             yield self.fail(path, path, UNREADABLE, str(getattr(e, "message", e)).splitlines()[0])
 
@@ -169,8 +176,9 @@ class ReadAndCheckImageFn(_FailingDoFn):
             return
         except Exception as e:  # filesystems raise their own types (BeamIOError, GCS errors, ...)
             message = str(e).splitlines()[0] if str(e) else repr(e)
-            missing = isinstance(e, FileNotFoundError) or "not found" in message.lower() \
-                or "no such file" in message.lower()
+            missing = (
+                isinstance(e, FileNotFoundError) or "not found" in message.lower() or "no such file" in message.lower()
+            )
             yield self.fail(image.image_id, image.source, MISSING if missing else UNREADABLE, message)
             return
         try:
@@ -202,10 +210,10 @@ class SavedModelHandler(ModelHandler):
         using every core oversubscribe it; ``cores / processes`` avoids that.
     """
 
-    def __init__(self, model_dir, signature=DEFAULT_SIGNATURE, batch_size=32, share_model_across_processes=False,
-                 threads=0):
-        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
-                         large_model=share_model_across_processes)
+    def __init__(
+        self, model_dir, signature=DEFAULT_SIGNATURE, batch_size=32, share_model_across_processes=False, threads=0
+    ):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size, large_model=share_model_across_processes)
         self.model_dir, self.signature, self.threads = model_dir, signature, threads
         self.batch_size = batch_size
 
@@ -291,17 +299,22 @@ class EmbedImages(beam.PTransform):
         self._handler, self._max_pixels = handler, max_pixels
 
     def expand(self, images):
-        checked, unreadable = outcomes(images | "Read and check images" >> beam.ParDo(
-            ReadAndCheckImageFn(self._max_pixels)), "Checked")
+        checked, unreadable = outcomes(
+            images | "Read and check images" >> beam.ParDo(ReadAndCheckImageFn(self._max_pixels)), "Checked"
+        )
         has_float = self._handler.signature == DEFAULT_SIGNATURE
-        batches = (checked
-                   | "Key into batches" >> beam.ParDo(KeyIntoBatchesFn(self._handler.batch_size))
-                   | "Group into batches" >> beam.GroupByKey()
-                   | "Batch" >> beam.MapTuple(lambda _, batch: sorted(batch, key=_batch_order)))
-        rows, rejected = outcomes(batches
-                                  | "RunInference" >> RunInference(
-                                      KeyedModelHandler(self._handler).with_no_batching())
-                                  | "To rows" >> beam.ParDo(ToRowFn(has_float)), "Rows")
+        batches = (
+            checked
+            | "Key into batches" >> beam.ParDo(KeyIntoBatchesFn(self._handler.batch_size))
+            | "Group into batches" >> beam.GroupByKey()
+            | "Batch" >> beam.MapTuple(lambda _, batch: sorted(batch, key=_batch_order))
+        )
+        rows, rejected = outcomes(
+            batches
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler).with_no_batching())
+            | "To rows" >> beam.ParDo(ToRowFn(has_float)),
+            "Rows",
+        )
         failed = (unreadable, rejected) | "Merge failures" >> beam.Flatten()
         return {"rows": rows, "failed": failed}
 
@@ -333,5 +346,8 @@ class SummaryFn(beam.CombineFn):
 
     def extract_output(self, accumulator):
         count, failed, duplicates = accumulator
-        return {"count": count, "failed": sorted(failed, key=lambda f: (str(f["id"]), str(f["source"]))),
-                "duplicate_ids": sorted(duplicates)}
+        return {
+            "count": count,
+            "failed": sorted(failed, key=lambda f: (str(f["id"]), str(f["source"]))),
+            "duplicate_ids": sorted(duplicates),
+        }

@@ -12,6 +12,7 @@ over everything, so the step depends on every shard); the launcher reads it once
 succeeded, deletes it and writes the manifest, last (build_tfrecords: tfrecord_output;
 embed_catalog: embed_output).
 """
+
 import json
 import os
 import uuid
@@ -66,11 +67,14 @@ class WriteShards(beam.PTransform):
     def expand(self, pcoll):
         keyed = pcoll | "Key by shard" >> beam.Map(_shard_of, self._key, self._num_shards)
         every = pcoll.pipeline | "Every shard" >> beam.Create(
-            [(index, (False, None)) for index in range(self._num_shards)])
-        return ((keyed, every) | "With every shard" >> beam.Flatten()
-                | "Group by shard" >> beam.GroupByKey()
-                | "Write shard" >> beam.ParDo(_WriteShardFn(self._prefix, self._suffix,
-                                                            self._num_shards, self._write)))
+            [(index, (False, None)) for index in range(self._num_shards)]
+        )
+        return (
+            (keyed, every)
+            | "With every shard" >> beam.Flatten()
+            | "Group by shard" >> beam.GroupByKey()
+            | "Write shard" >> beam.ParDo(_WriteShardFn(self._prefix, self._suffix, self._num_shards, self._write))
+        )
 
 
 def write_summary(directory: str, summary: dict) -> None:

@@ -10,6 +10,7 @@ exactly which input it was built from.
 Every step has one output (no tagged side outputs) and no side inputs, so the job runs the same
 on every Beam runner, the DaskRunner included (see the README, "Speed and scale").
 """
+
 import collections
 import hashlib
 import logging
@@ -82,10 +83,11 @@ class ClassReader:
         if records and records[0].path is None and records[0].data is None:
             encoded = datasets.get_dataset(self._dataset).generate_class(records[0].class_name)
             if len(encoded) != len(records):
-                raise RuntimeError(f"{self._dataset}.generate_class({records[0].class_name!r}) gave "
-                                   f"{len(encoded)} images for {len(records)} listed ones")
-            return [(r, data, None) for r, data in zip(records, encoded)
-                    if wanted is None or r.image_id in wanted]
+                raise RuntimeError(
+                    f"{self._dataset}.generate_class({records[0].class_name!r}) gave "
+                    f"{len(encoded)} images for {len(records)} listed ones"
+                )
+            return [(r, data, None) for r, data in zip(records, encoded) if wanted is None or r.image_id in wanted]
         return [self._read_one(r) for r in records if wanted is None or r.image_id in wanted]
 
     @staticmethod
@@ -96,7 +98,7 @@ class ClassReader:
         # every image is read twice (check, then write).
         local = "://" not in record.path
         try:
-            with (open(record.path, "rb") if local else tf.io.gfile.GFile(record.path, "rb")) as f:
+            with open(record.path, "rb") if local else tf.io.gfile.GFile(record.path, "rb") as f:
                 return record, f.read(), None
         except (tf.errors.NotFoundError, FileNotFoundError):
             return record, None, (MISSING, "listed in the annotations but not on disk")
@@ -127,8 +129,14 @@ class CheckClassFn(beam.DoFn):
             self._skipped[reason] = Metrics.counter(NAMESPACE, f"skipped_{reason}")
         self._skipped[reason].inc()
         _LOG.warning("Skipping %s (%s): %s", printable_path(record.path) or record.image_id, reason, detail)
-        return {"split": record.split, "image_id": record.image_id, "path": printable_path(record.path),
-                "class_name": record.class_name, "reason": reason, "detail": detail}
+        return {
+            "split": record.split,
+            "image_id": record.image_id,
+            "path": printable_path(record.path),
+            "class_name": record.class_name,
+            "reason": reason,
+            "detail": detail,
+        }
 
     def process(self, records):
         kept, skipped, fingerprints = [], [], []
@@ -137,8 +145,9 @@ class CheckClassFn(beam.DoFn):
             if record.path is not None and printable_path(record.path) != record.path:
                 self._read.inc()
                 fingerprints.append(f"{record.split}\t{record.class_name}\t{record.image_id}\t{BAD_NAME}")
-                skipped.append(self._skip(record, BAD_NAME,
-                                          "the file name is not valid UTF-8; rename the file to keep it"))
+                skipped.append(
+                    self._skip(record, BAD_NAME, "the file name is not valid UTF-8; rename the file to keep it")
+                )
             else:
                 readable.append(record)
         for record, data, error in self._reader.read(readable):
@@ -159,11 +168,19 @@ class CheckClassFn(beam.DoFn):
                 continue
             if info.reencoded:
                 self._reencoded.inc()
-            kept.append(CheckedImage(record.image_id, info.format, info.height, info.width,
-                                     zlib.crc32(data), info.reencoded))
+            kept.append(
+                CheckedImage(record.image_id, info.format, info.height, info.width, zlib.crc32(data), info.reencoded)
+            )
         first = records[0]
-        yield ClassCheck(first.split, first.label, first.class_name, tuple(readable), tuple(kept),
-                         tuple(skipped), tuple(fingerprints))
+        yield ClassCheck(
+            first.split,
+            first.label,
+            first.class_name,
+            tuple(readable),
+            tuple(kept),
+            tuple(skipped),
+            tuple(fingerprints),
+        )
 
 
 def by_label_space(check: ClassCheck, label_spaces: dict):
@@ -215,8 +232,10 @@ class WriteShardFn(beam.DoFn):
 
     def _encoded(self, record, data, error, checked):
         if error is not None or zlib.crc32(data) != checked.crc32:
-            raise RuntimeError(f"{record.path or record.image_id} changed while the job ran "
-                               f"({error[1] if error else 'different bytes'}); run the job again.")
+            raise RuntimeError(
+                f"{record.path or record.image_id} changed while the job ran "
+                f"({error[1] if error else 'different bytes'}); run the job again."
+            )
         return image_header.inspect_image(data, self._max_pixels).encoded if checked.reencoded else data
 
     def process(self, element):
@@ -229,22 +248,36 @@ class WriteShardFn(beam.DoFn):
         with tf.io.TFRecordWriter(path) as writer:
             for check in checks:
                 kept = {im.image_id: im for im in check.images}
-                read = {r.image_id: (r, data, error)
-                        for r, data, error in self._reader.read(check.records, wanted=kept)}
+                read = {
+                    r.image_id: (r, data, error) for r, data, error in self._reader.read(check.records, wanted=kept)
+                }
                 class_offsets.append(offset)  # where the class starts, so the sampler can seek to it
                 for image_id in sorted(kept):
                     im = kept[image_id]
                     record = schema.serialize_example(
-                        self._encoded(*read[image_id], im), im.format, im.height, im.width,
-                        check.label, check.class_name, image_id)
+                        self._encoded(*read[image_id], im),
+                        im.format,
+                        im.height,
+                        im.width,
+                        check.label,
+                        check.class_name,
+                        image_id,
+                    )
                     writer.write(record)
                     offset += len(record) + RECORD_OVERHEAD
                 count += len(kept)
                 runs.append([check.label, len(kept)])  # one run per class, in file order
         self._written.inc(count)
         self._shards.inc()
-        yield {"split": split, "index": index, "path": rel_path, "num_images": count,
-               "num_classes": len(runs), "class_runs": runs, "class_offsets": class_offsets}
+        yield {
+            "split": split,
+            "index": index,
+            "path": rel_path,
+            "num_images": count,
+            "num_classes": len(runs),
+            "class_runs": runs,
+            "class_offsets": class_offsets,
+        }
 
 
 def summary_entries(check: ClassCheck):
@@ -286,6 +319,8 @@ class SummaryFn(beam.CombineFn):
 
     def extract_output(self, accumulator):
         shards, skipped, lines = accumulator
-        return {"shards": sorted(shards, key=lambda s: (s["split"], s["index"])),
-                "skipped": sorted(skipped, key=lambda s: (s["split"], s["image_id"])),
-                "fingerprint": fingerprint(lines)}
+        return {
+            "shards": sorted(shards, key=lambda s: (s["split"], s["index"])),
+            "skipped": sorted(skipped, key=lambda s: (s["split"], s["image_id"])),
+            "fingerprint": fingerprint(lines),
+        }

@@ -1,5 +1,6 @@
 """Suite-wide set-up: nothing reads or writes the user's data dir, shared converted data, and an
 order that lets pytest-xdist's workers finish together."""
+
 import fcntl
 import os
 import tempfile

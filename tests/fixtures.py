@@ -5,6 +5,7 @@ Images are a few dozen pixels and a few hundred bytes; a fake dataset has a hand
 Every writer creates missing parent directories and returns the path it wrote. (conftest files
 hold fixtures only; tests import helpers from here.)
 """
+
 import concurrent.futures
 import contextlib
 import io
@@ -53,7 +54,7 @@ def noise_jpeg_bytes(size=(64, 64), seed: int = 0) -> bytes:
 
 def truncated_jpeg_bytes() -> bytes:
     data = noise_jpeg_bytes()
-    return data[:len(data) // 2]
+    return data[: len(data) // 2]
 
 
 def corrupt_jpeg_bytes() -> bytes:
@@ -69,9 +70,9 @@ def jpeg_claiming_size(height: int, width: int) -> bytes:
     data = bytearray(jpeg_bytes((8, 8)))
     i = 2
     while True:
-        marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+        marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
         if 0xC0 <= marker <= 0xC2:
-            data[i + 5:i + 9] = struct.pack(">HH", height, width)
+            data[i + 5 : i + 9] = struct.pack(">HH", height, width)
             return bytes(data)
         i += 2 + length
 
@@ -98,6 +99,7 @@ def write_text(path: str, lines) -> str:
 # Fake raw datasets. Each takes {class id: number of images} per split and writes real tiny JPEGs
 # (distinct colours) where the published layout puts them; the root is returned.
 
+
 def make_cars196(root: str, images_per_class=None) -> str:
     """``cars_annos.mat`` (a MATLAB struct array, as scipy.io.savemat writes it) + ``car_ims/``."""
     import scipy.io
@@ -111,16 +113,21 @@ def make_cars196(root: str, images_per_class=None) -> str:
         for k in range(count):
             rel = f"car_ims/{n + 1:06d}.jpg"
             write_jpeg(os.path.join(root, rel), rgb=color(n))
-            annotations[0, n] = (np.array([rel]), np.array([[1]], np.uint8), np.array([[2]], np.uint8),
-                                 np.array([[30]], np.uint16), np.array([[20]], np.uint16),
-                                 np.array([[class_id]], np.uint8), np.array([[k % 2]], np.uint8))
+            annotations[0, n] = (
+                np.array([rel]),
+                np.array([[1]], np.uint8),
+                np.array([[2]], np.uint8),
+                np.array([[30]], np.uint16),
+                np.array([[20]], np.uint16),
+                np.array([[class_id]], np.uint8),
+                np.array([[k % 2]], np.uint8),
+            )
             n += 1
     class_names = np.empty((1, 196), dtype=object)
     for i in range(196):
         class_names[0, i] = np.array([f"Maker Model {i + 1} 2012"])
     os.makedirs(root, exist_ok=True)
-    scipy.io.savemat(os.path.join(root, "cars_annos.mat"),
-                     {"annotations": annotations, "class_names": class_names})
+    scipy.io.savemat(os.path.join(root, "cars_annos.mat"), {"annotations": annotations, "class_names": class_names})
     return root
 
 
@@ -151,7 +158,7 @@ def make_sop(root: str, train=None, test=None) -> str:
     n = 0
     for name, classes in (("Ebay_train.txt", train), ("Ebay_test.txt", test)):
         rows = ["image_id class_id super_class_id path"]
-        for i, (class_id, count) in enumerate(sorted(classes.items())):
+        for class_id, count in sorted(classes.items()):
             super_id = 1 + class_id % 2
             folder = ("bicycle_final", "chair_final")[super_id - 1]
             for k in range(count):
@@ -177,8 +184,9 @@ def make_inshop(root: str, train=None, query=None, gallery=None) -> str:
                 write_jpeg(os.path.join(root, rel), rgb=color(n))
                 # The real file pads columns with runs of spaces.
                 rows.append(f"{rel:<60} {item:<20} {split}")
-    write_text(os.path.join(root, "list_eval_partition.txt"),
-               [str(len(rows)), "image_name item_id evaluation_status", *rows])
+    write_text(
+        os.path.join(root, "list_eval_partition.txt"), [str(len(rows)), "image_name item_id evaluation_status", *rows]
+    )
     return root
 
 
@@ -214,8 +222,14 @@ RESULT_PREFIX = "RESULT "
 def start_script(script: str, *args: str, **env) -> subprocess.Popen:
     """Starts ``python -c script args`` in the repository root with ``env`` added to the environment."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT, **env)
-    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO_ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def script_result(proc: subprocess.Popen, timeout: float = 600):
@@ -226,7 +240,7 @@ def script_result(proc: subprocess.Popen, timeout: float = 600):
     out, err = proc.communicate(timeout=timeout)
     lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
     assert proc.returncode == 0 and lines, out[-2000:] + err[-3000:]
-    return json.loads(lines[0][len(RESULT_PREFIX):]), out
+    return json.loads(lines[0][len(RESULT_PREFIX) :]), out
 
 
 def run_script(script: str, *args: str, **env):
@@ -237,10 +251,19 @@ def run_script(script: str, *args: str, **env):
 def tiny_config(data_dir, **train):
     """digits, InceptionV1 at 32x32, 16-d, 3 steps per epoch: seconds per epoch on a CPU."""
     config = config_lib.preset("digits")
-    overrides = [f"data.data_dir={data_dir}", "data.batch_size=20", "data.images_per_class=4",
-                 "model.embedding_dim=16", "train.steps_per_epoch=3", "train.epochs_per_step=1",
-                 "train.num_steps=2", "train.warmup_epochs=1", "train.test_every_n_epochs=1", "eval.nmi=false",
-                 "eval.projector_max_items=64"]
+    overrides = [
+        f"data.data_dir={data_dir}",
+        "data.batch_size=20",
+        "data.images_per_class=4",
+        "model.embedding_dim=16",
+        "train.steps_per_epoch=3",
+        "train.epochs_per_step=1",
+        "train.num_steps=2",
+        "train.warmup_epochs=1",
+        "train.test_every_n_epochs=1",
+        "eval.nmi=false",
+        "eval.projector_max_items=64",
+    ]
     overrides += [f"train.{k}={v}" for k, v in train.items()]
     return config_lib.apply_overrides(config, overrides)
 
@@ -271,10 +294,20 @@ def stand_in_tf_serving(loaded):
         return response
 
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "tensorflow.serving.PredictionService",
-        {"Predict": grpc.unary_unary_rpc_method_handler(predict, request_deserializer=request_class.FromString,
-                                                        response_serializer=response_class.SerializeToString)})])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "tensorflow.serving.PredictionService",
+                {
+                    "Predict": grpc.unary_unary_rpc_method_handler(
+                        predict,
+                        request_deserializer=request_class.FromString,
+                        response_serializer=response_class.SerializeToString,
+                    )
+                },
+            )
+        ]
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:

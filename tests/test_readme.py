@@ -3,6 +3,7 @@ one interpreter (TensorFlow is imported once for all of them), and the saved_mod
 in a directory prepared as the README's "Tests" section states (a tiny exported model as
 saved_models/cars196/1 and saved_models/products/3, its catalog in embeddings/products-3, photo.jpg
 and query.jpg, TF_SERVING_GRPC naming a stand-in gRPC server)."""
+
 import json
 import os
 import re
@@ -54,17 +55,28 @@ def workspace(tmp_path_factory):
     fx.write_bytes(str(root / "photo.jpg"), fx.noise_jpeg_bytes((40, 36), seed=1))
     fx.write_bytes(str(root / "query.jpg"), fx.noise_jpeg_bytes((40, 36), seed=3))
     products = str(root / "saved_models" / "products" / "3")
-    paths = [fx.write_bytes(str(root / "catalog" / f"item-{i}.jpg"), fx.noise_jpeg_bytes((40, 36), seed=i))
-             for i in range(8)]
+    paths = [
+        fx.write_bytes(str(root / "catalog" / f"item-{i}.jpg"), fx.noise_jpeg_bytes((40, 36), seed=i)) for i in range(8)
+    ]
     results = SavedModelEmbedder(products).embed([open(p, "rb").read() for p in paths])
-    write_catalog(str(root / "embeddings" / "products-3"), [f"item-{i}" for i in range(8)],
-                  np.stack([r.embedding for r in results]), sources=paths, model=model_identity(products))
+    write_catalog(
+        str(root / "embeddings" / "products-3"),
+        [f"item-{i}" for i in range(8)],
+        np.stack([r.embedding for r in results]),
+        sources=paths,
+        model=model_identity(products),
+    )
     return str(root)
 
 
 def _run(command, workspace, server):
-    env = dict(os.environ, TF_SERVING_GRPC=server, PYTHONPATH=fx.REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    env = dict(
+        os.environ,
+        TF_SERVING_GRPC=server,
+        PYTHONPATH=fx.REPO_ROOT,
+        TF_CPP_MIN_LOG_LEVEL="2",
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    )
     return subprocess.run(command, cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -95,8 +107,11 @@ def python_blocks_run(workspace, stand_in_server, tmp_path_factory):
     """[{returncode, stdout, stderr}] of every python block, all run by one interpreter."""
     scratch = tmp_path_factory.mktemp("readme-blocks")
     (scratch / "blocks.json").write_text(json.dumps(PYTHON_BLOCKS))
-    result = _run([sys.executable, "-c", BLOCK_RUNNER, str(scratch / "blocks.json"), str(scratch / "results.json")],
-                  workspace, stand_in_server[0])
+    result = _run(
+        [sys.executable, "-c", BLOCK_RUNNER, str(scratch / "blocks.json"), str(scratch / "results.json")],
+        workspace,
+        stand_in_server[0],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((scratch / "results.json").read_text())
 
@@ -111,7 +126,7 @@ def test_python_block_runs_as_pasted(number, python_blocks_run, stand_in_server)
         assert stand_in_server[1] and result.stdout.strip().splitlines()[-1] == f"(1, {DIM})"
     if "query_index" in source:
         lines = result.stdout.splitlines()
-        assert lines[0].startswith("1 item-") and len([l for l in lines if re.match(r"\d item-", l)]) == 5
+        assert lines[0].startswith("1 item-") and len([line for line in lines if re.match(r"\d item-", line)]) == 5
 
 
 @pytest.mark.slow
@@ -120,7 +135,11 @@ def test_saved_model_cli_block_runs_as_written(workspace, stand_in_server):
     result = _run(["bash", "-euo", "pipefail", "-c", script], workspace, stand_in_server[0])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == f"(1, {DIM})"
-    direct = SavedModelEmbedder(os.path.join(workspace, "saved_models", "cars196", "1")).embed(
-        [open(os.path.join(workspace, "photo.jpg"), "rb").read()])[0].embedding
-    np.testing.assert_allclose(np.load(os.path.join(workspace, "saved_model_cli_out", "embedding.npy"))[0],
-                               direct, atol=1e-5)
+    direct = (
+        SavedModelEmbedder(os.path.join(workspace, "saved_models", "cars196", "1"))
+        .embed([open(os.path.join(workspace, "photo.jpg"), "rb").read()])[0]
+        .embedding
+    )
+    np.testing.assert_allclose(
+        np.load(os.path.join(workspace, "saved_model_cli_out", "embedding.npy"))[0], direct, atol=1e-5
+    )

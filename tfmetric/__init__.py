@@ -1,4 +1,5 @@
 """tfmetric: classification-based deep metric learning (Zhai & Wu, BMVC 2019) for TF2 / Keras 3."""
+
 from tfmetric import stderr_filter as _stderr_filter
 
 __version__ = "0.1.0"

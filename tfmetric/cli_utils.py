@@ -1,4 +1,5 @@
 """Shared helpers of the thin command-line entry points."""
+
 import argparse
 import errno
 import logging
@@ -14,13 +15,22 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionErro
 
 
 # What to do about an OS error, by errno name.
-_OS_ADVICE = {"ENOSPC": "free some space or write elsewhere", "EFBIG": "the file size limit was reached; "
-              "free some space, raise the limit or write elsewhere", "EROFS": "the file system is read-only; "
-              "write elsewhere", "EACCES": "check the permissions or write elsewhere",
-              "EISDIR": "pass a file, not a directory", "ENOTDIR": "a file stands where a directory is expected"}
+_OS_ADVICE = {
+    "ENOSPC": "free some space or write elsewhere",
+    "EFBIG": "the file size limit was reached; free some space, raise the limit or write elsewhere",
+    "EROFS": "the file system is read-only; write elsewhere",
+    "EACCES": "check the permissions or write elsewhere",
+    "EISDIR": "pass a file, not a directory",
+    "ENOTDIR": "a file stands where a directory is expected",
+}
 # Messages of TensorFlow's file errors (tf.errors.*Error, which are not OSError) that a user can act on.
-_TF_FILE_ERRORS = ("NotFoundError", "PermissionDeniedError", "DataLossError", "ResourceExhaustedError",
-                   "AlreadyExistsError")
+_TF_FILE_ERRORS = (
+    "NotFoundError",
+    "PermissionDeniedError",
+    "DataLossError",
+    "ResourceExhaustedError",
+    "AlreadyExistsError",
+)
 _TF_OS_TEXTS = ("No space left on device", "File too large", "Read-only file system", "Permission denied")
 
 
@@ -82,8 +92,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def setup_logging(verbose=False):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def run_main(prog, fn, flags=None):

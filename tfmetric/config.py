@@ -6,17 +6,14 @@ weights, 2048-d, global batch 75 on any number of replicas, SGD momentum 0.9,
 weight decay 1e-4, one warm-up epoch on the new parameters, then 2 steps of 15 epochs with the lr
 divided by 10 at each step. ``synthetic`` and ``digits`` are small presets that run on a laptop CPU.
 """
+
 import dataclasses
 import json
 import math
 import re
 import typing
-from typing import Optional, Tuple
 
 from tfmetric.precisions import PRECISIONS
-
-
-
 
 STRATEGIES = ("auto", "none", "mirrored", "multi_worker")
 
@@ -86,7 +83,7 @@ class ModelConfig:
     """
 
     backbone: str = "resnet50"
-    weights: Optional[str] = None
+    weights: str | None = None
     embedding_dim: int = 2048
     layer_norm: bool = True
     temperature: float = 0.05
@@ -160,7 +157,7 @@ class EvalConfig:
       projector_max_items: at most this many test images in the projector.
     """
 
-    recall_ks: Tuple[int, ...] = (1, 2, 4, 8)
+    recall_ks: tuple[int, ...] = (1, 2, 4, 8)
     binary: bool = True
     nmi: bool = True
     raw_pixel_baseline: bool = False
@@ -199,21 +196,36 @@ def _paper(dataset, lr, images_per_class, ks):
         data=DataConfig(dataset=dataset, images_per_class=images_per_class),
         model=ModelConfig(backbone="resnet50", weights="imagenet", embedding_dim=2048),
         train=TrainConfig(lr=lr),
-        eval=EvalConfig(recall_ks=ks))
+        eval=EvalConfig(recall_ks=ks),
+    )
 
 
-def _small(dataset, image_size, resize_size, batch_size, images_per_class, epochs, dim, lr,
-           temperature=0.05, test_every=None):
+def _small(
+    dataset, image_size, resize_size, batch_size, images_per_class, epochs, dim, lr, temperature=0.05, test_every=None
+):
     # Small presets train InceptionV1 from scratch on a CPU: AdamW converges in far fewer epochs
     # than the paper's SGD there. No warm-up epoch: it exists to fit the new head on top of a
     # pretrained backbone, and a random backbone has nothing to protect.
     return ExperimentConfig(
-        data=DataConfig(dataset=dataset, image_size=image_size, resize_size=resize_size,
-                        batch_size=batch_size, images_per_class=images_per_class, cache=True),
+        data=DataConfig(
+            dataset=dataset,
+            image_size=image_size,
+            resize_size=resize_size,
+            batch_size=batch_size,
+            images_per_class=images_per_class,
+            cache=True,
+        ),
         model=ModelConfig(backbone="inception_v1", weights=None, embedding_dim=dim, temperature=temperature),
-        train=TrainConfig(optimizer="adamw", lr=lr, warmup_epochs=0, epochs_per_step=epochs, num_steps=1,
-                          test_every_n_epochs=test_every or epochs),
-        eval=EvalConfig(recall_ks=(1, 2, 4, 8), raw_pixel_baseline=True))
+        train=TrainConfig(
+            optimizer="adamw",
+            lr=lr,
+            warmup_epochs=0,
+            epochs_per_step=epochs,
+            num_steps=1,
+            test_every_n_epochs=test_every or epochs,
+        ),
+        eval=EvalConfig(recall_ks=(1, 2, 4, 8), raw_pixel_baseline=True),
+    )
 
 
 PRESETS = {
@@ -235,8 +247,9 @@ PRESETS = {
 def preset(dataset: str) -> ExperimentConfig:
     """The preset config for ``dataset``."""
     if dataset not in PRESETS:
-        raise ConfigError(f"Unknown dataset {dataset!r}. Allowed values: {', '.join(PRESETS)}. "
-                          f"Received: dataset={dataset!r}")
+        raise ConfigError(
+            f"Unknown dataset {dataset!r}. Allowed values: {', '.join(PRESETS)}. Received: dataset={dataset!r}"
+        )
     return PRESETS[dataset]()
 
 
@@ -251,12 +264,15 @@ def _field_type(config, dotted, value=_NO_VALUE):
     section, _, key = dotted.partition(".")
     sub = getattr(config, section, None)
     if sub is None or not dataclasses.is_dataclass(sub) or not key:
-        raise ConfigError(f"Unknown config field {dotted!r}. Allowed sections: data, model, train, eval. "
-                          f"{_received(dotted, value)}")
+        raise ConfigError(
+            f"Unknown config field {dotted!r}. Allowed sections: data, model, train, eval. {_received(dotted, value)}"
+        )
     hints = typing.get_type_hints(type(sub))
     if key not in hints:
-        raise ConfigError(f"Unknown config field {dotted!r}. Fields of {section}: {', '.join(sorted(hints))}. "
-                          f"{_received(dotted, value)}")
+        raise ConfigError(
+            f"Unknown config field {dotted!r}. Fields of {section}: {', '.join(sorted(hints))}. "
+            f"{_received(dotted, value)}"
+        )
     return sub, key, hints[key]
 
 
@@ -269,7 +285,7 @@ def _coerce(dotted, tp, value):
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
         origin = typing.get_origin(tp)
     try:
-        if origin in (tuple, Tuple):
+        if origin in (tuple, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(int(v) for v in items if str(v).strip())
         if tp is bool:
@@ -288,8 +304,9 @@ def _coerce(dotted, tp, value):
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{dotted} must be of type {getattr(tp, '__name__', tp)}. "
-                          f"{_received(dotted, value)}") from None
+        raise ConfigError(
+            f"{dotted} must be of type {getattr(tp, '__name__', tp)}. {_received(dotted, value)}"
+        ) from None
 
 
 def get_field(config, dotted):
@@ -307,8 +324,9 @@ def apply_overrides(config: ExperimentConfig, overrides) -> ExperimentConfig:
     """Applies ``section.field=value`` strings (``--set`` on the command lines) in place; returns config."""
     for item in overrides or ():
         if "=" not in item:
-            raise ConfigError(f"An override must be section.field=value, e.g. train.lr=0.1. "
-                              f"Received: override={item!r}")
+            raise ConfigError(
+                f"An override must be section.field=value, e.g. train.lr=0.1. Received: override={item!r}"
+            )
         dotted, value = item.split("=", 1)
         _set_field(config, dotted.strip(), value.strip())
     return config
@@ -325,26 +343,32 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"data.images_per_class must be >= 1. Received: data.images_per_class={d.images_per_class}")
     if d.service:
         if not SERVICE_ADDRESS.match(d.service):
-            raise ConfigError(f"data.service must be a dispatcher address grpc://HOST:PORT. "
-                              f"Received: data.service={d.service!r}")
+            raise ConfigError(
+                f"data.service must be a dispatcher address grpc://HOST:PORT. Received: data.service={d.service!r}"
+            )
     if d.batch_size < 1 or d.batch_size % d.images_per_class:
-        raise ConfigError(f"data.batch_size must be a positive multiple of data.images_per_class. "
-                          f"Received: data.batch_size={d.batch_size}, data.images_per_class={d.images_per_class}")
+        raise ConfigError(
+            f"data.batch_size must be a positive multiple of data.images_per_class. "
+            f"Received: data.batch_size={d.batch_size}, data.images_per_class={d.images_per_class}"
+        )
     if d.image_size < 32 or d.resize_size < d.image_size:
-        raise ConfigError(f"data.image_size must be >= 32 and <= data.resize_size. "
-                          f"Received: data.image_size={d.image_size}, data.resize_size={d.resize_size}")
+        raise ConfigError(
+            f"data.image_size must be >= 32 and <= data.resize_size. "
+            f"Received: data.image_size={d.image_size}, data.resize_size={d.resize_size}"
+        )
     # The registries hold the builders, so reading them imports Keras: here, not at module top,
     # so that every command parses its flags (and answers --help) before TensorFlow loads.
     from tfmetric.models.backbones import BACKBONES
     from tfmetric.optimizers import OPTIMIZERS
 
     if m.backbone not in BACKBONES:
-        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. "
-                          f"Allowed values: {', '.join(BACKBONES)}.")
+        raise ConfigError(f"model.backbone: unknown backbone {m.backbone!r}. Allowed values: {', '.join(BACKBONES)}.")
     if m.embedding_dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1. Received: model.embedding_dim={m.embedding_dim}")
     if t.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: {', '.join(OPTIMIZERS)}.")
+        raise ConfigError(
+            f"train.optimizer: unknown optimizer {t.optimizer!r}. Allowed values: {', '.join(OPTIMIZERS)}."
+        )
     for name in ("lr", "lr_mult", "gamma"):  # gamma <= 0 would flip or zero the lr after a step
         value = getattr(t, name)
         if not (math.isfinite(value) and value > 0):
@@ -352,13 +376,17 @@ def validate(config: ExperimentConfig) -> ExperimentConfig:
     if not (math.isfinite(t.momentum) and 0 <= t.momentum < 1):
         raise ConfigError(f"train.momentum must be in [0, 1). Received: train.momentum={t.momentum}")
     if not (math.isfinite(t.weight_decay) and t.weight_decay >= 0):
-        raise ConfigError(f"train.weight_decay must be a finite number >= 0. Received: train.weight_decay={t.weight_decay}")
+        raise ConfigError(
+            f"train.weight_decay must be a finite number >= 0. Received: train.weight_decay={t.weight_decay}"
+        )
     if d.eval_batch_size < 1:
         raise ConfigError(f"data.eval_batch_size must be >= 1. Received: data.eval_batch_size={d.eval_batch_size}")
     if t.precision not in PRECISIONS:
         raise ConfigError(f"train.precision: unknown policy {t.precision!r}. Allowed values: {', '.join(PRECISIONS)}.")
     if t.distribute not in STRATEGIES:
-        raise ConfigError(f"train.distribute: unknown strategy {t.distribute!r}. Allowed values: {', '.join(STRATEGIES)}.")
+        raise ConfigError(
+            f"train.distribute: unknown strategy {t.distribute!r}. Allowed values: {', '.join(STRATEGIES)}."
+        )
     for name in ("warmup_epochs", "steps_per_epoch", "checkpoint_every_n_steps"):
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name} must be >= 0. Received: train.{name}={getattr(t, name)}")

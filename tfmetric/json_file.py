@@ -23,14 +23,15 @@ their own names hold ``manifest.json``; it is still read.
 Paths with ``://`` (gs:// and the other filesystems TensorFlow reads) go through ``tf.io.gfile``;
 TensorFlow is imported only for them, so configs and CLIs read local JSON without it.
 """
+
 import dataclasses
 import json
 import os
-from typing import Optional, Tuple
 
 
 def _gfile():
     import tensorflow as tf  # noqa: PLC0415  only for URIs (see the module docstring)
+
     return tf.io.gfile
 
 
@@ -118,8 +119,8 @@ class Artifact:
     file_name: str
     version_field: str
     version: int
-    readable: Optional[Tuple[int, ...]] = None
-    old_names: Tuple[str, ...] = ()
+    readable: tuple[int, ...] | None = None
+    old_names: tuple[str, ...] = ()
     hint: str = ""
     error: type = ArtifactError
 
@@ -155,8 +156,10 @@ class Artifact:
             raise self.error(f"{where}: expected a JSON object ({self.kind}), got {type(payload).__name__}.")
         found, readable = payload.get(self.version_field), self.readable or (self.version,)
         if isinstance(found, bool) or found not in readable:
-            raise self.error(f"{where}: {self.kind} of {self.version_field} {found!r}; this tfmetric reads "
-                             f"{' or '.join(str(v) for v in readable)}.{' ' + self.hint if self.hint else ''}")
+            raise self.error(
+                f"{where}: {self.kind} of {self.version_field} {found!r}; this tfmetric reads "
+                f"{' or '.join(str(v) for v in readable)}.{' ' + self.hint if self.hint else ''}"
+            )
         return payload
 
     def read(self, directory):
@@ -179,8 +182,10 @@ class Artifact:
         """Writes ``payload`` (stamped with this version) atomically as the artifact of ``directory``;
         returns its path. A file under an old name is deleted after the new one is in place."""
         if payload.get(self.version_field, self.version) != self.version:
-            raise ValueError(f"This tfmetric writes {self.kind}s of {self.version_field} {self.version}. "
-                             f"Received: {self.version_field}={payload[self.version_field]!r}")
+            raise ValueError(
+                f"This tfmetric writes {self.kind}s of {self.version_field} {self.version}. "
+                f"Received: {self.version_field}={payload[self.version_field]!r}"
+            )
         path = write_json(self.path(directory), {self.version_field: self.version, **payload}, **json_options)
         for name in self.old_names:
             remove(os.path.join(directory, name))

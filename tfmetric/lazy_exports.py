@@ -1,4 +1,5 @@
 """Lazy package exports: ``python -m tfmetric.export --help`` answers without importing TensorFlow."""
+
 import importlib
 
 

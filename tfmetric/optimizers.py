@@ -12,6 +12,7 @@ Keras' SGD differs from torch.optim.SGD in two ways that matter for reproducing 
 
     g = grad + weight_decay * w;   buf = momentum * buf + g;   w = w - lr * buf
 """
+
 import keras
 
 from tfmetric.precisions import PRECISIONS
@@ -60,8 +61,9 @@ class TorchSGD(keras.optimizers.Optimizer):
 
 OPTIMIZERS = {
     "sgd": lambda t, learning_rate, name: TorchSGD(learning_rate, t.momentum, t.weight_decay, name=name),
-    "adamw": lambda t, learning_rate, name: keras.optimizers.AdamW(learning_rate, weight_decay=t.weight_decay,
-                                                                   name=name),
+    "adamw": lambda t, learning_rate, name: keras.optimizers.AdamW(
+        learning_rate, weight_decay=t.weight_decay, name=name
+    ),
 }
 
 

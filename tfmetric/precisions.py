@@ -1,5 +1,6 @@
 """The mixed-precision policies ``train.precision`` names: one table, importable without TensorFlow
 (the train CLI offers its keys as ``--mixed-precision`` choices before TensorFlow loads)."""
+
 import dataclasses
 
 

@@ -4,6 +4,7 @@ Keras' verbosity convention: 0 silent, 1 live progress (a bar on a terminal), 2 
 epoch; "auto" is 1 when stdout is a terminal and 2 otherwise, so redirected output never fills
 with carriage returns, backspaces or colour codes.
 """
+
 import sys
 import time
 

@@ -13,6 +13,7 @@ everything) and forwards every other byte unchanged to the real stderr. A separa
 thread, so that a crash or ``os._exit`` of the tool never loses the last lines of a real error:
 the drain runs until every writer of the pipe (the tool and its subprocesses) has gone.
 """
+
 import array
 import atexit
 import fcntl
@@ -113,7 +114,7 @@ def _drain(read_fd, write_fd, min_level):
 
     def write(data):
         while data:
-            data = data[os.write(write_fd, data):]
+            data = data[os.write(write_fd, data) :]
 
     try:
         held_since = None

@@ -6,6 +6,7 @@ Examples:
   python -m tfmetric.train --dataset digits --set train.lr=0.1 --set model.embedding_dim=32
   python -m tfmetric.train --config runs/cars196/20260101-120000/config.json   # exact re-run
 """
+
 import argparse
 import datetime
 import functools
@@ -24,31 +25,50 @@ FLAGS = {"dataset": "--dataset", "workdir": "--workdir", "name": "--export-name"
 
 
 def parse_args(argv=None):
-    p = ArgumentParser(prog=PROG, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=None,
-                   help=f"dataset preset: {', '.join(config_lib.PRESETS)} (default: synthetic)")
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--dataset", default=None, help=f"dataset preset: {', '.join(config_lib.PRESETS)} (default: synthetic)"
+    )
     p.add_argument("--config", default=None, help="re-run from a saved config.json (presets ignored)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override any config field, e.g. --set train.lr=0.1 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override any config field, e.g. --set train.lr=0.1 (repeatable)",
+    )
     p.add_argument("--workdir", default=None, help="output directory (default: runs/<dataset>/<timestamp>)")
     p.add_argument("--data-dir", default=None, help="data root (default: $TFMETRIC_DATA_DIR or ~/tfmetric_data)")
     p.add_argument("--raw-dir", default=None, help="raw dataset directory (default: <data-dir>/raw/<dataset>)")
     p.add_argument("--weights", default=None, help="backbone weights: none, imagenet, or a file path")
     p.add_argument("--seed", type=int, default=None, help="random seed (train.seed)")
-    p.add_argument("--mixed-precision", default=None, choices=[x for x in config_lib.PRECISIONS if x != "float32"],
-                   help="mixed precision policy (train.precision); the head and loss stay float32")
-    p.add_argument("--jit-compile", action="store_true", default=None,
-                   help="XLA-compile the forward and backward pass (train.jit_compile=true)")
-    p.add_argument("--export-dir", default="saved_models",
-                   help="where the SavedModel for TF Serving is exported at the end (default: saved_models)")
+    p.add_argument(
+        "--mixed-precision",
+        default=None,
+        choices=[x for x in config_lib.PRECISIONS if x != "float32"],
+        help="mixed precision policy (train.precision); the head and loss stay float32",
+    )
+    p.add_argument(
+        "--jit-compile",
+        action="store_true",
+        default=None,
+        help="XLA-compile the forward and backward pass (train.jit_compile=true)",
+    )
+    p.add_argument(
+        "--export-dir",
+        default="saved_models",
+        help="where the SavedModel for TF Serving is exported at the end (default: saved_models)",
+    )
     p.add_argument("--export-name", default=None, help="model name under --export-dir (default: the dataset)")
     p.add_argument("--no-export", action="store_true", help="do not export a SavedModel")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete the workdir first instead of resuming (only a directory holding a tfmetric run)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the workdir first instead of resuming (only a directory holding a tfmetric run)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    p.add_argument("--quiet", action="store_true",
-                   help="one line per epoch even on a terminal (no progress bar)")
+    p.add_argument("--quiet", action="store_true", help="one line per epoch even on a terminal (no progress bar)")
     return p.parse_args(argv)
 
 
@@ -70,11 +90,14 @@ def resolve_config(args):
     apply_set_flags(config, args.overrides)
     set_fields = {item.split("=", 1)[0].strip(): item for item in args.overrides}
     fields = {field: f"--set {item}" for field, item in set_fields.items()}  # field -> the flag that set it
-    for flag, name, field in ((args.data_dir, "--data-dir", "data.data_dir"),
-                              (args.raw_dir, "--raw-dir", "data.raw_dir"),
-                              (args.weights, "--weights", "model.weights"), (args.seed, "--seed", "train.seed"),
-                              (args.mixed_precision, "--mixed-precision", "train.precision"),
-                              (args.jit_compile and "true", "--jit-compile", "train.jit_compile")):
+    for flag, name, field in (
+        (args.data_dir, "--data-dir", "data.data_dir"),
+        (args.raw_dir, "--raw-dir", "data.raw_dir"),
+        (args.weights, "--weights", "model.weights"),
+        (args.seed, "--seed", "train.seed"),
+        (args.mixed_precision, "--mixed-precision", "train.precision"),
+        (args.jit_compile and "true", "--jit-compile", "train.jit_compile"),
+    ):
         if flag is None:
             continue
         before = config_lib.get_field(config, field)
@@ -98,15 +121,19 @@ def main(argv=None):
             print(config.to_json())
             return 0
         workdir = args.workdir or os.path.join(
-            "runs", config.data.dataset, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+            "runs", config.data.dataset, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        )
         if args.overwrite:
             remove_run(workdir)
         from tfmetric.export import export_from_workdir  # heavy: TensorFlow
         from tfmetric.training import train_and_evaluate
 
         # Train, then export: the trainer calls this once the run's models are saved.
-        export = None if args.no_export else functools.partial(
-            export_from_workdir, output_dir=args.export_dir, name=args.export_name)
+        export = (
+            None
+            if args.no_export
+            else functools.partial(export_from_workdir, output_dir=args.export_dir, name=args.export_name)
+        )
         result = train_and_evaluate(config, workdir, verbose=2 if args.quiet else "auto", export=export)
         print(summary(result, config.eval.recall_ks, workdir))
         return 0
@@ -122,9 +149,11 @@ def summary(result, ks, workdir):
     test = result["test"]
     lines = []
     if result.get("already_finished"):
-        lines.append(f"{workdir} holds a finished run ({result['epochs']} epochs): nothing trained, nothing "
-                     f"exported. --overwrite trains again; python -m tfmetric.export --workdir {workdir} "
-                     f"exports a new version.")
+        lines.append(
+            f"{workdir} holds a finished run ({result['epochs']} epochs): nothing trained, nothing "
+            f"exported. --overwrite trains again; python -m tfmetric.export --workdir {workdir} "
+            f"exports a new version."
+        )
     lines.append(f"Test ({result['dataset']}, held-out classes):")
     lines.append(format_scores(test, ks))
     if "raw_pixels" in result:
@@ -133,8 +162,9 @@ def summary(result, ks, workdir):
         return "\n".join(lines)
     lines.append(f"Wrote {os.path.join(workdir, 'metrics.json')}")
     if "retrieval_grid" in result:
-        lines.append(f"Retrieval grid (held-out queries, top-5 float and binary neighbours): "
-                     f"{result['retrieval_grid']}")
+        lines.append(
+            f"Retrieval grid (held-out queries, top-5 float and binary neighbours): {result['retrieval_grid']}"
+        )
     if "saved_model" in result:
         lines.append(f"Exported SavedModel for TF Serving: {result['saved_model']}")
     return "\n".join(lines)

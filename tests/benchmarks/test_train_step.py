@@ -1,5 +1,6 @@
 """benchmarks/train_step.py never prints an impossible "% of peak": a row above its reference is
 marked (and explained under the table), everything else is a plain percentage."""
+
 import importlib.util
 import os
 
@@ -7,7 +8,9 @@ from tests import fixtures as fx
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("train_step", os.path.join(fx.REPO_ROOT, "benchmarks", "train_step.py"))
+    spec = importlib.util.spec_from_file_location(
+        "train_step", os.path.join(fx.REPO_ROOT, "benchmarks", "train_step.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,5 @@
 """Faults of python -m pipelines.embed_catalog: a truncated TFRecord input, a finished output dir."""
+
 import os
 
 import pytest
@@ -19,8 +20,9 @@ def model_dir(tmp_path_factory):
 def _write_tfrecord(path, ids):
     with tf.io.TFRecordWriter(path) as writer:
         for i, image_id in enumerate(ids):
-            writer.write(schema.serialize_example(fx.noise_jpeg_bytes((40, 40), seed=i), "jpeg", 40, 40, i, "c",
-                                                  image_id))
+            writer.write(
+                schema.serialize_example(fx.noise_jpeg_bytes((40, 40), seed=i), "jpeg", 40, 40, i, "c", image_id)
+            )
 
 
 def test_truncated_tfrecord_goes_to_the_dead_letter_and_the_rest_is_embedded(tmp_path, model_dir):
@@ -30,7 +32,7 @@ def test_truncated_tfrecord_goes_to_the_dead_letter_and_the_rest_is_embedded(tmp
     with open(cut, "rb") as f:
         data = f.read()
     with open(cut, "wb") as f:
-        f.write(data[:len(data) * 3 // 4])  # the third record is cut in half
+        f.write(data[: len(data) * 3 // 4])  # the third record is cut in half
 
     _, manifest, cat = embed(tmp_path / "out", "--model", model_dir, "--input", str(tmp_path / "in-*.tfrecord"))
 

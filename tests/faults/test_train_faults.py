@@ -1,4 +1,5 @@
 """Faults of python -m tfmetric.train: each test creates its fault and checks that nothing else was lost."""
+
 import json
 import os
 import resource
@@ -10,8 +11,7 @@ import time
 
 import pytest
 
-from tests.fixtures import REPO_ROOT
-from tests.fixtures import tiny_config
+from tests.fixtures import REPO_ROOT, tiny_config
 from tfmetric import config as config_lib
 from tfmetric import train
 from tfmetric.training import trainer
@@ -27,13 +27,20 @@ def main_error(capsys, *argv):
     assert e.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith(PREFIX)]
     assert len(lines) == 1
-    return lines[0][len(PREFIX):]
+    return lines[0][len(PREFIX) :]
 
 
 def cli(*argv, preexec_fn=None, env=None, **popen):
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "tfmetric.train", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=preexec_fn, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfmetric.train", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
+        **popen,
+    )
 
 
 def snapshot(directory):
@@ -58,6 +65,7 @@ def fake_run(workdir, config):
 
 
 # --- The bad ones -------------------------------------------------------------------------------
+
 
 def test_overwrite_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     mine = tmp_path / "mine"
@@ -85,7 +93,9 @@ def test_overwrite_deletes_a_recognisable_run(tmp_path):
 
 def _run_state(config, workdir):
     import tensorflow as tf
+
     from tfmetric.training.run_state import RunState
+
     return RunState(config, 5, workdir, tf.distribute.get_strategy())
 
 
@@ -115,7 +125,7 @@ def test_truncated_checkpoint_falls_back_to_the_older_intact_one(tmp_path, capsy
     with open(data, "rb") as f:
         content = f.read()
     with open(data, "wb") as f:
-        f.write(content[:len(content) // 2])
+        f.write(content[: len(content) // 2])
 
     resumed = _run_state(config, workdir)
     assert resumed.restore() == (1, 0)
@@ -137,6 +147,7 @@ def test_resume_with_changed_config_is_refused_and_config_json_kept(tmp_path, ca
         changed = tiny_config("/data")
         changed = type(changed).from_dict(changed.to_dict())
         from tfmetric import config as config_lib
+
         config_lib.apply_overrides(changed, [change])
         with pytest.raises(ValueError, match=f"differs: {change.split('=')[0]} .* -> .*nothing was changed"):
             trainer.train_and_evaluate(changed, workdir, verbose=0)
@@ -151,20 +162,29 @@ def test_resume_with_changed_config_is_refused_and_config_json_kept(tmp_path, ca
     assert workdir_lib.check_resume(workdir, moved) == {"data.data_dir": ("/data", "/moved")}
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("train.gamma", "-0.5", "train.gamma must be a finite number > 0. Received: train.gamma=-0.5"),
-    ("train.gamma", "0", "train.gamma must be a finite number > 0. Received: train.gamma=0.0"),
-    ("train.momentum", "1.5", "train.momentum must be in [0, 1). Received: train.momentum=1.5"),
-    ("train.momentum", "-0.1", "train.momentum must be in [0, 1). Received: train.momentum=-0.1"),
-    ("train.lr", "nan", "train.lr must be a finite number > 0. Received: train.lr=nan"),
-    ("train.lr", "inf", "train.lr must be a finite number > 0. Received: train.lr=inf"),
-    ("train.weight_decay", "-1", "train.weight_decay must be a finite number >= 0. Received: train.weight_decay=-1.0"),
-    ("data.eval_batch_size", "0", "data.eval_batch_size must be >= 1. Received: data.eval_batch_size=0"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("train.gamma", "-0.5", "train.gamma must be a finite number > 0. Received: train.gamma=-0.5"),
+        ("train.gamma", "0", "train.gamma must be a finite number > 0. Received: train.gamma=0.0"),
+        ("train.momentum", "1.5", "train.momentum must be in [0, 1). Received: train.momentum=1.5"),
+        ("train.momentum", "-0.1", "train.momentum must be in [0, 1). Received: train.momentum=-0.1"),
+        ("train.lr", "nan", "train.lr must be a finite number > 0. Received: train.lr=nan"),
+        ("train.lr", "inf", "train.lr must be a finite number > 0. Received: train.lr=inf"),
+        (
+            "train.weight_decay",
+            "-1",
+            "train.weight_decay must be a finite number >= 0. Received: train.weight_decay=-1.0",
+        ),
+        ("data.eval_batch_size", "0", "data.eval_batch_size must be >= 1. Received: data.eval_batch_size=0"),
+    ],
+)
 def test_bad_hyperparameters_are_refused_before_any_work(field, value, needle, tmp_path, capsys):
     workdir = tmp_path / "run"
-    assert main_error(capsys, "--dataset", "digits", "--workdir", str(workdir),
-                      "--set", f"{field}={value}") == f"--set {field}={value}: {needle}"
+    assert (
+        main_error(capsys, "--dataset", "digits", "--workdir", str(workdir), "--set", f"{field}={value}")
+        == f"--set {field}={value}: {needle}"
+    )
     assert not workdir.exists()
     with pytest.raises(config_lib.ConfigError) as e:  # from Python: the config's words, no flags
         config_lib.validate(config_lib.apply_overrides(config_lib.preset("digits"), [f"{field}={value}"]))
@@ -178,6 +198,7 @@ def test_dedicated_flag_contradicting_set_is_an_error(capsys):
 
 
 # --- OS errors ----------------------------------------------------------------------------------
+
 
 def test_directory_as_config_is_one_line(tmp_path, capsys):
     message = main_error(capsys, "--config", str(tmp_path))
@@ -193,6 +214,7 @@ def test_json_error_in_config_names_the_file(tmp_path, capsys):
 def test_truncated_json_files_are_named(tmp_path):
     from tfmetric.export import export_from_workdir
     from tfmetric.search.index import read_index_manifest
+
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.json").write_text(tiny_config("").to_json())
@@ -219,8 +241,9 @@ def test_file_as_workdir_is_one_line_and_the_file_is_kept(tmp_path, capsys):
 
 
 def _read_only_mount_works(directory):
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount --bind -o ro {directory} {directory}"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount --bind -o ro {directory} {directory}"], capture_output=True
+    )
     return probe.returncode == 0
 
 
@@ -231,44 +254,67 @@ def test_read_only_file_system_is_one_line_naming_the_directory(digits_data_dir,
         pytest.skip("needs unshare -rm (user and mount namespaces) for a read-only bind mount")
     workdir = readonly / "run"
     # A read-only bind mount of the directory, seen only by the command (a private mount namespace).
-    command = (f"mount --bind -o ro {readonly} {readonly} && exec {sys.executable} -m tfmetric.train "
-               f"--dataset digits --data-dir {digits_data_dir} --workdir {workdir}")
+    command = (
+        f"mount --bind -o ro {readonly} {readonly} && exec {sys.executable} -m tfmetric.train "
+        f"--dataset digits --data-dir {digits_data_dir} --workdir {workdir}"
+    )
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, env=env,
-                            timeout=300)
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        f"{PREFIX}{workdir}: Read-only file system (the file system is read-only; write elsewhere)")
+        f"{PREFIX}{workdir}: Read-only file system (the file system is read-only; write elsewhere)"
+    )
     assert os.listdir(readonly) == ["kept"] and "Traceback" not in result.stderr
 
 
 def _file_size_limit(limit):
     def set_limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return set_limit
 
 
 def test_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     # The converted data is read, not written: the first write is the workdir's config.json.
-    proc = cli("--dataset", "digits", "--data-dir", digits_data_dir, "--workdir", workdir,
-               preexec_fn=_file_size_limit(256))
+    proc = cli(
+        "--dataset", "digits", "--data-dir", digits_data_dir, "--workdir", workdir, preexec_fn=_file_size_limit(256)
+    )
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err
     assert err.strip().splitlines()[-1] == (
         f"{PREFIX}{os.path.join(workdir, 'config.json')}: File too large (the file size limit was reached; "
-        f"free some space, raise the limit or write elsewhere)")
+        f"free some space, raise the limit or write elsewhere)"
+    )
     assert os.listdir(workdir) == [] and "Traceback" not in err
 
 
 # --- Interruptions ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_sigterm_says_where_the_checkpoint_is_and_how_to_resume(digits_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
-    proc = cli("--dataset", "digits", "--data-dir", digits_data_dir, "--workdir", workdir, "--no-export",
-               "--quiet", "--set", "train.steps_per_epoch=200", "--set", "model.embedding_dim=16",
-               "--set", "data.batch_size=20", "--set", "data.images_per_class=4")
+    proc = cli(
+        "--dataset",
+        "digits",
+        "--data-dir",
+        digits_data_dir,
+        "--workdir",
+        workdir,
+        "--no-export",
+        "--quiet",
+        "--set",
+        "train.steps_per_epoch=200",
+        "--set",
+        "model.embedding_dim=16",
+        "--set",
+        "data.batch_size=20",
+        "--set",
+        "data.images_per_class=4",
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not os.path.exists(os.path.join(workdir, "tensorboard")):
         time.sleep(0.2)
@@ -286,8 +332,10 @@ def test_sigterm_says_where_the_checkpoint_is_and_how_to_resume(digits_data_dir,
 
 # --- Corrupt artifacts and late validation --------------------------------------------------------
 
+
 def test_garbage_weights_file_names_the_file(tmp_path):
     from tfmetric.models.backbones import build_backbone
+
     garbage = tmp_path / "backbone.weights.h5"
     garbage.write_bytes(b"these are not weights" * 10)
     with pytest.raises(ValueError, match=f"weights file {garbage} cannot be read .*truncated or not a Keras"):
@@ -297,6 +345,7 @@ def test_garbage_weights_file_names_the_file(tmp_path):
 
 def test_corrupt_keras_model_is_not_reported_as_missing(tmp_path):
     from tfmetric.export import export_from_workdir
+
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.json").write_text(tiny_config("").to_json())
@@ -311,7 +360,10 @@ def test_test_split_too_small_for_the_largest_k_is_refused_before_training(digit
     config = tiny_config(digits_data_dir)
     config.eval.recall_ks = (1, 2000)
     workdir = tmp_path / "run"
-    with pytest.raises(ValueError, match=r"eval.recall_ks asks for 2000 neighbours but the test split minus the "
-                                         r"query holds only 895 images"):
+    with pytest.raises(
+        ValueError,
+        match=r"eval.recall_ks asks for 2000 neighbours but the test split minus the "
+        r"query holds only 895 images",
+    ):
         trainer.train_and_evaluate(config, str(workdir), verbose=0)
     assert not (workdir / "checkpoints").exists()

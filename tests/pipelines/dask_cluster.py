@@ -1,4 +1,5 @@
 """A dask.distributed cluster of 2 worker processes on loopback, for the DaskRunner tests."""
+
 import os
 
 import pytest
@@ -14,8 +15,9 @@ def dask_address():
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, saved]))
     try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None) as cluster:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster:
             yield cluster.scheduler_address
     finally:
         if saved is None:

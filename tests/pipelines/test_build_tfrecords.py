@@ -1,4 +1,5 @@
 """build_tfrecords on tiny fakes of each published layout: counts, labels, class grouping, manifest."""
+
 import collections
 import os
 import types
@@ -14,12 +15,17 @@ from tests import fixtures as fx
 from tfmetric import datasets
 from tfmetric.data import manifest as manifest_lib
 from tfmetric.data import schema
-from tfmetric.datasets.base import ImageRecord
 from tfmetric.data.class_index import ClassIndex
 from tfmetric.data.tfrecord_source import TFRecordSource
+from tfmetric.datasets.base import ImageRecord
 
-FAKES = {"cars196": fx.make_cars196, "cub200": fx.make_cub200, "sop": fx.make_sop,
-         "inshop": fx.make_inshop, "imagefolder": fx.make_imagefolder}
+FAKES = {
+    "cars196": fx.make_cars196,
+    "cub200": fx.make_cub200,
+    "sop": fx.make_sop,
+    "inshop": fx.make_inshop,
+    "imagefolder": fx.make_imagefolder,
+}
 
 
 def convert(dataset, raw, data, *extra, test_pipeline=None):
@@ -65,7 +71,10 @@ def test_converts_published_layout(tmp_path, dataset):
     assert manifest["schema_version"] == schema.SCHEMA_VERSION
     assert manifest["dataset"] == dataset and set(manifest["splits"]) == set(module.SPLITS)
     assert (manifest["train_split"], manifest["query_split"], manifest["gallery_split"]) == (
-        module.TRAIN_SPLIT, module.QUERY_SPLIT, module.GALLERY_SPLIT)
+        module.TRAIN_SPLIT,
+        module.QUERY_SPLIT,
+        module.GALLERY_SPLIT,
+    )
     assert manifest["num_skipped"] == 0 and manifest["fingerprint"].startswith("sha256:")
     assert manifest["arguments"]["raw_dir"] == raw and manifest["arguments"]["num_shards"] == 2
     assert counter(result, "images_written") == sum(len(r) for r in expected.values())
@@ -100,8 +109,7 @@ def test_converts_published_layout(tmp_path, dataset):
             assert row[schema.ENCODED] == record.read_bytes()  # original bytes kept
             assert row[schema.FORMAT] == b"jpeg"
             assert (row[schema.HEIGHT], row[schema.WIDTH]) == (32, 32)
-            names_to_labels.setdefault((split != module.TRAIN_SPLIT, record.class_name),
-                                       set()).add(record.label)
+            names_to_labels.setdefault((split != module.TRAIN_SPLIT, record.class_name), set()).add(record.label)
     # One label per class, across query and gallery too (In-Shop's shared label space).
     assert all(len(labels) == 1 for labels in names_to_labels.values())
 
@@ -134,10 +142,21 @@ def test_bad_images_are_counted_reported_and_skipped(tmp_path):
     assert counter(result, "images_reencoded") == 1
     assert counter(result, "images_written") == 12 - len(expected_reasons)
 
-    rows = {r[schema.IMAGE_ID].decode(): r for split in ("train", "test")
-            for shard in read_shards(tmp_path / "data", "imagefolder", split).values() for r in shard}
-    assert set(rows) == {"a/img_0.jpg", "b/anim.gif", "b/img_0.jpg", "b/img_1.jpg", "c/img_1.jpg",
-                         "d/img_1.jpg", "d/img_2.png"}
+    rows = {
+        r[schema.IMAGE_ID].decode(): r
+        for split in ("train", "test")
+        for shard in read_shards(tmp_path / "data", "imagefolder", split).values()
+        for r in shard
+    }
+    assert set(rows) == {
+        "a/img_0.jpg",
+        "b/anim.gif",
+        "b/img_0.jpg",
+        "b/img_1.jpg",
+        "c/img_1.jpg",
+        "d/img_1.jpg",
+        "d/img_2.png",
+    }
     assert rows["b/anim.gif"][schema.FORMAT] == b"jpeg"  # re-encoded
     assert tf.io.decode_jpeg(rows["b/anim.gif"][schema.ENCODED]).shape == (10, 20, 3)
     assert rows["d/img_2.png"][schema.FORMAT] == b"png"
@@ -152,16 +171,16 @@ def test_class_without_good_images_leaves_labels_contiguous(tmp_path):
     train = manifest["splits"]["train"]
     assert train["empty_classes"] == ["b"]
     assert (train["num_classes"], train["num_images"], len(train["shards"])) == (2, 4, 2)
-    rows = [r for shard in read_shards(tmp_path / "data", "imagefolder", "train").values()
-            for r in shard]
+    rows = [r for shard in read_shards(tmp_path / "data", "imagefolder", "train").values() for r in shard]
     assert {(r[schema.CLASS_NAME], int(r[schema.LABEL])) for r in rows} == {(b"a", 0), (b"c", 1)}
 
 
 def test_inshop_query_and_gallery_keep_one_label_map_whatever_is_skipped(tmp_path):
     """Item 2 loses its only query image: the union's map keeps every item's label in both splits."""
     raw = fx.make_inshop(str(tmp_path / "raw"))
-    query_images = [line.split()[0] for line in open(os.path.join(raw, "list_eval_partition.txt"))
-                    if line.strip().endswith("query")]
+    query_images = [
+        line.split()[0] for line in open(os.path.join(raw, "list_eval_partition.txt")) if line.strip().endswith("query")
+    ]
     fx.write_bytes(os.path.join(raw, next(q for q in query_images if "id_00000002" in q)), b"")
     manifest, _ = convert("inshop", raw, tmp_path / "data", "--num-shards", "2")
     labels = {}
@@ -200,22 +219,33 @@ def test_rerun_is_byte_identical_and_replaces_the_output(tmp_path):
 
 def test_runs_on_a_test_pipeline(tmp_path):
     raw = fx.make_cub200(str(tmp_path / "raw"))
-    manifest, result = convert("cub200", raw, tmp_path / "data",
-                               test_pipeline=BeamTestPipeline(runner="FnApiRunner"))
+    manifest, result = convert("cub200", raw, tmp_path / "data", test_pipeline=BeamTestPipeline(runner="FnApiRunner"))
     assert manifest["splits"]["train"]["num_images"] == 5
     assert counter(result, "images_read") == 10
 
 
 def test_in_memory_records_are_written(tmp_path, monkeypatch):
     encoded = {"jpeg": fx.jpeg_bytes((12, 6)), "png": fx.png_bytes((12, 6))}
-    records = {split: [ImageRecord(f"{split}/{c}/{k}", c, str(c + offset), split,
-                                   data=encoded["png" if k else "jpeg"])
-                       for c in range(3) for k in range(2)]
-               for split, offset in (("train", 0), ("test", 3))}
-    fake = types.SimpleNamespace(NAME="synthetic", SPLITS=("train", "test"), TRAIN_SPLIT="train",
-                                 QUERY_SPLIT="test", GALLERY_SPLIT=None, INSTRUCTIONS="",
-                                 GENERATED=True, LOAD_OPTIONS=(), GENERATOR_VERSION=7,
-                                 list_images=lambda raw_dir: records)
+    records = {
+        split: [
+            ImageRecord(f"{split}/{c}/{k}", c, str(c + offset), split, data=encoded["png" if k else "jpeg"])
+            for c in range(3)
+            for k in range(2)
+        ]
+        for split, offset in (("train", 0), ("test", 3))
+    }
+    fake = types.SimpleNamespace(
+        NAME="synthetic",
+        SPLITS=("train", "test"),
+        TRAIN_SPLIT="train",
+        QUERY_SPLIT="test",
+        GALLERY_SPLIT=None,
+        INSTRUCTIONS="",
+        GENERATED=True,
+        LOAD_OPTIONS=(),
+        GENERATOR_VERSION=7,
+        list_images=lambda raw_dir: records,
+    )
     monkeypatch.setattr(datasets, "get_dataset", lambda name: fake)
     manifest, _ = convert("synthetic", None, tmp_path / "data", "--num-shards", "2")
     assert manifest["arguments"]["raw_dir"] is None
@@ -237,6 +267,7 @@ def test_incomplete_outputs_are_never_read_and_are_cleaned(tmp_path, monkeypatch
     # A run that dies while writing shards leaves the previous complete output untouched.
     def broken(self, element):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(build_tfrecords.transforms.WriteShardFn, "process", broken)
     with pytest.raises(Exception, match="disk full"):
         convert("imagefolder", raw, data)
@@ -270,8 +301,9 @@ def test_wrong_layout_fails_with_file_and_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("python -m pipelines.build_tfrecords: error: ")
 
     with pytest.raises(SystemExit) as exit_info:
-        build_tfrecords.main(["--dataset", "cars196", "--raw-dir", str(tmp_path / "nothing"),
-                              "--data-dir", str(tmp_path)])
+        build_tfrecords.main(
+            ["--dataset", "cars196", "--raw-dir", str(tmp_path / "nothing"), "--data-dir", str(tmp_path)]
+        )
     assert exit_info.value.code == 3
     err = capsys.readouterr().err
     assert "cars_annos.mat" in err and "car_ims" in err
@@ -285,8 +317,7 @@ def test_flags_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         build_tfrecords.parse_args(["--dataset", "mnist"])
     assert "invalid choice" in capsys.readouterr().err
-    args, beam_args = build_tfrecords.parse_args(
-        ["--dataset", "sop", "--num-shards", "3", "--direct_num_workers", "2"])
+    args, beam_args = build_tfrecords.parse_args(["--dataset", "sop", "--num-shards", "3", "--direct_num_workers", "2"])
     assert (args.num_shards, beam_args) == (3, ["--direct_num_workers", "2"])
     assert build_tfrecords.num_shards(0, 2500) == 3 and build_tfrecords.num_shards(5, 10) == 5
 
@@ -297,13 +328,15 @@ def test_imagefolder_class_lists(tmp_path):
     manifest, _ = convert("imagefolder", raw, tmp_path / "data", "--train-classes", train_list)
     assert manifest["splits"]["train"]["num_classes"] == 2
     assert manifest["splits"]["test"]["num_classes"] == 2
-    names = {r[schema.CLASS_NAME] for shard in read_shards(tmp_path / "data", "imagefolder",
-                                                            "train").values() for r in shard}
+    names = {
+        r[schema.CLASS_NAME] for shard in read_shards(tmp_path / "data", "imagefolder", "train").values() for r in shard
+    }
     assert names == {b"apple", b"date"}
 
 
 def test_check_class_fn_reports_unreadable_paths(tmp_path):
     from pipelines.tfrecord_transforms import CheckClassFn
+
     fn = CheckClassFn("imagefolder", max_pixels=1000)
     fn.setup()
     directory = ImageRecord("a/dir.jpg", 0, "a", "train", path=str(tmp_path))
@@ -318,8 +351,9 @@ def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypat
     what the in-memory records (``load``) give."""
     listed = []
     real = build_tfrecords.transforms.class_units
-    monkeypatch.setattr(build_tfrecords.transforms, "class_units",
-                        lambda records: listed.extend(real(records)) or listed)
+    monkeypatch.setattr(
+        build_tfrecords.transforms, "class_units", lambda records: listed.extend(real(records)) or listed
+    )
     manifest, _ = convert("digits", None, tmp_path / "gen", "--num-shards", "2")
     assert listed and all(r.data is None and r.path is None for unit in listed for r in unit)
     monkeypatch.undo()
@@ -338,10 +372,13 @@ def test_a_class_travels_as_one_pickled_element(monkeypatch):
     import pickle
 
     from apache_beam.coders import coders
+
     from pipelines.tfrecord_transforms import ClassRecords, class_units
 
-    records = {"train": [ImageRecord(f"a/{i}.jpg", 0, "a", "train", path=f"/raw/a/{i}.jpg")
-                         for i in range(50)] + [ImageRecord("b/0.jpg", 1, "b", "train", path="/b")]}
+    records = {
+        "train": [ImageRecord(f"a/{i}.jpg", 0, "a", "train", path=f"/raw/a/{i}.jpg") for i in range(50)]
+        + [ImageRecord("b/0.jpg", 1, "b", "train", path="/b")]
+    }
     units = class_units(records)
     assert [len(u) for u in units] == [50, 1] and all(isinstance(u, ClassRecords) for u in units)
     calls = []

@@ -1,4 +1,5 @@
 """The converter as users run it: its own error is the first stderr line, with documented exit codes."""
+
 import json
 import os
 import subprocess
@@ -11,15 +12,19 @@ PROG = "python -m pipelines.build_tfrecords"
 
 def run_job(*args):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the default notices
-    return subprocess.run([sys.executable, "-m", "pipelines.build_tfrecords", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.build_tfrecords", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
-@pytest.mark.parametrize("args, status, needle, outcome", [
-    (["--dataset", "cars196", "--num-shards", "-1"], 2, "--num-shards must be >= 0. Received: -1", None),
-    (["--dataset", "mnist"], 2, "argument --dataset: invalid choice: 'mnist'", None),
-    (["--dataset", "cars196"], 3, "Missing ", "not_found"),
-])
+@pytest.mark.parametrize(
+    "args, status, needle, outcome",
+    [
+        (["--dataset", "cars196", "--num-shards", "-1"], 2, "--num-shards must be >= 0. Received: -1", None),
+        (["--dataset", "mnist"], 2, "argument --dataset: invalid choice: 'mnist'", None),
+        (["--dataset", "cars196"], 3, "Missing ", "not_found"),
+    ],
+)
 def test_errors_come_first_with_their_exit_code(tmp_path, args, status, needle, outcome):
     result_file = tmp_path / "result.json"
     result = run_job(*args, "--data-dir", str(tmp_path / "data"), "--result-file", str(result_file))

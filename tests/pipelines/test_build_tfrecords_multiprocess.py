@@ -1,4 +1,5 @@
 """build_tfrecords on the multi-process DirectRunner gives the same bytes as in-process (slow)."""
+
 import os
 
 import pytest
@@ -13,13 +14,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 @pytest.mark.slow
 def test_multi_processing_direct_runner_matches_in_process(tmp_path, monkeypatch):
     # The SDK worker processes import pipelines.* by name, like remote workers do.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT,
-                                                                   os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     raw = fx.make_inshop(str(tmp_path / "raw"))
-    fx.write_bytes(os.path.join(raw, "img/WOMEN/Dresses/id_00000001/01_1_train.jpg"),
-                   fx.truncated_jpeg_bytes())
-    manifest, _ = convert("inshop", raw, tmp_path / "multi", "--num-shards", "2",
-                          "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    fx.write_bytes(os.path.join(raw, "img/WOMEN/Dresses/id_00000001/01_1_train.jpg"), fx.truncated_jpeg_bytes())
+    manifest, _ = convert(
+        "inshop",
+        raw,
+        tmp_path / "multi",
+        "--num-shards",
+        "2",
+        "--direct_num_workers",
+        "2",
+        "--direct_running_mode",
+        "multi_processing",
+    )
     convert("inshop", raw, tmp_path / "single", "--num-shards", "2")
 
     assert manifest["splits"]["train"]["num_images"] == 4

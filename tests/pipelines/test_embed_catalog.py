@@ -1,6 +1,7 @@
 """embed_catalog over generated images, TFRecords and a CSV manifest: one row per good input with
 the SavedModel's own outputs, every bad input in the dead letter with its reason; the same on the
 multi-process DirectRunner."""
+
 import glob
 import json
 import os
@@ -9,26 +10,27 @@ import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from PIL import Image
 
 from pipelines import embed_catalog
 from pipelines import embed_transforms as transforms
 from tests import fixtures as fx
 from tests.tfmetric.search.test_query import DIM, tiny_model
 from tfmetric.data import image_header, schema
+from tfmetric.search import Neighbour, image_source, plot_neighbours, read_catalog
 from tfmetric.search import catalog as catalog_lib
-from tfmetric.search import image_source
-from tfmetric.search import Neighbour, plot_neighbours, read_catalog
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # The model's max_pixels is 64 * 64: an 80 x 80 image passes a looser pre-check but not the model.
-BAD = {"truncated.jpg": (fx.truncated_jpeg_bytes(), "truncated"),
-       "empty.jpg": (b"", "empty"),
-       "notes.jpg": (b"just some text", "unsupported_format"),
-       "huge.jpg": (fx.jpeg_bytes((80, 80)), "too_many_pixels")}
+BAD = {
+    "truncated.jpg": (fx.truncated_jpeg_bytes(), "truncated"),
+    "empty.jpg": (b"", "empty"),
+    "notes.jpg": (b"just some text", "unsupported_format"),
+    "huge.jpg": (fx.jpeg_bytes((80, 80)), "too_many_pixels"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +81,9 @@ def dead_letter(out):
 def test_image_folder(tmp_path, model_dir, signatures):
     good = make_folder(str(tmp_path / "images"))
     out = tmp_path / "out"
-    result, manifest, cat = embed(out, "--model", model_dir, "--input", str(tmp_path / "images") + "/**",
-                                  "--batch-size", "3")
+    result, manifest, cat = embed(
+        out, "--model", model_dir, "--input", str(tmp_path / "images") + "/**", "--batch-size", "3"
+    )
 
     assert sorted(cat.ids) == sorted(good) and len(set(cat.ids)) == len(cat.ids)
     assert set(cat.sources) == {str(tmp_path / "images" / i) for i in good}
@@ -123,11 +126,15 @@ def test_bad_image_inside_a_batch_fails_alone(model_dir, signatures):
         np.testing.assert_allclose(np.stack([r["embedding"] for r in rows]), expected, atol=1e-5)
 
     with BeamTestPipeline(runner="FnApiRunner") as p:
-        embedded = (p | beam.Create(inputs)
-                    | transforms.EmbedImages(handler, max_pixels=100_000))  # looser than the model's
+        embedded = (
+            p | beam.Create(inputs) | transforms.EmbedImages(handler, max_pixels=100_000)
+        )  # looser than the model's
         assert_that(embedded["rows"], check, label="rows")
-        assert_that(embedded["failed"] | "Reason" >> beam.Map(lambda f: (f["id"], f["reason"])),
-                    equal_to([("too-big-for-the-model", "model_rejected")]), label="failed")
+        assert_that(
+            embedded["failed"] | "Reason" >> beam.Map(lambda f: (f["id"], f["reason"])),
+            equal_to([("too-big-for-the-model", "model_rejected")]),
+            label="failed",
+        )
 
 
 def test_tfrecord_input(tmp_path, model_dir, signatures):
@@ -142,12 +149,14 @@ def test_tfrecord_input(tmp_path, model_dir, signatures):
     assert manifest["input"]["format"] == "tfrecord" and sorted(cat.ids) == sorted(images)
     offsets = [offset for offset, _ in image_source.iter_records(path)]
     assert sorted(cat.sources, key=lambda s: int(s.rsplit("=", 1)[1])) == [
-        f"{path}#offset={o}" for o in offsets[:4]]  # the 4 good records, each located in its file
+        f"{path}#offset={o}" for o in offsets[:4]
+    ]  # the 4 good records, each located in its file
     for image_id, source in zip(cat.ids, cat.sources):
         assert image_source.read_image_bytes(source) == images[image_id]
     order = np.argsort(cat.ids)
-    np.testing.assert_allclose(cat.embeddings[order], direct(signatures, [images[i] for i in sorted(images)]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        cat.embeddings[order], direct(signatures, [images[i] for i in sorted(images)]), atol=1e-5
+    )
     assert sorted(f["reason"] for f in manifest["failed"]) == ["bad_record", "truncated"]
     assert {f["source"] for f in manifest["failed"]} == {f"{path}#offset={o}" for o in offsets[4:]}
 
@@ -176,25 +185,37 @@ def test_search_plot_of_a_tfrecord_catalog_shows_the_real_images(tmp_path, model
 def test_csv_manifest_input(tmp_path, model_dir):
     a = fx.write_bytes(str(tmp_path / "pics" / "a.jpg"), fx.noise_jpeg_bytes(seed=1))
     fx.write_bytes(str(tmp_path / "lists" / "rel" / "b.png"), fx.png_bytes((40, 40)))
-    fx.write_text(str(tmp_path / "lists" / "catalog.csv"), [
-        "id,path", f"sku-1,{a}", "sku-2,rel/b.png", "", "sku-3,rel/missing.jpg", "no-path-here",
-        '"sku,4",rel/b.png'])
+    fx.write_text(
+        str(tmp_path / "lists" / "catalog.csv"),
+        ["id,path", f"sku-1,{a}", "sku-2,rel/b.png", "", "sku-3,rel/missing.jpg", "no-path-here", '"sku,4",rel/b.png'],
+    )
     # Also the model served to the workers from one process (Beam's multi_process_shared).
-    _, manifest, cat = embed(tmp_path / "out", "--model", model_dir, "--input", str(tmp_path / "lists" / "*.csv"),
-                             "--share-model-across-processes")
+    _, manifest, cat = embed(
+        tmp_path / "out",
+        "--model",
+        model_dir,
+        "--input",
+        str(tmp_path / "lists" / "*.csv"),
+        "--share-model-across-processes",
+    )
     assert manifest["input"]["format"] == "csv"
     assert sorted(cat.ids) == ["sku,4", "sku-1", "sku-2"]
     assert dict(zip(cat.ids, cat.sources))["sku-2"] == str(tmp_path / "lists" / "rel" / "b.png")
-    assert {f["id"]: f["reason"] for f in manifest["failed"]} == {"sku-3": "missing",
-                                                                  "no-path-here": "bad_manifest_line"}
+    assert {f["id"]: f["reason"] for f in manifest["failed"]} == {
+        "sku-3": "missing",
+        "no-path-here": "bad_manifest_line",
+    }
 
 
 def test_input_format_names():
-    assert [embed_catalog.input_format(p) for p in ("/in/list.CSV", "/in/list.txt", "/in/a.tfrecord-00000-of-00002",
-                                                    "gs://b/imgs/**")] == ["csv", "csv", "tfrecord", "images"]
+    assert [
+        embed_catalog.input_format(p)
+        for p in ("/in/list.CSV", "/in/list.txt", "/in/a.tfrecord-00000-of-00002", "gs://b/imgs/**")
+    ] == ["csv", "csv", "tfrecord", "images"]
     assert embed_catalog.input_format("/in/list.dat", "manifest") == "csv"  # the old name still works
-    args, _ = embed_catalog.parse_args(["--model", "m", "--input", "i", "--output-dir", "o",
-                                        "--input-format", "manifest"])
+    args, _ = embed_catalog.parse_args(
+        ["--model", "m", "--input", "i", "--output-dir", "o", "--input-format", "manifest"]
+    )
     assert embed_catalog.input_format(args.input, args.input_format) == "csv"
 
 
@@ -202,8 +223,9 @@ def test_binary_signature_and_duplicate_ids(tmp_path, model_dir, signatures):
     data = [fx.noise_jpeg_bytes((40, 32), seed=i) for i in range(3)]
     paths = [fx.write_bytes(str(tmp_path / f"{i}.jpg"), d) for i, d in enumerate(data)]
     fx.write_text(str(tmp_path / "list.txt"), [f"x,{paths[0]}", f"y,{paths[1]}", f"y,{paths[2]}"])
-    _, manifest, cat = embed(tmp_path / "out", "--model", model_dir, "--input", str(tmp_path / "list.txt"),
-                             "--signature", "serving_binary")
+    _, manifest, cat = embed(
+        tmp_path / "out", "--model", model_dir, "--input", str(tmp_path / "list.txt"), "--signature", "serving_binary"
+    )
     assert not manifest["has_float"] and cat.embeddings is None
     assert catalog_lib.EMBEDDING not in manifest["columns"] and manifest["signature"] == "serving_binary"
     assert manifest["duplicate_ids"] == ["y"] and manifest["count"] == 3
@@ -230,8 +252,21 @@ def test_multi_processing_direct_runner(tmp_path, model_dir, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     good = make_folder(str(tmp_path / "images"))
     pattern = str(tmp_path / "images") + "/**"
-    _, manifest, multi = embed(tmp_path / "multi", "--model", model_dir, "--input", pattern, "--batch-size", "3",
-                               "--direct_num_workers", "2", "--direct_running_mode", "multi_processing", "--threads", "1")
+    _, manifest, multi = embed(
+        tmp_path / "multi",
+        "--model",
+        model_dir,
+        "--input",
+        pattern,
+        "--batch-size",
+        "3",
+        "--direct_num_workers",
+        "2",
+        "--direct_running_mode",
+        "multi_processing",
+        "--threads",
+        "1",
+    )
     _, _, single = embed(tmp_path / "single", "--model", model_dir, "--input", pattern, "--batch-size", "3")
     assert sorted(multi.ids) == sorted(good) and len(set(multi.ids)) == len(good)
     assert dead_letter(str(tmp_path / "multi")) == {i: reason for i, (_, reason) in BAD.items()}

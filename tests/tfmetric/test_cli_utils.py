@@ -1,4 +1,5 @@
 """cli_utils: a library error led by the flag of the argument it names; --set errors led by the value."""
+
 import pytest
 
 from tfmetric import config as config_lib
@@ -7,14 +8,19 @@ from tfmetric.cli_utils import apply_set_flags, name_flags, run_main
 FLAGS = {"index_dir": "--index", "model_dir": "--model", "k": "--k", "train.lr": "--lr"}
 
 
-@pytest.mark.parametrize("message, expected", [
-    ("k must be a positive integer. Received: k=0", "--k: k must be a positive integer. Received: k=0"),
-    ("Other models. Received: model_dir=/m/1, index_dir=/i",
-     "--model, --index: Other models. Received: model_dir=/m/1, index_dir=/i"),
-    ("x. Received: train.lr=nan", "--lr: x. Received: train.lr=nan"),
-    ("x. Received: seed=3", "x. Received: seed=3"),            # an argument the CLI has no flag for
-    ("k=0 is mentioned, nothing received", "k=0 is mentioned, nothing received"),
-])
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("k must be a positive integer. Received: k=0", "--k: k must be a positive integer. Received: k=0"),
+        (
+            "Other models. Received: model_dir=/m/1, index_dir=/i",
+            "--model, --index: Other models. Received: model_dir=/m/1, index_dir=/i",
+        ),
+        ("x. Received: train.lr=nan", "--lr: x. Received: train.lr=nan"),
+        ("x. Received: seed=3", "x. Received: seed=3"),  # an argument the CLI has no flag for
+        ("k=0 is mentioned, nothing received", "k=0 is mentioned, nothing received"),
+    ],
+)
 def test_name_flags(message, expected):
     assert name_flags(message, FLAGS) == expected
 
@@ -22,6 +28,7 @@ def test_name_flags(message, expected):
 def test_run_main_prints_the_flag_and_exits_2(capsys):
     def fail():
         raise ValueError("k must be a positive integer. Received: k=0")
+
     with pytest.raises(SystemExit) as e:
         run_main("prog", fail, FLAGS)
     assert e.value.code == 2

@@ -1,6 +1,7 @@
 """The package and command conventions of docs/ARCHITECTURE.md: every package names its public API
 in ``__all__`` (lazily only where a command imports the package), and every command has one shape
 and answers ``--help`` before TensorFlow loads."""
+
 import importlib
 import json
 import subprocess
@@ -11,8 +12,16 @@ import pytest
 PACKAGES = ("data", "datasets", "export", "layers", "losses", "metrics", "models", "search", "serve", "training")
 # Packages a command imports before it parses its flags: their names are imported on first use.
 LAZY = ("data", "export", "search", "serve", "training")
-COMMANDS = ("train", "evaluate", "ablate", "weights", "export.__main__", "search.__main__", "serve.__main__",
-            "data.batches")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "ablate",
+    "weights",
+    "export.__main__",
+    "search.__main__",
+    "serve.__main__",
+    "data.batches",
+)
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -42,5 +51,6 @@ print(json.dumps({{"shapes": shapes, "tensorflow": "tensorflow" in sys.modules}}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     report = json.loads(out.stdout.splitlines()[-1])
     assert report["tensorflow"] is False
-    assert report["shapes"] == {name: [0, f"python -m tfmetric.{name.removesuffix('.__main__')}", True]
-                                for name in COMMANDS}
+    assert report["shapes"] == {
+        name: [0, f"python -m tfmetric.{name.removesuffix('.__main__')}", True] for name in COMMANDS
+    }

@@ -1,5 +1,6 @@
 """python -m tfmetric.evaluate: a trained run exported and evaluated through its SavedModel reports
 exactly the test metrics training reported for the same weights."""
+
 import json
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_normalize_is_bitwise_equal_in_tf_data_and_tf_function():
     tf.functions only; the shared preprocessing multiplies by reciprocals so both paths agree."""
     x = tf.constant(np.arange(256, dtype=np.float32)[:, None].repeat(3, axis=1))
     for name in preprocessing.NORMALIZATIONS:
-        fn = lambda v: preprocessing.normalize(v, name)  # noqa: E731
+        fn = lambda v, name=name: preprocessing.normalize(v, name)  # noqa: E731
         in_tf_data = next(iter(tf.data.Dataset.from_tensors(x).map(fn))).numpy()
         np.testing.assert_array_equal(in_tf_data, tf.function(fn)(x).numpy())
 

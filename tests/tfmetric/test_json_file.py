@@ -1,4 +1,5 @@
 """tfmetric.json_file: atomic JSON writes and versioned artifacts (names, old names, version checks)."""
+
 import json
 import os
 
@@ -7,8 +8,15 @@ import pytest
 from tfmetric import json_file
 from tfmetric.json_file import Artifact, ArtifactError
 
-THING = Artifact("thing manifest", "thing.json", "format_version", 2, readable=(1, 2),
-                 old_names=("manifest.json",), hint="Make it again.")
+THING = Artifact(
+    "thing manifest",
+    "thing.json",
+    "format_version",
+    2,
+    readable=(1, 2),
+    old_names=("manifest.json",),
+    hint="Make it again.",
+)
 
 
 def test_write_json_is_atomic_and_round_trips(tmp_path):
@@ -47,14 +55,20 @@ def test_old_file_name_is_read_and_replaced_on_write(tmp_path):
     assert not THING.exists(str(tmp_path)) and os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"format_version": 3}', r"thing.json: thing manifest of format_version 3; this tfmetric reads 1 or 2. "
-                              r"Make it again.$"),
-    ('{"count": 1}', "thing manifest of format_version None"),
-    ('{"format_version": true}', "format_version True"),
-    ("[1, 2]", r"thing.json: expected a JSON object \(thing manifest\), got list"),
-    ('{"format_version": 2', r"thing.json is not valid JSON .*may be truncated"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '{"format_version": 3}',
+            r"thing.json: thing manifest of format_version 3; this tfmetric reads 1 or 2. "
+            r"Make it again.$",
+        ),
+        ('{"count": 1}', "thing manifest of format_version None"),
+        ('{"format_version": true}', "format_version True"),
+        ("[1, 2]", r"thing.json: expected a JSON object \(thing manifest\), got list"),
+        ('{"format_version": 2', r"thing.json is not valid JSON .*may be truncated"),
+    ],
+)
 def test_unreadable_artifacts_name_the_file_kind_and_version(tmp_path, text, message):
     (tmp_path / "thing.json").write_text(text)
     with pytest.raises(ArtifactError, match=message):

@@ -38,10 +38,14 @@ def test_invalid_arguments():
         TorchSGD(l2_decay=-1)
 
 
-@pytest.mark.parametrize("optimizer, precision, cls, scaled", [
-    ("sgd", "float32", TorchSGD, False), ("adamw", "mixed_bfloat16", keras.optimizers.AdamW, False),
-    ("sgd", "mixed_float16", TorchSGD, True),
-])
+@pytest.mark.parametrize(
+    "optimizer, precision, cls, scaled",
+    [
+        ("sgd", "float32", TorchSGD, False),
+        ("adamw", "mixed_bfloat16", keras.optimizers.AdamW, False),
+        ("sgd", "mixed_float16", TorchSGD, True),
+    ],
+)
 def test_make_optimizer_looks_up_both_tables(optimizer, precision, cls, scaled):
     t = TrainConfig(optimizer=optimizer, precision=precision, momentum=0.8, weight_decay=1e-3)
     made = make_optimizer(t, 0.5, "main")

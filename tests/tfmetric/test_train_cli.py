@@ -1,4 +1,5 @@
 """The train CLI: flags -> config, one-line errors with exit code 2, and a tiny end-to-end run."""
+
 import json
 import os
 import subprocess
@@ -13,8 +14,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tfmetric.train", *args], capture_output=True, text=True,
-                          env=ENV, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tfmetric.train", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600
+    )
 
 
 def test_print_config_resolves_preset_and_overrides(capsys):
@@ -38,12 +40,17 @@ def test_default_dataset_is_synthetic(capsys):
     assert json.loads(capsys.readouterr().out)["data"]["dataset"] == "synthetic"
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--dataset", "mnist"], "error: --dataset: Unknown dataset 'mnist'. Allowed values: cars196"),
-    (["--set", "data.batch_size=61"], "must be a positive multiple of data.images_per_class"),
-    (["--set", "model.temperature=0"], "error: --set model.temperature=0: model.temperature must be > 0. "
-                                       "Received: model.temperature=0.0"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--dataset", "mnist"], "error: --dataset: Unknown dataset 'mnist'. Allowed values: cars196"),
+        (["--set", "data.batch_size=61"], "must be a positive multiple of data.images_per_class"),
+        (
+            ["--set", "model.temperature=0"],
+            "error: --set model.temperature=0: model.temperature must be > 0. Received: model.temperature=0.0",
+        ),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
     result = run_cli(*args, "--workdir", str(tmp_path / "w"))
     assert result.returncode == 2, result.stderr
@@ -52,11 +59,14 @@ def test_bad_input_is_one_line_exit_2(args, needle, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--set", "train.epochs=5"], "--set train.epochs=5: Unknown config field 'train.epochs'. Fields of train: "),
-    (["--set", "train.lr=fast"], "--set train.lr=fast: train.lr must be of type float. Received: train.lr='fast'"),
-    (["--set", "train.lr"], "--set train.lr: An override must be section.field=value"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "train.epochs=5"], "--set train.epochs=5: Unknown config field 'train.epochs'. Fields of train: "),
+        (["--set", "train.lr=fast"], "--set train.lr=fast: train.lr must be of type float. Received: train.lr='fast'"),
+        (["--set", "train.lr"], "--set train.lr: An override must be section.field=value"),
+    ],
+)
 def test_library_errors_are_led_by_the_flag(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         train.main([*args, "--print-config"])
@@ -73,17 +83,29 @@ def test_config_file_errors_name_the_file_not_set(tmp_path, capsys):
     assert str(e.value).endswith("Received: train.epochs=5")
     with pytest.raises(SystemExit):
         train.main(["--config", str(path), "--print-config"])
-    assert capsys.readouterr().err.startswith(f"python -m tfmetric.train: error: --config {path}: Unknown config "
-                                              f"field 'train.epochs'")
+    assert capsys.readouterr().err.startswith(
+        f"python -m tfmetric.train: error: --config {path}: Unknown config field 'train.epochs'"
+    )
 
 
 def test_more_classes_per_batch_than_the_split_has(digits_data_dir, tmp_path):
-    result = run_cli("--dataset", "digits", "--data-dir", digits_data_dir, "--workdir", str(tmp_path / "w"),
-                     "--set", "data.batch_size=60", "--set", "data.images_per_class=10")
+    result = run_cli(
+        "--dataset",
+        "digits",
+        "--data-dir",
+        digits_data_dir,
+        "--workdir",
+        str(tmp_path / "w"),
+        "--set",
+        "data.batch_size=60",
+        "--set",
+        "data.images_per_class=10",
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "python -m tfmetric.train: error: A batch needs 6 distinct classes (batch_size=60 // "
-        "images_per_class=10) but the split has only 5."]
+        "images_per_class=10) but the split has only 5."
+    ]
 
 
 def test_missing_dataset_explains_what_to_get_where(tmp_path):
@@ -104,8 +126,14 @@ def test_config_file_reruns_exactly(tmp_path, capsys):
 
 
 def test_summary_of_the_chief_and_of_another_worker():
-    test = {"recall@1": 0.5, "recall@2": 0.75, "map@r": 0.25, "binary/recall@1": 0.4,
-            "binary/recall@2": 0.6, "binary/map@r": 0.2}
+    test = {
+        "recall@1": 0.5,
+        "recall@2": 0.75,
+        "map@r": 0.25,
+        "binary/recall@1": 0.4,
+        "binary/recall@2": 0.6,
+        "binary/map@r": 0.2,
+    }
     text = train.summary({"dataset": "digits", "test": test}, (1, 2), "runs/x")
     assert "float : R@1 0.5000  R@2 0.7500  MAP@R 0.2500" in text
     assert "binary: R@1 0.4000  R@2 0.6000  MAP@R 0.2000" in text
@@ -122,7 +150,10 @@ def test_imagefolder_small_preset_is_the_small_recipe(capsys):
     assert train.main(["--dataset", "imagefolder", "--print-config"]) == 0
     paper = json.loads(capsys.readouterr().out)
     assert (paper["model"]["backbone"], paper["model"]["weights"], paper["data"]["image_size"]) == (
-        "resnet50", "imagenet", 224)
+        "resnet50",
+        "imagenet",
+        224,
+    )
 
 
 @pytest.mark.slow
@@ -137,9 +168,28 @@ def test_imagefolder_small_trains_on_a_folder_offline(tmp_path):
     workdir = tmp_path / "run"
     env = dict(ENV, KERAS_HOME=str(tmp_path / "empty_keras_home"))  # no cached weights to lean on
     result = subprocess.run(
-        [sys.executable, "-m", "tfmetric.train", "--dataset", "imagefolder_small", "--raw-dir", str(root),
-         "--data-dir", str(tmp_path / "data"), "--workdir", str(workdir), "--set", "train.epochs_per_step=1",
-         "--no-export", "--quiet"], capture_output=True, text=True, env=env, timeout=1200)
+        [
+            sys.executable,
+            "-m",
+            "tfmetric.train",
+            "--dataset",
+            "imagefolder_small",
+            "--raw-dir",
+            str(root),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--workdir",
+            str(workdir),
+            "--set",
+            "train.epochs_per_step=1",
+            "--no-export",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["recall@1"] <= 1.0 and "binary/recall@1" in metrics["test"]

@@ -11,13 +11,19 @@ class-balanced batches, ``preprocessing`` the image pipeline, ``image_header`` c
 images before decoding them. Names are imported lazily so that ``python -m tfmetric.data.batches
 --help`` answers before TensorFlow loads.
 """
+
 from tfmetric.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "open_source": "sources", "TFRecordSource": "tfrecord_source",
-    "ensure_tfrecords": "prepare", "ConversionError": "prepare",
-    "load_manifest": "manifest", "ManifestError": "manifest", "SCHEMA_VERSION": "schema",
-    "class_balanced_batches": "balanced_batches", "ClassBalancedSampler": "class_sampler",
+    "open_source": "sources",
+    "TFRecordSource": "tfrecord_source",
+    "ensure_tfrecords": "prepare",
+    "ConversionError": "prepare",
+    "load_manifest": "manifest",
+    "ManifestError": "manifest",
+    "SCHEMA_VERSION": "schema",
+    "class_balanced_batches": "balanced_batches",
+    "ClassBalancedSampler": "class_sampler",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

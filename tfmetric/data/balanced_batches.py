@@ -11,6 +11,7 @@ classes uniformly at random per batch, which is the same in expectation). Within
 are drawn with replacement (the official behaviour) or, with ``replace=False``, without
 replacement while the class has enough images.
 """
+
 import numpy as np
 
 
@@ -19,12 +20,15 @@ def check_balanced_args(num_classes, batch_size, images_per_class):
     if images_per_class < 1:
         raise ValueError(f"`images_per_class` must be >= 1. Received: images_per_class={images_per_class}")
     if batch_size < images_per_class or batch_size % images_per_class:
-        raise ValueError(f"`batch_size` ({batch_size}) must be a positive multiple of "
-                         f"`images_per_class` ({images_per_class}).")
+        raise ValueError(
+            f"`batch_size` ({batch_size}) must be a positive multiple of `images_per_class` ({images_per_class})."
+        )
     classes_per_batch = batch_size // images_per_class
     if classes_per_batch > num_classes:
-        raise ValueError(f"A batch needs {classes_per_batch} distinct classes (batch_size={batch_size} // "
-                         f"images_per_class={images_per_class}) but the split has only {num_classes}.")
+        raise ValueError(
+            f"A batch needs {classes_per_batch} distinct classes (batch_size={batch_size} // "
+            f"images_per_class={images_per_class}) but the split has only {num_classes}."
+        )
     return classes_per_batch
 
 
@@ -64,11 +68,11 @@ def _class_schedule(num_classes, per_batch, num_batches, rng):
     schedule = np.empty((num_batches, per_batch), dtype=np.int64)
     perm, pos = rng.permutation(num_classes), 0
     for b in range(num_batches):
-        take = perm[pos:pos + per_batch]
+        take = perm[pos : pos + per_batch]
         pos += per_batch
         if len(take) < per_batch:
             perm, pos = rng.permutation(num_classes), 0
-            fill = perm[~np.isin(perm, take)][:per_batch - len(take)]
+            fill = perm[~np.isin(perm, take)][: per_batch - len(take)]
             perm = perm[~np.isin(perm, fill)]
             take = np.concatenate([take, fill])
         schedule[b] = take
@@ -81,8 +85,7 @@ def _draw(member_indices, occurrences, k, rng, replace):
     if replace:
         return member_indices[rng.integers(0, n, size=(occurrences, k))]
     if n < k:  # too small: every image once, the rest of the slots drawn with replacement
-        rows = [np.concatenate([rng.permutation(n), rng.integers(0, n, size=k - n)])
-                for _ in range(occurrences)]
+        rows = [np.concatenate([rng.permutation(n), rng.integers(0, n, size=k - n)]) for _ in range(occurrences)]
         return member_indices[np.stack(rows)]
     # Without replacement: walk through successive permutations of the class's images.
     total = occurrences * k

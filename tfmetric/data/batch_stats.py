@@ -5,6 +5,7 @@ batches: for class-balanced batches P of the C classes uniformly without replace
 (``ClassBalancedBatchSampler``), for plain batches a uniform shuffle of the split's labels.
 ``python -m tfmetric.data.batches`` prints them for ``training_batch_labels``.
 """
+
 import numpy as np
 
 from tfmetric.data.sources import open_source
@@ -19,8 +20,10 @@ def uniform_reference(labels_of_split, num_batches, batch_size, images_per_class
         drawn = np.stack([rng.choice(classes, per_batch, replace=False) for _ in range(num_batches)])
         return np.repeat(drawn, images_per_class, axis=1).reshape(num_batches, batch_size)
     per_round = len(labels_of_split) // batch_size
-    rounds = [rng.permutation(labels_of_split)[:per_round * batch_size].reshape(per_round, batch_size)
-              for _ in range(-(-num_batches // max(1, per_round)))]
+    rounds = [
+        rng.permutation(labels_of_split)[: per_round * batch_size].reshape(per_round, batch_size)
+        for _ in range(-(-num_batches // max(1, per_round)))
+    ]
     return np.concatenate(rounds)[:num_batches]
 
 
@@ -52,15 +55,18 @@ def summarize(batches, num_classes):
 
 def format_summary(ours, reference, title):
     """The two summaries side by side, one figure a line."""
-    rows = [("batches", "batches", "{:d}"), ("images per batch", "images_per_batch", "{:d}"),
-            ("distinct classes per batch (mean)", "classes_per_batch", "{:.2f}"),
-            ("label span per batch, max - min (mean)", "label_span", "{:.1f}"),
-            ("class pairs sharing a batch (fraction)", "pair_coverage", "{:.4f}"),
-            ("batches per class: min", "class_uses_min", "{:d}"),
-            ("batches per class: mean", "class_uses_mean", "{:.2f}"),
-            ("batches per class: max", "class_uses_max", "{:d}"),
-            ("batches per class: chi-square vs equal use", "class_uses_chi2", "{:.1f}"),
-            ("classes never used", "unused_classes", "{:d}")]
+    rows = [
+        ("batches", "batches", "{:d}"),
+        ("images per batch", "images_per_batch", "{:d}"),
+        ("distinct classes per batch (mean)", "classes_per_batch", "{:.2f}"),
+        ("label span per batch, max - min (mean)", "label_span", "{:.1f}"),
+        ("class pairs sharing a batch (fraction)", "pair_coverage", "{:.4f}"),
+        ("batches per class: min", "class_uses_min", "{:d}"),
+        ("batches per class: mean", "class_uses_mean", "{:.2f}"),
+        ("batches per class: max", "class_uses_max", "{:d}"),
+        ("batches per class: chi-square vs equal use", "class_uses_chi2", "{:.1f}"),
+        ("classes never used", "unused_classes", "{:d}"),
+    ]
     lines = [title, f"{'':<44} {'ours':>12} {'uniform':>12}"]
     for name, key, fmt in rows:
         lines.append(f"{name:<44} {fmt.format(ours[key]):>12} {fmt.format(reference[key]):>12}")

@@ -6,14 +6,17 @@ offset of each run's first record (``class_offsets``). With both, the sampler ca
 directly: it opens the shard at the class's offset and reads only that class's records. Shards
 without that record (older manifests, or shards written by hand) are indexed by reading them once.
 """
+
 import numpy as np
 import tensorflow as tf
 
 from tfmetric.data import schema
 from tfmetric.datasets.base import DatasetFormatError
 
-_INDEX_SPEC = {schema.LABEL: schema.FEATURE_SPEC[schema.LABEL],
-               schema.CLASS_NAME: schema.FEATURE_SPEC[schema.CLASS_NAME]}
+_INDEX_SPEC = {
+    schema.LABEL: schema.FEATURE_SPEC[schema.LABEL],
+    schema.CLASS_NAME: schema.FEATURE_SPEC[schema.CLASS_NAME],
+}
 RECORD_OVERHEAD = 16  # bytes around a record's data in a TFRecord file: length, its CRC, data CRC
 
 
@@ -60,8 +63,12 @@ class ClassIndex:
         runs = self.runs.copy()
         runs[:, 0] = remap[runs[:, 0]]
         runs[~keep] = (-1, 0, 0)
-        return ClassIndex([self.paths[s] for s in shard_ids], runs,
-                          [c for c in self.order if keep[c]], np.where(keep, self.offsets, -1))
+        return ClassIndex(
+            [self.paths[s] for s in shard_ids],
+            runs,
+            [c for c in self.order if keep[c]],
+            np.where(keep, self.offsets, -1),
+        )
 
     @classmethod
     def scan(cls, paths, num_classes=None, num_labels=None, reader=tf.data.TFRecordDataset):
@@ -76,8 +83,9 @@ class ClassIndex:
         order = []
         for s, path in enumerate(paths):
             position, byte, current = 0, 0, None
-            for chunk in reader(path).batch(4096).map(
-                    lambda r: (tf.io.parse_example(r, _INDEX_SPEC), tf.strings.length(r))):
+            for chunk in (
+                reader(path).batch(4096).map(lambda r: (tf.io.parse_example(r, _INDEX_SPEC), tf.strings.length(r)))
+            ):
                 features, lengths = chunk
                 labels, names = features[schema.LABEL].numpy(), features[schema.CLASS_NAME].numpy()
                 ends = byte + np.cumsum(lengths.numpy() + RECORD_OVERHEAD)
@@ -115,8 +123,10 @@ class ClassIndex:
           ShardLayoutError: as ``scan``, for runs that do not describe whole, contiguous classes.
         """
         if len(shard_runs) != len(paths) or len(shard_offsets) != len(paths):
-            raise ShardLayoutError(f"{len(shard_runs)} lists of class runs and {len(shard_offsets)} of "
-                                   f"class offsets for {len(paths)} shards.")
+            raise ShardLayoutError(
+                f"{len(shard_runs)} lists of class runs and {len(shard_offsets)} of "
+                f"class offsets for {len(paths)} shards."
+            )
         found, order = {}, []
         for s, (runs, offsets) in enumerate(zip(shard_runs, shard_offsets)):
             if len(offsets) != len(runs):
@@ -137,7 +147,8 @@ class ClassIndex:
             raise ShardLayoutError(
                 f"Labels of {len(paths)} shard(s) starting with {paths[0] if paths else '-'} must be "
                 f"{num_classes} distinct labels of 0..{num_labels - 1}; found {len(found)}, missing "
-                f"{missing[:5]}, out of range {outside[:5]}.")
+                f"{missing[:5]}, out of range {outside[:5]}."
+            )
         runs = [found.get(c, (-1, 0, 0, -1))[:3] for c in range(num_labels)]
         offsets = [found.get(c, (-1, 0, 0, -1))[3] for c in range(num_labels)]
         return cls(paths, runs, order, offsets)
@@ -154,9 +165,11 @@ class ClassIndex:
                 raise ShardLayoutError(
                     f"Class {label}{name} is not contiguous in shard {paths[shard]}: records "
                     f"{first_start}-{first_start + first_count - 1}, then again from record {start}. "
-                    f"Each class must be one run of records; rebuild with pipelines.build_tfrecords.")
+                    f"Each class must be one run of records; rebuild with pipelines.build_tfrecords."
+                )
             raise ShardLayoutError(
                 f"Class {label}{name} is in two shards: {paths[first_shard]} and {paths[shard]}. "
-                f"Each class must sit inside one shard; rebuild with pipelines.build_tfrecords.")
+                f"Each class must sit inside one shard; rebuild with pipelines.build_tfrecords."
+            )
         found[label] = (shard, start, count, offset)
         order.append(label)

@@ -19,6 +19,7 @@ class's records up to the last one chosen. Memory: ``cycle_length`` open classes
 + ``CHUNK`` records + the records they place) + one batch + what the consumer prefetches; the
 class index holds O(classes) integers. Nothing grows with the split.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -42,6 +43,7 @@ class _Sampler:
 
     def batches(self, epoch, steps):
         """Exactly ``steps`` batches ``(image_bytes [batch_size], labels [batch_size])``."""
+
         def step_requests(step):
             label, j, position = self._requests(epoch, step)  # padded: slicing ragged rows warns
             return label, j.to_tensor(-1), position.to_tensor(-1), j.row_lengths()
@@ -51,6 +53,7 @@ class _Sampler:
 
     def batch_labels(self, epoch, steps):
         """int64 [steps, batch_size]: the labels ``batches`` yields, without reading a record."""
+
         def labels(step):
             label, j, position = self._requests(epoch, step)
             per_record = tf.repeat(label, j.row_lengths())
@@ -76,8 +79,7 @@ class ClassBalancedSampler(_Sampler):
       reader: ``(path, byte offset) -> dataset of serialized records`` (default: class_reader).
     """
 
-    def __init__(self, index, batch_size, images_per_class, replace=True, seed=0, cycle_length=8,
-                 reader=class_reader):
+    def __init__(self, index, batch_size, images_per_class, replace=True, seed=0, cycle_length=8, reader=class_reader):
         self.classes_per_batch = check_balanced_args(index.num_classes, batch_size, images_per_class)
         super().__init__(index, batch_size, seed, cycle_length, reader)
         self.images_per_class, self.replace = int(images_per_class), bool(replace)
@@ -114,8 +116,9 @@ class ShuffledSampler(_Sampler):
 
     def __init__(self, index, batch_size, seed=0, cycle_length=8, reader=class_reader):
         if batch_size < 1 or batch_size > index.num_images:
-            raise ValueError(f"batch_size must be in [1, {index.num_images}] (the split's images). "
-                             f"Received: batch_size={batch_size}")
+            raise ValueError(
+                f"batch_size must be in [1, {index.num_images}] (the split's images). Received: batch_size={batch_size}"
+            )
         super().__init__(index, batch_size, seed, cycle_length, reader)
         counts = index.runs[index.classes, 2]
         self._first = tf.constant(np.r_[0, np.cumsum(counts)[:-1]])  # record number of each class's first
@@ -129,5 +132,4 @@ class ShuffledSampler(_Sampler):
         slot = tf.searchsorted(self._first, record, side="right") - 1
         label, group = tf.unique(tf.gather(self._classes, slot), out_idx=tf.int64)
         j = record - tf.gather(self._first, slot)
-        return (label, tf.RaggedTensor.from_value_rowids(j, group),
-                tf.RaggedTensor.from_value_rowids(position, group))
+        return (label, tf.RaggedTensor.from_value_rowids(j, group), tf.RaggedTensor.from_value_rowids(position, group))

@@ -13,8 +13,8 @@ Features.feature = 1 (map entries: key = 1, value = 2); Feature.bytes_list = 1, 
 BytesList.value = 1 (repeated bytes); Int64List.value = 1 (packed varints; a negative value is
 its 64-bit two's complement, ten bytes).
 """
+
 import functools
-from typing import Dict, Union
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # Tag bytes of the length-delimited fields: field 1, field 2 and field 3 (wire type 2).
@@ -64,7 +64,7 @@ def _sorted_keys(names: tuple) -> tuple:
     return tuple((name, _F1 + varint(len(key)) + key) for key, name in keys)
 
 
-def encode_example(features: Dict[str, Union[bytes, str, int]]) -> bytes:
+def encode_example(features: dict[str, bytes | str | int]) -> bytes:
     """A serialized ``tf.train.Example`` with one value per feature: ``int`` as int64, ``bytes``
     or ``str`` as bytes; the same bytes as TensorFlow's deterministic serialization."""
     pieces, size = [], 0

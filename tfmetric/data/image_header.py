@@ -10,11 +10,11 @@ than JPEG/PNG to JPEG.
 Reasons for rejecting an image are stable strings (they name Beam counters and manifest entries):
 ``empty``, ``truncated``, ``corrupt``, ``unsupported_format``, ``too_many_pixels``.
 """
+
 import dataclasses
 import io
 import struct
 import warnings
-from typing import Optional, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -34,10 +34,12 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAGIC = (
     ("jpeg", ((0, JPEG_MAGIC),)),
     ("png", ((0, PNG_MAGIC),)),
-    ("gif", ((0, b"GIF87a"),)), ("gif", ((0, b"GIF89a"),)),
+    ("gif", ((0, b"GIF87a"),)),
+    ("gif", ((0, b"GIF89a"),)),
     ("bmp", ((0, b"BM"),)),
     ("webp", ((0, b"RIFF"), (8, b"WEBP"))),
-    ("tiff", ((0, b"II*\x00"),)), ("tiff", ((0, b"MM\x00*"),)),
+    ("tiff", ((0, b"II*\x00"),)),
+    ("tiff", ((0, b"MM\x00*"),)),
 )
 MAGIC_BYTES = max(offset + len(magic) for _, parts in MAGIC for offset, magic in parts)
 # Start-of-frame markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
@@ -66,15 +68,15 @@ class ImageInfo:
     reencoded: bool = False
 
 
-def sniff_format(data: bytes) -> Optional[str]:
+def sniff_format(data: bytes) -> str | None:
     """``jpeg``, ``png``, ``gif``, ``bmp``, ``webp`` or ``tiff`` from the magic bytes (``MAGIC``), else None."""
     for fmt, parts in MAGIC:
-        if all(data[offset:offset + len(magic)] == magic for offset, magic in parts):
+        if all(data[offset : offset + len(magic)] == magic for offset, magic in parts):
             return fmt
     return None
 
 
-def jpeg_size(data: bytes) -> Tuple[int, int]:
+def jpeg_size(data: bytes) -> tuple[int, int]:
     """(height, width) from the first start-of-frame marker of a JPEG."""
     if data[:2] != b"\xff\xd8":
         raise ImageError(CORRUPT, "not a JPEG (no SOI marker)")
@@ -96,20 +98,20 @@ def jpeg_size(data: bytes) -> Tuple[int, int]:
             raise ImageError(CORRUPT, "JPEG has no frame header before its scan data")
         if i + 2 > n:
             raise ImageError(TRUNCATED, "JPEG ends inside a marker segment")
-        (length,) = struct.unpack(">H", data[i:i + 2])
+        (length,) = struct.unpack(">H", data[i : i + 2])
         if length < 2:
             raise ImageError(CORRUPT, f"JPEG segment length {length} at byte {i}")
         if marker in _JPEG_SOF:
             if i + 7 > n:
                 raise ImageError(TRUNCATED, "JPEG ends inside its frame header")
-            height, width = struct.unpack(">HH", data[i + 3:i + 7])
+            height, width = struct.unpack(">HH", data[i + 3 : i + 7])
             if height == 0 or width == 0:
                 raise ImageError(CORRUPT, f"JPEG frame size {width}x{height}")
             return height, width
         i += length
 
 
-def png_size(data: bytes) -> Tuple[int, int]:
+def png_size(data: bytes) -> tuple[int, int]:
     """(height, width) from the IHDR chunk of a PNG."""
     if data[:8] != PNG_MAGIC:
         raise ImageError(CORRUPT, "not a PNG (bad signature)")
@@ -123,7 +125,7 @@ def png_size(data: bytes) -> Tuple[int, int]:
     return height, width
 
 
-def _open(data: bytes, fmt: Optional[str] = None) -> Image.Image:
+def _open(data: bytes, fmt: str | None = None) -> Image.Image:
     """PIL's lazy open (header only) with its errors mapped to reasons; ``fmt``: sniffed format."""
     try:
         with warnings.catch_warnings():
@@ -140,7 +142,7 @@ def _open(data: bytes, fmt: Optional[str] = None) -> Image.Image:
         raise ImageError(CORRUPT, f"unreadable header ({e})") from None
 
 
-def image_size(data: bytes) -> Tuple[str, int, int]:
+def image_size(data: bytes) -> tuple[str, int, int]:
     """(format, height, width) from the header; the format is the sniffed or PIL's, lower case."""
     if not data:
         raise ImageError(EMPTY, "zero-byte file")
@@ -156,8 +158,7 @@ def image_size(data: bytes) -> Tuple[str, int, int]:
 def check_pixels(height: int, width: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Raises ImageError(too_many_pixels) when ``height * width`` exceeds ``max_pixels``."""
     if max_pixels and height * width > max_pixels:
-        raise ImageError(TOO_MANY_PIXELS,
-                         f"{width}x{height} = {height * width} pixels > --max-pixels {max_pixels}")
+        raise ImageError(TOO_MANY_PIXELS, f"{width}x{height} = {height * width} pixels > --max-pixels {max_pixels}")
 
 
 def _decode(data: bytes, fmt: str) -> Image.Image:

@@ -4,6 +4,7 @@ Every value is a pure function of its integer key parts, so a pipeline that draw
 deterministic however it is parallelised or resumed: the class-balanced sampler decides which
 record to take, shard orders and window shuffles with them.
 """
+
 import math
 
 import tensorflow as tf
@@ -85,9 +86,11 @@ def keyed_permutation(i, n, *key):
     y = _u64(tf.where(small, tf.zeros_like(i), i))
     # Small-n elements take the rank above; a limit of the whole domain stops their walk at once.
     limit = tf.where(small, tf.bitwise.left_shift(_u64(1), 2 * half), _u64(n))
-    y, = tf.while_loop(lambda y: tf.reduce_any(y >= limit),
-                       lambda y: (tf.where(y >= limit, _feistel(y, half, round_keys), y),),
-                       (_feistel(y, half, round_keys),))
+    (y,) = tf.while_loop(
+        lambda y: tf.reduce_any(y >= limit),
+        lambda y: (tf.where(y >= limit, _feistel(y, half, round_keys), y),),
+        (_feistel(y, half, round_keys),),
+    )
     return tf.where(small, rank, tf.cast(y, tf.int64))
 
 
@@ -110,6 +113,11 @@ def keyed_sample(n, k, *key):
         chosen.append(draw)
     values = tf.stack(chosen, axis=1)
     # Floyd's output order is not exchangeable (m lands at position t): shuffle each row.
-    order = tf.argsort(tf.cast(tf.bitwise.right_shift(
-        keyed_hash(*key, _ORDER, tf.range(k, dtype=tf.int64)[None, :]), _u64(1)), tf.int64), axis=1, stable=True)
+    order = tf.argsort(
+        tf.cast(
+            tf.bitwise.right_shift(keyed_hash(*key, _ORDER, tf.range(k, dtype=tf.int64)[None, :]), _u64(1)), tf.int64
+        ),
+        axis=1,
+        stable=True,
+    )
     return tf.gather(values, tf.broadcast_to(order, tf.shape(values)), batch_dims=1)

@@ -30,8 +30,8 @@ shared label space (its labels are num_classes of 0..num_labels-1). A shard's ``
 size when written: a truncated or replaced shard fails validation (and
 ``prepare.ensure_tfrecords`` rebuilds it) before any work starts; older manifests lack it.
 """
+
 import os
-from typing import List, Optional
 
 import tensorflow as tf
 
@@ -47,8 +47,14 @@ class ManifestError(DatasetFormatError, ArtifactError):
     """A manifest exists but is unreadable, of another schema version, or inconsistent."""
 
 
-DATASET_MANIFEST = Artifact("dataset manifest", MANIFEST_NAME, "schema_version", SCHEMA_VERSION,
-                            hint="Rebuild the TFRecords.", error=ManifestError)
+DATASET_MANIFEST = Artifact(
+    "dataset manifest",
+    MANIFEST_NAME,
+    "schema_version",
+    SCHEMA_VERSION,
+    hint="Rebuild the TFRecords.",
+    error=ManifestError,
+)
 
 
 def manifest_path(directory: str) -> str:
@@ -71,11 +77,12 @@ def read_manifest(directory: str) -> dict:
         raise DatasetNotFoundError(
             f"No complete TFRecords at {directory}: {MANIFEST_NAME} is missing (a directory "
             f"without one is an incomplete conversion). Build them with "
-            f"`python -m pipelines.build_tfrecords --dataset <name>`.")
+            f"`python -m pipelines.build_tfrecords --dataset <name>`."
+        )
     return DATASET_MANIFEST.read(directory)
 
 
-def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
+def validate_manifest(manifest: dict, directory: str | None = None) -> dict:
     """Checks the manifest's structure and counts; with ``directory``, that every shard exists.
 
     Returns the manifest. Raises ManifestError naming the first problem.
@@ -91,21 +98,28 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
             raise ManifestError(f"{where}: split {name!r} lacks {', '.join(missing)}")
         counted = sum(s["num_images"] for s in split["shards"])
         if counted != split["num_images"]:
-            raise ManifestError(f"{where}: split {name!r} has num_images {split['num_images']} "
-                                f"but its shards hold {counted}")
+            raise ManifestError(
+                f"{where}: split {name!r} has num_images {split['num_images']} but its shards hold {counted}"
+            )
         for shard in split["shards"]:
             offsets = shard.get("class_offsets")
-            if offsets is not None and (len(offsets) != len(shard.get("class_runs") or ())
-                                        or any(b <= a for a, b in zip(offsets, offsets[1:]))
-                                        or any(o < 0 for o in offsets)):
-                raise ManifestError(f"{where}: shard {shard['path']}: class_offsets must be one "
-                                    f"increasing byte offset per class run")
+            if offsets is not None and (
+                len(offsets) != len(shard.get("class_runs") or ())
+                or any(b <= a for a, b in zip(offsets, offsets[1:]))
+                or any(o < 0 for o in offsets)
+            ):
+                raise ManifestError(
+                    f"{where}: shard {shard['path']}: class_offsets must be one increasing byte offset per class run"
+                )
             runs = shard.get("class_runs")
-            if runs is not None and (len(runs) != shard.get("num_classes")
-                                     or sum(count for _, count in runs) != shard["num_images"]):
-                raise ManifestError(f"{where}: shard {shard['path']}: class_runs describe {len(runs)} "
-                                    f"classes and {sum(count for _, count in runs)} records, not "
-                                    f"{shard.get('num_classes')} and {shard['num_images']}")
+            if runs is not None and (
+                len(runs) != shard.get("num_classes") or sum(count for _, count in runs) != shard["num_images"]
+            ):
+                raise ManifestError(
+                    f"{where}: shard {shard['path']}: class_runs describe {len(runs)} "
+                    f"classes and {sum(count for _, count in runs)} records, not "
+                    f"{shard.get('num_classes')} and {shard['num_images']}"
+                )
         if directory:
             for shard in split["shards"]:
                 path = os.path.join(directory, shard["path"])
@@ -113,8 +127,10 @@ def validate_manifest(manifest: dict, directory: Optional[str] = None) -> dict:
                     raise ManifestError(f"{where}: shard {shard['path']} is missing")
                 size = tf.io.gfile.stat(path).length
                 if "num_bytes" in shard and size != shard["num_bytes"]:  # older manifests lack sizes
-                    raise ManifestError(f"{where}: shard {path} is {size} bytes but was written with "
-                                        f"{shard['num_bytes']} (truncated or replaced); rebuild the TFRecords")
+                    raise ManifestError(
+                        f"{where}: shard {path} is {size} bytes but was written with "
+                        f"{shard['num_bytes']} (truncated or replaced); rebuild the TFRecords"
+                    )
     return manifest
 
 
@@ -133,8 +149,7 @@ def is_complete(directory: str) -> bool:
     return True
 
 
-def shard_paths(data_dir: str, dataset: str, split: str,
-                manifest: Optional[dict] = None) -> List[str]:
+def shard_paths(data_dir: str, dataset: str, split: str, manifest: dict | None = None) -> list[str]:
     """Full paths of ``split``'s shards, in shard order (loads the manifest if not given)."""
     if manifest is None:
         manifest = load_manifest(data_dir, dataset)

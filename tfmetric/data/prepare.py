@@ -7,12 +7,13 @@ so it runs as a subprocess (``python -m pipelines.build_tfrecords``) whose log i
 it writes its outcome to the JSON file its ``--result-file`` flag names (``write_result``), which
 tells a missing dataset from a malformed one and carries the message.
 """
+
 import json
 import os
 import sys
 import tempfile
 from collections import deque
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -37,7 +38,7 @@ def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def write_result(path: str, error: Optional[Exception] = None) -> None:
+def write_result(path: str, error: Exception | None = None) -> None:
     """The converter's outcome into ``path``: ok, or the RESULT_ERRORS status of ``error``."""
     result = {"status": "ok"}
     if error is not None:
@@ -47,20 +48,23 @@ def write_result(path: str, error: Optional[Exception] = None) -> None:
         json.dump(result, f)
 
 
-def read_result(path: str) -> Optional[dict]:
+def read_result(path: str) -> dict | None:
     """The outcome the converter wrote into ``path``, or None if it wrote none."""
     if not os.path.exists(path):
         return None
     return json_file.read_json(path)
 
 
-def build_command(dataset: str, data_dir: str, raw_dir: Optional[str], converter_args: dict,
-                  result_file: Optional[str] = None) -> List[str]:
+def build_command(
+    dataset: str, data_dir: str, raw_dir: str | None, converter_args: dict, result_file: str | None = None
+) -> list[str]:
     """The converter's command line: app flags with dashes, any other key as a Beam option."""
     if "runner" in converter_args:
-        raise ValueError("ensure_tfrecords runs the converter locally; run `python -m "
-                         f"{JOB_MODULE} --runner ...` yourself for another runner. "
-                         f"Received: runner={converter_args['runner']!r}")
+        raise ValueError(
+            "ensure_tfrecords runs the converter locally; run `python -m "
+            f"{JOB_MODULE} --runner ...` yourself for another runner. "
+            f"Received: runner={converter_args['runner']!r}"
+        )
     # No --runner: the job's local default (Beam's FnApiRunner, the DirectRunner's engine).
     command = [sys.executable, "-m", JOB_MODULE, "--dataset", dataset, "--data-dir", data_dir]
     if raw_dir:
@@ -84,29 +88,31 @@ def _run_streaming(command: Sequence[str]):
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     tail = deque(maxlen=400)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                          text=True, errors="replace") as process:
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace"
+    ) as process:
         for line in process.stdout:
             sys.stderr.write(line)
             tail.append(line)
     return process.returncode, list(tail)
 
 
-def stale_reason(manifest: dict, module, converter_args: dict) -> Optional[str]:
+def stale_reason(manifest: dict, module, converter_args: dict) -> str | None:
     """Why an existing manifest does not match what is asked for now, or None if it does."""
     built = manifest.get("arguments") or {}
     version = getattr(module, "GENERATOR_VERSION", None)
     if version is not None and built.get("generator_version") != version:
-        return (f"built by version {built.get('generator_version')} of the {module.NAME} generator, "
-                f"which is now version {version}")
+        return (
+            f"built by version {built.get('generator_version')} of the {module.NAME} generator, "
+            f"which is now version {version}"
+        )
     for key in sorted(set(converter_args) & set(APP_FLAGS) - {"download"}):
         if key in built and built[key] != converter_args[key]:
             return f"built with {key}={built[key]!r}, asked for {key}={converter_args[key]!r}"
     return None
 
 
-def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Optional[str] = None,
-                     **converter_args) -> dict:
+def ensure_tfrecords(dataset: str, data_dir: str | None = None, raw_dir: str | None = None, **converter_args) -> dict:
     """The manifest of ``<data_dir>/tfrecords/<dataset>/``, converting the raw data first if needed.
 
     An existing valid manifest is returned as is unless it is stale: built by another version of a
@@ -138,11 +144,15 @@ def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Opti
         pass
     raw = raw_dir or datasets.raw_dir(data_dir, dataset)
     generated = module.GENERATED
-    if not generated and not converter_args.get("download") and not (
-            tf.io.gfile.isdir(raw) and tf.io.gfile.listdir(raw)):
+    if (
+        not generated
+        and not converter_args.get("download")
+        and not (tf.io.gfile.isdir(raw) and tf.io.gfile.listdir(raw))
+    ):
         raise datasets.DatasetNotFoundError(
             f"No TFRecords for {dataset} at {out_dir} (no valid {manifest_lib.MANIFEST_NAME}) and "
-            f"no raw data at {raw} to build them from.\n\n{module.INSTRUCTIONS}")
+            f"no raw data at {raw} to build them from.\n\n{module.INSTRUCTIONS}"
+        )
 
     with tempfile.TemporaryDirectory(prefix="tfmetric-convert-") as scratch:
         result_file = os.path.join(scratch, "result.json")
@@ -153,6 +163,7 @@ def ensure_tfrecords(dataset: str, data_dir: Optional[str] = None, raw_dir: Opti
     if result is not None and result["status"] in RESULT_ERRORS:
         raise RESULT_ERRORS[result["status"]](result["message"])
     if status != 0:
-        raise ConversionError(f"{' '.join(command)} exited with status {status}; end of its log:\n"
-                              + "".join(tail[-40:]))
+        raise ConversionError(
+            f"{' '.join(command)} exited with status {status}; end of its log:\n" + "".join(tail[-40:])
+        )
     return manifest_lib.load_manifest(data_dir, dataset)

@@ -15,6 +15,7 @@ pixel grid exactly where the unfused path samples it (``ScaleAndTranslate``, the
 (max |difference| ~1e-3 on the 0-255 scale, measured in tests/tfmetric/data/test_preprocessing.py);
 the only saving is decoding and resampling fewer pixels, so nothing the network sees changes.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -70,7 +71,7 @@ def center_crop(image, image_size):
     height = tf.shape(image)[-3]
     left = tf.cast(tf.round(tf.cast(tf.shape(image)[-2] - image_size, tf.float32) / 2.0), tf.int32)
     top = tf.cast(tf.round(tf.cast(height - image_size, tf.float32) / 2.0), tf.int32)
-    return image[..., top:top + image_size, left:left + image_size, :]
+    return image[..., top : top + image_size, left : left + image_size, :]
 
 
 def eval_preprocess_image(image, image_size, resize_size, normalization="imagenet_mean_std"):
@@ -94,8 +95,7 @@ def train_crop_params(seed, image_size, resize_size):
     has probability 1/2. ``seed`` is an int [2] tensor (stateless randomness).
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
-    offset = tf.random.stateless_uniform([2], seeds[0], minval=0, maxval=resize_size - image_size + 1,
-                                         dtype=tf.int32)
+    offset = tf.random.stateless_uniform([2], seeds[0], minval=0, maxval=resize_size - image_size + 1, dtype=tf.int32)
     flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
     return offset, flip
 
@@ -106,7 +106,7 @@ def resize_and_crop(image, offset, image_size, resize_size):
     The unfused reference: resize the whole image, then slice.
     """
     x = resize(tf.cast(image, tf.float32), resize_size)
-    return x[offset[0]:offset[0] + image_size, offset[1]:offset[1] + image_size, :]
+    return x[offset[0] : offset[0] + image_size, offset[1] : offset[1] + image_size, :]
 
 
 def _crop_window(size, offset, image_size, resize_size):
@@ -122,9 +122,14 @@ def _crop_window(size, offset, image_size, resize_size):
 def _resample_window(window, starts, scales, offset, image_size):
     """Resamples a decoded window of the original onto the crop's pixel grid (see module doc)."""
     translation = tf.cast(starts, tf.float32) * scales - tf.cast(offset, tf.float32)
-    out = tf.raw_ops.ScaleAndTranslate(images=tf.cast(window, tf.float32)[None],
-                                       size=[image_size, image_size], scale=scales,
-                                       translation=translation, kernel_type="triangle", antialias=True)
+    out = tf.raw_ops.ScaleAndTranslate(
+        images=tf.cast(window, tf.float32)[None],
+        size=[image_size, image_size],
+        scale=scales,
+        translation=translation,
+        kernel_type="triangle",
+        antialias=True,
+    )
     return out[0]
 
 
@@ -133,6 +138,7 @@ def decode_resize_and_crop(image_bytes, offset, image_size, resize_size):
 
     JPEGs decode only the window the crop needs; other formats are decoded whole and sliced.
     """
+
     def crop(shape, decode_window):
         y0, h, sy = _crop_window(shape[0], offset[0], image_size, resize_size)
         x0, w, sx = _crop_window(shape[1], offset[1], image_size, resize_size)
@@ -140,12 +146,13 @@ def decode_resize_and_crop(image_bytes, offset, image_size, resize_size):
         return _resample_window(window, tf.stack([y0, x0]), tf.stack([sy, sx]), offset, image_size)
 
     def jpeg():
-        return crop(tf.io.extract_jpeg_shape(image_bytes),
-                    lambda box: tf.io.decode_and_crop_jpeg(image_bytes, box, channels=3))
+        return crop(
+            tf.io.extract_jpeg_shape(image_bytes), lambda box: tf.io.decode_and_crop_jpeg(image_bytes, box, channels=3)
+        )
 
     def other():
         image = decode_image(image_bytes)
-        return crop(tf.shape(image), lambda box: image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]])
+        return crop(tf.shape(image), lambda box: image[box[0] : box[0] + box[2], box[1] : box[1] + box[3]])
 
     x = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
     x.set_shape([image_size, image_size, 3])

@@ -7,6 +7,7 @@ can start at any record boundary), reads the class's records up to the last one 
 the requested ones and puts every record at its place in the batch. Nothing else of the shard is
 read; classes are fetched ``cycle_length`` at a time, in parallel, in a deterministic order.
 """
+
 import tensorflow as tf
 
 from tfmetric.data import schema
@@ -25,9 +26,11 @@ def class_reader(path, offset):
     serialize the op's dataset object, which iterating it eagerly at top level needs.
     """
     variant = tf.raw_ops.TFRecordDatasetV2(
-        filenames=tf.reshape(path, [1]), compression_type="",
+        filenames=tf.reshape(path, [1]),
+        compression_type="",
         buffer_size=tf.constant(READ_BUFFER, tf.int64),
-        byte_offsets=tf.reshape(tf.cast(offset, tf.int64), [1]))
+        byte_offsets=tf.reshape(tf.cast(offset, tf.int64), [1]),
+    )
     return tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.string))
 
 
@@ -63,14 +66,18 @@ def fetch_batches(index, requests, batch_size, cycle_length=8, reader=class_read
         def select(chunk, chunk_records):
             first = chunk * CHUNK
             here = tf.where((j >= first) & (j < first + tf.size(chunk_records, out_type=tf.int64)))[:, 0]
-            return (tf.gather(position, here), tf.fill(tf.shape(here), label),
-                    tf.gather(chunk_records, tf.gather(j, here) - first))
+            return (
+                tf.gather(position, here),
+                tf.fill(tf.shape(here), label),
+                tf.gather(chunk_records, tf.gather(j, here) - first),
+            )
 
         ds = records.take(tf.reduce_max(j) + 1).batch(CHUNK).enumerate()
         return ds.map(select).unbatch()
 
-    ds = requests.interleave(fetch, cycle_length=cycle_length, block_length=batch_size,
-                             num_parallel_calls=cycle_length, deterministic=True)
+    ds = requests.interleave(
+        fetch, cycle_length=cycle_length, block_length=batch_size, num_parallel_calls=cycle_length, deterministic=True
+    )
     return ds.batch(batch_size, drop_remainder=True).map(_assemble)
 
 
@@ -78,8 +85,13 @@ def _assemble(position, label, records):
     order = tf.argsort(position)
     features = tf.io.parse_example(tf.gather(records, order), RAW_SPEC)
     label = tf.gather(label, order)
-    check = tf.debugging.assert_equal(features[schema.LABEL], label, message=(
-        "A record read at a class's byte offset has another label: the shards changed after the "
-        "class index was built (rebuild the TFRecords, or drop the manifest's class_offsets)."))
+    check = tf.debugging.assert_equal(
+        features[schema.LABEL],
+        label,
+        message=(
+            "A record read at a class's byte offset has another label: the shards changed after the "
+            "class index was built (rebuild the TFRecords, or drop the manifest's class_offsets)."
+        ),
+    )
     with tf.control_dependencies([check]):
         return features[schema.ENCODED], tf.identity(label)

@@ -12,6 +12,7 @@ Feature names follow the TF Model Garden convention (see ARCHITECTURE.md, "Data 
 
 ``SCHEMA_VERSION`` is written into every manifest; bump it when a feature changes meaning.
 """
+
 import tensorflow as tf
 
 from tfmetric.data import example_encoder
@@ -58,27 +59,33 @@ def _check(image_format: str, height: int, width: int, label: int) -> None:
         raise ValueError(f"label must be >= 0. Received: label={label}")
 
 
-def make_example(encoded: bytes, image_format: str, height: int, width: int, label: int,
-                 class_name: str, image_id: str) -> tf.train.Example:
+def make_example(
+    encoded: bytes, image_format: str, height: int, width: int, label: int, class_name: str, image_id: str
+) -> tf.train.Example:
     """One record of the schema.
 
     Raises:
       ValueError: ``image_format`` is not ``jpeg``/``png``, or a size or label is negative.
     """
     _check(image_format, height, width, label)
-    return tf.train.Example(features=tf.train.Features(feature={
-        ENCODED: _bytes(encoded),
-        FORMAT: _bytes(image_format),
-        HEIGHT: _int64(height),
-        WIDTH: _int64(width),
-        LABEL: _int64(label),
-        CLASS_NAME: _bytes(class_name),
-        IMAGE_ID: _bytes(image_id),
-    }))
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                ENCODED: _bytes(encoded),
+                FORMAT: _bytes(image_format),
+                HEIGHT: _int64(height),
+                WIDTH: _int64(width),
+                LABEL: _int64(label),
+                CLASS_NAME: _bytes(class_name),
+                IMAGE_ID: _bytes(image_id),
+            }
+        )
+    )
 
 
-def serialize_example(encoded: bytes, image_format: str, height: int, width: int, label: int,
-                      class_name: str, image_id: str) -> bytes:
+def serialize_example(
+    encoded: bytes, image_format: str, height: int, width: int, label: int, class_name: str, image_id: str
+) -> bytes:
     """``make_example(...).SerializeToString(deterministic=True)``: the feature map in sorted key
     order, so that shards are byte-identical on a re-run whichever worker writes them (protobuf
     map order otherwise depends on the process's hash seed).
@@ -90,9 +97,17 @@ def serialize_example(encoded: bytes, image_format: str, height: int, width: int
       ValueError: as ``make_example``.
     """
     _check(image_format, height, width, label)
-    return example_encoder.encode_example({
-        ENCODED: encoded, FORMAT: image_format, HEIGHT: int(height), WIDTH: int(width),
-        LABEL: int(label), CLASS_NAME: class_name, IMAGE_ID: image_id})
+    return example_encoder.encode_example(
+        {
+            ENCODED: encoded,
+            FORMAT: image_format,
+            HEIGHT: int(height),
+            WIDTH: int(width),
+            LABEL: int(label),
+            CLASS_NAME: class_name,
+            IMAGE_ID: image_id,
+        }
+    )
 
 
 def parse_example(serialized):

@@ -7,6 +7,7 @@ and keeps every n-th batch, so the served batches are exactly the local ones, ea
 classes (P x K) included; only their order across workers interleaves. That policy needs the
 dispatcher to know its workers (``DispatcherConfig(worker_addresses=[...])``, see the README).
 """
+
 import tensorflow as tf
 
 from tfmetric.config import SERVICE_ADDRESS
@@ -21,5 +22,8 @@ def check_address(address: str) -> None:
 def served(dataset: tf.data.Dataset, address: str) -> tf.data.Dataset:
     """``dataset`` read through the tf.data service dispatcher at ``address`` (``grpc://HOST:PORT``)."""
     check_address(address)
-    return dataset.apply(tf.data.experimental.service.distribute(
-        processing_mode=tf.data.experimental.service.ShardingPolicy.DATA, service=address))
+    return dataset.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DATA, service=address
+        )
+    )

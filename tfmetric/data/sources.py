@@ -1,4 +1,5 @@
 """Opens the data source a config asks for: the dataset's TFRecords, converted first if needed."""
+
 from tfmetric import datasets
 from tfmetric.data import prepare
 from tfmetric.data.tfrecord_source import TFRecordSource

@@ -3,9 +3,10 @@
 The trainer's interface to data: ``num_images``, ``num_classes``, ``labels``, ``train_dataset``,
 ``eval_dataset``, ``raw_dataset``, and ``distribute_dataset_fn`` for ``tf.distribute``. Training
 batches come from ``ClassBalancedSampler`` (``ShuffledSampler`` for the ablation): memory is
-bounded by a few batches, whatever the split's size. Evaluation and ``raw_dataset`` read the split's shards in manifest order, record by
-record, so their order (and ``labels(split)``) is deterministic.
+bounded by a few batches, whatever the split's size. Evaluation and ``raw_dataset`` read the split's
+shards in manifest order, record by record, so their order (and ``labels(split)``) is deterministic.
 """
+
 import tensorflow as tf
 
 from tfmetric.data import manifest as manifest_lib
@@ -27,7 +28,8 @@ def _parse_raw(serialized):
 
 def _parse_named(serialized):
     features = tf.io.parse_single_example(
-        serialized, dict(RAW_SPEC, **{schema.CLASS_NAME: tf.io.FixedLenFeature([], tf.string, b"")}))
+        serialized, dict(RAW_SPEC, **{schema.CLASS_NAME: tf.io.FixedLenFeature([], tf.string, b"")})
+    )
     return features[schema.ENCODED], features[schema.LABEL], features[schema.CLASS_NAME]
 
 
@@ -56,8 +58,7 @@ def augment(batches, data_config, normalization, batch_size, seed_key):
     def load(i, example):
         image_bytes, label = example
         seed = tf.stack([tf.cast(seed_key, tf.int64), i])
-        return preprocessing.train_preprocess(image_bytes, seed, d.image_size, d.resize_size,
-                                              normalization), label
+        return preprocessing.train_preprocess(image_bytes, seed, d.image_size, d.resize_size, normalization), label
 
     ds = batches.unbatch().enumerate().map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(PREFETCH_BATCHES)
@@ -70,7 +71,8 @@ def per_replica_batch_size(input_context, batch_size, images_per_class):
         raise ValueError(
             f"data.batch_size {batch_size} over {input_context.num_replicas_in_sync} replicas gives "
             f"{per_replica} images per replica, not a multiple of data.images_per_class "
-            f"({images_per_class}); every replica must receive whole classes.")
+            f"({images_per_class}); every replica must receive whole classes."
+        )
     return per_replica
 
 
@@ -88,8 +90,7 @@ class TFRecordSource:
         label space shared with another split, e.g. In-Shop query and gallery).
     """
 
-    def __init__(self, shards, num_images=None, num_classes=None, cycle_length=8, class_runs=None,
-                 num_labels=None):
+    def __init__(self, shards, num_images=None, num_classes=None, cycle_length=8, class_runs=None, num_labels=None):
         self._shards = {split: list(paths) for split, paths in shards.items()}
         self._class_runs = dict(class_runs or {})
         self._num_images = dict(num_images or {})
@@ -102,14 +103,19 @@ class TFRecordSource:
     def from_manifest(cls, manifest, data_dir, **kwargs):
         """The source of a validated manifest (``tfmetric.data.manifest.load_manifest``)."""
         dataset, splits = manifest["dataset"], manifest["splits"]
-        runs = {s: ([shard["class_runs"] for shard in info["shards"]],
-                    [shard["class_offsets"] for shard in info["shards"]]) for s, info in splits.items()
-                if all("class_offsets" in shard for shard in info["shards"])}  # older manifests lack them
-        return cls({s: manifest_lib.shard_paths(data_dir, dataset, s, manifest) for s in splits},
-                   {s: info["num_images"] for s, info in splits.items()},
-                   {s: info["num_classes"] for s, info in splits.items()}, class_runs=runs,
-                   num_labels={s: info["num_labels"] for s, info in splits.items() if "num_labels" in info},
-                   **kwargs)
+        runs = {
+            s: ([shard["class_runs"] for shard in info["shards"]], [shard["class_offsets"] for shard in info["shards"]])
+            for s, info in splits.items()
+            if all("class_offsets" in shard for shard in info["shards"])
+        }  # older manifests lack them
+        return cls(
+            {s: manifest_lib.shard_paths(data_dir, dataset, s, manifest) for s in splits},
+            {s: info["num_images"] for s, info in splits.items()},
+            {s: info["num_classes"] for s, info in splits.items()},
+            class_runs=runs,
+            num_labels={s: info["num_labels"] for s, info in splits.items() if "num_labels" in info},
+            **kwargs,
+        )
 
     def _paths(self, split):
         if split not in self._shards:
@@ -149,14 +155,29 @@ class TFRecordSource:
         """The (cached) sampler the config asks for: ClassBalancedSampler, or ShuffledSampler with
         ``data.class_balanced=false``."""
         d = data_config
-        key = (split, batch_size, d.class_balanced, d.images_per_class, d.sample_with_replacement, seed,
-               None if shard_ids is None else tuple(shard_ids))
+        key = (
+            split,
+            batch_size,
+            d.class_balanced,
+            d.images_per_class,
+            d.sample_with_replacement,
+            seed,
+            None if shard_ids is None else tuple(shard_ids),
+        )
         if key not in self._samplers:
             index = self._index(split, shard_ids)
             self._samplers[key] = (
-                ClassBalancedSampler(index, batch_size, d.images_per_class, replace=d.sample_with_replacement,
-                                     seed=seed, cycle_length=self._cycle_length) if d.class_balanced else
-                ShuffledSampler(index, batch_size, seed=seed, cycle_length=self._cycle_length))
+                ClassBalancedSampler(
+                    index,
+                    batch_size,
+                    d.images_per_class,
+                    replace=d.sample_with_replacement,
+                    seed=seed,
+                    cycle_length=self._cycle_length,
+                )
+                if d.class_balanced
+                else ShuffledSampler(index, batch_size, seed=seed, cycle_length=self._cycle_length)
+            )
         return self._samplers[key]
 
     def steps_per_epoch(self, split, global_batch, steps=0):
@@ -179,6 +200,7 @@ class TFRecordSource:
         (ValueError otherwise). With several input pipelines (hosts), pipeline i reads shards
         i, i + n, ... and so sees only its own classes: no input is shared or duplicated.
         """
+
         def dataset_fn(input_context):
             d = data_config
             per_replica = per_replica_batch_size(input_context, d.batch_size, d.images_per_class)
@@ -188,11 +210,14 @@ class TFRecordSource:
             if pipelines > 1:
                 paths = self._paths(split)
                 if len(paths) < pipelines:
-                    raise ValueError(f"Split {split!r} has {len(paths)} shards for {pipelines} input "
-                                     f"pipelines; rebuild it with at least --num-shards {pipelines}.")
+                    raise ValueError(
+                        f"Split {split!r} has {len(paths)} shards for {pipelines} input "
+                        f"pipelines; rebuild it with at least --num-shards {pipelines}."
+                    )
                 shard_ids = range(pipeline, len(paths), pipelines)
             batches = self.sampler(split, d, seed, per_replica, shard_ids).batches(epoch, steps * replicas_here)
             return augment(batches, d, normalization, per_replica, augmentation_key(seed, epoch, pipeline))
+
         return dataset_fn
 
     def raw_dataset(self, split, names=False):
@@ -206,8 +231,9 @@ class TFRecordSource:
         d = data_config
         ds = self.raw_dataset(split).map(
             lambda b, y: (preprocessing.eval_preprocess(b, d.image_size, d.resize_size, normalization), y),
-            num_parallel_calls=AUTOTUNE, deterministic=True)
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
         if d.cache:
             ds = ds.cache()
         return ds.batch(d.eval_batch_size).prefetch(AUTOTUNE)
-

@@ -16,10 +16,17 @@ Every module exposes:
   LABEL_SPACES    optional: split -> shared label space, for splits labelled from one map
                   (In-Shop query and gallery); the converter relabels per space, not per split
 """
+
 import importlib
 
-from tfmetric.datasets.base import (DatasetFormatError, DatasetNotFoundError, ImageRecord,
-                                    default_data_dir, raw_dir, tfrecord_dir)
+from tfmetric.datasets.base import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    ImageRecord,
+    default_data_dir,
+    raw_dir,
+    tfrecord_dir,
+)
 
 DATASET_NAMES = ("synthetic", "digits", "cars196", "cub200", "sop", "inshop", "imagefolder")
 
@@ -31,5 +38,13 @@ def get_dataset(name: str):
     return importlib.import_module(f"tfmetric.datasets.{name}")
 
 
-__all__ = ["DATASET_NAMES", "DatasetFormatError", "DatasetNotFoundError", "ImageRecord",
-           "default_data_dir", "get_dataset", "raw_dir", "tfrecord_dir"]
+__all__ = [
+    "DATASET_NAMES",
+    "DatasetFormatError",
+    "DatasetNotFoundError",
+    "ImageRecord",
+    "default_data_dir",
+    "get_dataset",
+    "raw_dir",
+    "tfrecord_dir",
+]

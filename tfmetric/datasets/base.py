@@ -5,9 +5,10 @@ A dataset module (``tfmetric/datasets/<name>.py``) parses one raw published layo
 dataset's natural class order (numeric class ids sort numerically). Splits that share one label
 space (In-Shop query/gallery) use the same label for the same class.
 """
+
 import dataclasses
 import os
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -37,8 +38,8 @@ class ImageRecord:
     label: int
     class_name: str
     split: str
-    path: Optional[str] = None
-    data: Optional[bytes] = None
+    path: str | None = None
+    data: bytes | None = None
 
     def read_bytes(self) -> bytes:
         if self.data is not None:
@@ -47,7 +48,7 @@ class ImageRecord:
             return f.read()
 
 
-def read_lines(path: str, missing_message: str) -> List[Tuple[int, str]]:
+def read_lines(path: str, missing_message: str) -> list[tuple[int, str]]:
     """``(line number, line)`` of every non-blank line of an annotation file (local or ``gs://``).
 
     Raises:
@@ -60,7 +61,7 @@ def read_lines(path: str, missing_message: str) -> List[Tuple[int, str]]:
     return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def check_header(path: str, lines: Sequence[Tuple[int, str]], header: Sequence[str]) -> None:
+def check_header(path: str, lines: Sequence[tuple[int, str]], header: Sequence[str]) -> None:
     """DatasetFormatError naming the file and line unless the first line is ``header`` (by words)."""
     number, line = lines[0] if lines else (1, "")
     if line.split() != list(header):

@@ -5,6 +5,7 @@ Zero-shot split of the metric-learning literature (and the paper, Sec. 4): class
 in the official code. Labels are contiguous within each split in class-id order; ``class_name`` is
 the original class id ("1".."196"); ``image_id`` the ``relative_im_path`` (``car_ims/000001.jpg``).
 """
+
 import io
 import os
 
@@ -61,14 +62,16 @@ def _read_annotations(path: str):
         raise DatasetFormatError(f"{path}: not a readable MATLAB file ({type(e).__name__}: {e})") from None
     annotations = mat.get("annotations")
     if annotations is None:
-        raise DatasetFormatError(f"{path}: no 'annotations' variable (found: "
-                                 f"{', '.join(k for k in mat if not k.startswith('__'))})")
+        raise DatasetFormatError(
+            f"{path}: no 'annotations' variable (found: {', '.join(k for k in mat if not k.startswith('__'))})"
+        )
     annotations = np.atleast_1d(annotations)
     names = annotations.dtype.names or ()
     for field in ("relative_im_path", "class"):
         if field not in names:
-            raise DatasetFormatError(f"{path}: 'annotations' lacks the field {field!r} "
-                                     f"(fields: {', '.join(names) or 'none'})")
+            raise DatasetFormatError(
+                f"{path}: 'annotations' lacks the field {field!r} (fields: {', '.join(names) or 'none'})"
+            )
     return annotations
 
 
@@ -82,11 +85,11 @@ def load(raw_dir: str):
         try:
             class_id = int(_scalar(entry["class"], "class", index, path))
         except (TypeError, ValueError):
-            raise DatasetFormatError(f"{path}: annotation {index}: class {entry['class']!r} "
-                                     f"is not an integer") from None
+            raise DatasetFormatError(
+                f"{path}: annotation {index}: class {entry['class']!r} is not an integer"
+            ) from None
         if not 1 <= class_id <= NUM_CLASSES:
-            raise DatasetFormatError(f"{path}: annotation {index}: class {class_id} outside "
-                                     f"1..{NUM_CLASSES}")
+            raise DatasetFormatError(f"{path}: annotation {index}: class {class_id} outside 1..{NUM_CLASSES}")
         if not rel_path or os.path.isabs(rel_path) or ".." in rel_path.split("/"):
             raise DatasetFormatError(f"{path}: annotation {index}: bad relative_im_path {rel_path!r}")
         entries.append((class_id, rel_path))
@@ -95,7 +98,8 @@ def load(raw_dir: str):
     for split in SPLITS:
         in_split = [(c, p) for c, p in entries if (c <= LAST_TRAIN_CLASS) == (split == "train")]
         labels = {c: i for i, c in enumerate(sorted({c for c, _ in in_split}))}
-        result[split] = [ImageRecord(image_id=p, label=labels[c], class_name=str(c), split=split,
-                                     path=os.path.join(raw_dir, p))
-                         for c, p in sorted(in_split, key=lambda e: (e[0], e[1]))]
+        result[split] = [
+            ImageRecord(image_id=p, label=labels[c], class_name=str(c), split=split, path=os.path.join(raw_dir, p))
+            for c, p in sorted(in_split, key=lambda e: (e[0], e[1]))
+        ]
     return result

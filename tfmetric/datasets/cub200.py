@@ -5,6 +5,7 @@ dataset's own ``train_test_split.txt`` is the classification split and is ignore
 contiguous within each split in class-id order; ``class_name`` is the original class id
 ("1".."200"); ``image_id`` the path in ``images.txt`` (``001.Black_footed_Albatross/...jpg``).
 """
+
 import os
 
 import tensorflow as tf
@@ -72,24 +73,26 @@ def load(raw_dir: str):
     class_of = _read_table(labels_txt)
     for class_id in classes:
         if not 1 <= class_id <= NUM_CLASSES:
-            raise DatasetFormatError(f"{os.path.join(base, 'classes.txt')}: class id {class_id} "
-                                     f"outside 1..{NUM_CLASSES}")
+            raise DatasetFormatError(
+                f"{os.path.join(base, 'classes.txt')}: class id {class_id} outside 1..{NUM_CLASSES}"
+            )
     entries = []
     for image_id, rel_path in images.items():
         if image_id not in class_of:
-            raise DatasetFormatError(f"{labels_txt}: no class for image {image_id} ({rel_path}) "
-                                     f"listed in {images_txt}")
+            raise DatasetFormatError(f"{labels_txt}: no class for image {image_id} ({rel_path}) listed in {images_txt}")
         value = class_of[image_id]
         if not value.isdigit() or int(value) not in classes:
-            raise DatasetFormatError(f"{labels_txt}: image {image_id}: class {value!r} is not "
-                                     f"an id of classes.txt")
+            raise DatasetFormatError(f"{labels_txt}: image {image_id}: class {value!r} is not an id of classes.txt")
         entries.append((int(value), rel_path))
 
     result = {}
     for split in SPLITS:
         in_split = [(c, p) for c, p in entries if (c <= LAST_TRAIN_CLASS) == (split == "train")]
         labels = {c: i for i, c in enumerate(sorted({c for c, _ in in_split}))}
-        result[split] = [ImageRecord(image_id=p, label=labels[c], class_name=str(c), split=split,
-                                     path=os.path.join(base, "images", p))
-                         for c, p in sorted(in_split)]
+        result[split] = [
+            ImageRecord(
+                image_id=p, label=labels[c], class_name=str(c), split=split, path=os.path.join(base, "images", p)
+            )
+            for c, p in sorted(in_split)
+        ]
     return result

@@ -11,9 +11,9 @@ original values, no interpolation invented); ``resample="bilinear"`` gives smoot
 Intensities 0..16 map linearly to 0..255 (ink bright on black, as in scikit-learn), replicated
 to three equal channels.
 """
+
 import dataclasses
 import io
-from typing import Dict, List
 
 import numpy as np
 
@@ -26,8 +26,10 @@ QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
 GENERATED = True
 LOAD_OPTIONS = ()
-INSTRUCTIONS = ("Nothing to download: the digits ship with scikit-learn "
-                "(sklearn.datasets.load_digits); install scikit-learn if it is missing.")
+INSTRUCTIONS = (
+    "Nothing to download: the digits ship with scikit-learn "
+    "(sklearn.datasets.load_digits); install scikit-learn if it is missing."
+)
 
 NUM_IMAGES = 1797
 IMAGE_SIZE = 32
@@ -47,8 +49,7 @@ def _upsample(images: np.ndarray, image_size: int, resample: str) -> np.ndarray:
         grey = images.repeat(factor, axis=1).repeat(factor, axis=2)
     else:
         method = Image.Resampling.NEAREST if resample == "nearest" else Image.Resampling.BILINEAR
-        grey = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), method))
-                         for im in images])
+        grey = np.stack([np.asarray(Image.fromarray(im).resize((image_size, image_size), method)) for im in images])
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
@@ -75,23 +76,25 @@ def _check(image_size, resample):
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8. Received: image_size={image_size}")
     if resample not in _RESAMPLING:
-        raise ValueError(f"resample must be one of {', '.join(_RESAMPLING)}. "
-                         f"Received: resample={resample!r}")
+        raise ValueError(f"resample must be one of {', '.join(_RESAMPLING)}. Received: resample={resample!r}")
 
 
-def list_images(raw_dir=None) -> Dict[str, List[ImageRecord]]:
+def list_images(raw_dir=None) -> dict[str, list[ImageRecord]]:
     """The records ``load`` returns without their bytes (``data=None``): what a converter lists
     before its workers encode each class with ``generate_class``."""
     del raw_dir
     _, targets = _digits()
-    return {split: [ImageRecord(image_id=f"{NAME}/c{digit}/i{index:04d}.png", label=label,
-                                class_name=str(digit), split=split)
-                    for label, digit in enumerate(digits) for index in np.flatnonzero(targets == digit)]
-            for split, digits in (("train", TRAIN_DIGITS), ("test", TEST_DIGITS))}
+    return {
+        split: [
+            ImageRecord(image_id=f"{NAME}/c{digit}/i{index:04d}.png", label=label, class_name=str(digit), split=split)
+            for label, digit in enumerate(digits)
+            for index in np.flatnonzero(targets == digit)
+        ]
+        for split, digits in (("train", TRAIN_DIGITS), ("test", TEST_DIGITS))
+    }
 
 
-def generate_class(class_name: str, *, image_size: int = IMAGE_SIZE,
-                   resample: str = "nearest") -> List[bytes]:
+def generate_class(class_name: str, *, image_size: int = IMAGE_SIZE, resample: str = "nearest") -> list[bytes]:
     """The PNG bytes of one digit's images, in the order of its ``list_images`` records."""
     _check(image_size, resample)
     raw, targets = _digits()
@@ -99,8 +102,7 @@ def generate_class(class_name: str, *, image_size: int = IMAGE_SIZE,
     return [_encode_png(image) for image in images]
 
 
-def load(raw_dir=None, *, image_size: int = IMAGE_SIZE,
-         resample: str = "nearest") -> Dict[str, List[ImageRecord]]:
+def load(raw_dir=None, *, image_size: int = IMAGE_SIZE, resample: str = "nearest") -> dict[str, list[ImageRecord]]:
     """The digits as PNG-encoded ImageRecords; ``raw_dir`` is ignored.
 
     Args:

@@ -3,6 +3,7 @@
 A dataset module whose archive is public (``cub200``, ``sop``) calls ``fetch_archive`` from its
 ``download(raw_dir)``; nothing downloads unless the user asks for it.
 """
+
 import hashlib
 import os
 import posixpath
@@ -12,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from tfmetric.datasets.base import DatasetNotFoundError
 
@@ -34,8 +35,9 @@ def _extract(archive: str, dest_dir: str) -> None:
             t.extractall(dest_dir, filter="data")  # refuses links and paths outside dest_dir
 
 
-def fetch_archive(urls: Sequence[str], md5: str, dest_dir: str, instructions: str,
-                  filename: Optional[str] = None, timeout: float = 60.0) -> None:
+def fetch_archive(
+    urls: Sequence[str], md5: str, dest_dir: str, instructions: str, filename: str | None = None, timeout: float = 60.0
+) -> None:
     """Downloads the first reachable of ``urls``, checks its MD5, extracts it into ``dest_dir``.
 
     Raises:
@@ -43,8 +45,10 @@ def fetch_archive(urls: Sequence[str], md5: str, dest_dir: str, instructions: st
         the message carries ``instructions`` for getting the files by hand.
     """
     if "://" in dest_dir:
-        raise ValueError(f"Downloads go to a local directory; fetch the archive, extract it and "
-                         f"copy the files to the remote one. Received: dest_dir={dest_dir!r}")
+        raise ValueError(
+            f"Downloads go to a local directory; fetch the archive, extract it and "
+            f"copy the files to the remote one. Received: dest_dir={dest_dir!r}"
+        )
     os.makedirs(dest_dir, exist_ok=True)
     name = filename or posixpath.basename(urllib.parse.urlparse(urls[0]).path)
     archive = os.path.join(dest_dir, name)
@@ -61,14 +65,14 @@ def fetch_archive(urls: Sequence[str], md5: str, dest_dir: str, instructions: st
     else:
         if os.path.exists(partial):
             os.remove(partial)
-        raise DatasetNotFoundError(
-            f"Could not download {name} ({'; '.join(failures)}).\n\n{instructions}")
+        raise DatasetNotFoundError(f"Could not download {name} ({'; '.join(failures)}).\n\n{instructions}")
     actual = _md5(partial)
     if actual != md5:
         os.remove(partial)
         raise DatasetNotFoundError(
             f"{name} from {url} failed verification: md5 {actual}, expected {md5} (incomplete or "
-            f"changed download; it was deleted).\n\n{instructions}")
+            f"changed download; it was deleted).\n\n{instructions}"
+        )
     os.replace(partial, archive)
     sys.stderr.write(f"Verified {name} (md5 {md5}); extracting into {dest_dir}\n")
     _extract(archive, dest_dir)

@@ -8,8 +8,9 @@ an image is reported and skipped by the converter, not dropped silently here. La
 contiguous within each split in sorted class-name order; ``class_name`` is the folder name;
 ``image_id`` the path relative to the root (``<class>/<file>``).
 """
+
 import os
-from typing import Iterable, List, Optional, Union
+from collections.abc import Iterable
 
 import tensorflow as tf
 
@@ -31,20 +32,22 @@ Put one folder per class under <raw-dir> (pass it with --raw-dir):
 Classes are split by sorted name (first half train) unless --train-classes FILE and/or
 --test-classes FILE (one class name per line) are given."""
 
-ClassSpec = Optional[Union[str, Iterable[str]]]
+ClassSpec = str | Iterable[str] | None
 
 
 def _hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def _class_list(spec: ClassSpec, known: List[str], root: str) -> Optional[List[str]]:
+def _class_list(spec: ClassSpec, known: list[str], root: str) -> list[str] | None:
     if spec is None:
         return None
     if isinstance(spec, str):  # a file of class names
-        named = [(f"{spec}:{n}", line.strip())
-                 for n, line in read_lines(spec, f"Class list {spec} does not exist.")
-                 if not line.lstrip().startswith("#")]
+        named = [
+            (f"{spec}:{n}", line.strip())
+            for n, line in read_lines(spec, f"Class list {spec} does not exist.")
+            if not line.lstrip().startswith("#")
+        ]
     else:
         named = [(f"class list entry {n}", str(name)) for n, name in enumerate(spec, start=1)]
     known_set = set(known)
@@ -64,7 +67,7 @@ def _printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _images(class_dir: str) -> List[str]:
+def _images(class_dir: str) -> list[str]:
     """Non-hidden files under ``class_dir``, recursively, as paths relative to it, sorted."""
     found = []
     # gfile decodes every name in a directory as UTF-8 and fails on one that is not; os.walk keeps
@@ -85,8 +88,10 @@ def load(raw_dir: str, train_classes: ClassSpec = None, test_classes: ClassSpec 
     listdir, isdir = (os.listdir, os.path.isdir) if _local(raw_dir) else (tf.io.gfile.listdir, tf.io.gfile.isdir)
     names = sorted(d.rstrip("/") for d in listdir(raw_dir) if not _hidden(d) and isdir(os.path.join(raw_dir, d)))
     if len(names) < 2:
-        raise DatasetNotFoundError(f"{raw_dir} holds {len(names)} class folder(s); at least 2 are "
-                                   f"needed (one for training, one for testing).\n\n{INSTRUCTIONS}")
+        raise DatasetNotFoundError(
+            f"{raw_dir} holds {len(names)} class folder(s); at least 2 are "
+            f"needed (one for training, one for testing).\n\n{INSTRUCTIONS}"
+        )
     train = _class_list(train_classes, names, raw_dir)
     test = _class_list(test_classes, names, raw_dir)
     if train is None and test is None:
@@ -104,7 +109,15 @@ def load(raw_dir: str, train_classes: ClassSpec = None, test_classes: ClassSpec 
     for split, classes in (("train", train), ("test", test)):
         files = {name: _images(os.path.join(raw_dir, name)) for name in sorted(set(classes))}
         non_empty = [name for name in files if files[name]]  # keeps labels contiguous
-        result[split] = [ImageRecord(image_id=_printable(f"{name}/{rel}"), label=label, class_name=_printable(name),
-                                     split=split, path=os.path.join(raw_dir, name, rel))
-                         for label, name in enumerate(non_empty) for rel in files[name]]
+        result[split] = [
+            ImageRecord(
+                image_id=_printable(f"{name}/{rel}"),
+                label=label,
+                class_name=_printable(name),
+                split=split,
+                path=os.path.join(raw_dir, name, rel),
+            )
+            for label, name in enumerate(non_empty)
+            for rel in files[name]
+        ]
     return result

@@ -5,6 +5,7 @@
 over both), so a query's label equals the label of its item's gallery images. ``class_name`` is the
 item id (``id_00000002``); ``image_id`` the listed path (``img/WOMEN/Dresses/...jpg``).
 """
+
 import os
 
 import tensorflow as tf
@@ -52,8 +53,9 @@ def _read_partition(path: str):
     for number, line in lines[2:]:
         parts = line.split()
         if len(parts) != 3 or parts[2] not in SPLITS:
-            raise DatasetFormatError(f"{path}:{number}: expected '<image_name> <item_id> "
-                                     f"train|query|gallery', got {line!r}")
+            raise DatasetFormatError(
+                f"{path}:{number}: expected '<image_name> <item_id> train|query|gallery', got {line!r}"
+            )
         rows.append((parts[2], parts[1], parts[0]))
     if len(rows) != int(count):
         raise DatasetFormatError(f"{path}:{count_line}: announces {int(count)} images but lists {len(rows)}")
@@ -70,7 +72,11 @@ def load(raw_dir: str):
     result = {}
     for split in SPLITS:
         labels = label_spaces[split]
-        result[split] = [ImageRecord(image_id=name, label=labels[item], class_name=item,
-                                     split=split, path=os.path.join(raw_dir, name))
-                         for s, item, name in sorted(rows, key=lambda r: (r[1], r[2])) if s == split]
+        result[split] = [
+            ImageRecord(
+                image_id=name, label=labels[item], class_name=item, split=split, path=os.path.join(raw_dir, name)
+            )
+            for s, item, name in sorted(rows, key=lambda r: (r[1], r[2]))
+            if s == split
+        ]
     return result

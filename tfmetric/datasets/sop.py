@@ -5,6 +5,7 @@ Splits as listed in ``Ebay_train.txt`` (59,551 images, 11,318 classes) and ``Eba
 ``class_name`` is the original ``class_id``; ``image_id`` the listed path
 (``bicycle_final/111085122871_0.JPG``), relative to ``Stanford_Online_Products/``.
 """
+
 import os
 
 import tensorflow as tf
@@ -23,8 +24,10 @@ LOAD_OPTIONS = ()
 BASE = "Stanford_Online_Products"
 LISTS = {"train": "Ebay_train.txt", "test": "Ebay_test.txt"}
 HEADER = ["image_id", "class_id", "super_class_id", "path"]
-URLS = ["http://ftp.cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
-        "ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip"]
+URLS = [
+    "http://ftp.cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
+    "ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip",
+]
 ARCHIVE = "Stanford_Online_Products.zip"
 MD5 = "7f73d41a2f44250d4779881525aea32e"
 
@@ -57,8 +60,9 @@ def _read_list(path: str):
     for number, line in lines[1:]:
         parts = line.split()
         if len(parts) != 4 or not all(p.isdigit() for p in parts[:3]):
-            raise DatasetFormatError(f"{path}:{number}: expected "
-                                     f"'<image_id> <class_id> <super_class_id> <path>', got {line!r}")
+            raise DatasetFormatError(
+                f"{path}:{number}: expected '<image_id> <class_id> <super_class_id> <path>', got {line!r}"
+            )
         rows.append((int(parts[1]), parts[3]))
     return rows
 
@@ -70,7 +74,8 @@ def load(raw_dir: str):
     for split in SPLITS:
         rows = _read_list(os.path.join(base, LISTS[split]))
         labels = {c: i for i, c in enumerate(sorted({c for c, _ in rows}))}
-        result[split] = [ImageRecord(image_id=p, label=labels[c], class_name=str(c), split=split,
-                                     path=os.path.join(base, p))
-                         for c, p in sorted(rows)]
+        result[split] = [
+            ImageRecord(image_id=p, label=labels[c], class_name=str(c), split=split, path=os.path.join(base, p))
+            for c, p in sorted(rows)
+        ]
     return result

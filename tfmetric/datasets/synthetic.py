@@ -19,10 +19,11 @@ default size is 32x32 for that reason: 64x64 renders just as well but trains abo
 Rendering is vectorised over the images of a class with signed distance functions evaluated on
 the pixel grid (anti-aliased over one pixel); all 4,800 default images take about a second.
 """
+
 import dataclasses
 import io
 import math
-from typing import Dict, Iterable, List, Tuple
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -35,8 +36,10 @@ QUERY_SPLIT = "test"
 GALLERY_SPLIT = None
 GENERATED = True
 LOAD_OPTIONS = ()
-INSTRUCTIONS = ("Nothing to download: the synthetic dataset is generated on the fly from a seed "
-                "(tfmetric.datasets.synthetic.load(seed=0)).")
+INSTRUCTIONS = (
+    "Nothing to download: the synthetic dataset is generated on the fly from a seed "
+    "(tfmetric.datasets.synthetic.load(seed=0))."
+)
 
 NUM_CLASSES = 200
 IMAGES_PER_CLASS = 24
@@ -52,13 +55,13 @@ _STRIPES, _CHECKS, _DOTS = range(3)
 # Difficulty knobs, tuned so that raw pixels stay weak (test Recall@1 < 0.1: translation and
 # clutter defeat pixel matching) while a translation-equivariant CNN learns the classes: a small
 # CNN reaches Recall@1 ≈ 0.8 in two CPU minutes, the demo's InceptionV1 ≈ 0.3 in four.
-_MAX_ROTATION = 0.4                # radians either way (about 23 degrees)
-_SCALE_RANGE = (0.7, 1.0)          # object units per half image
-_MAX_SHIFT = 0.3                  # object centre offset, fraction of the half image
-_CLUTTER_BEHIND = (0, 2)           # distractor shapes behind the product, inclusive
-_CLUTTER_FRONT_PROB = 0.3          # chance of one occluding distractor in front
-_CLUTTER_RADIUS = (0.08, 0.25)     # distractor size, fraction of the half image
-_NOISE_AMPLITUDE = 0.06            # uniform noise in [-a, a] per pixel and channel
+_MAX_ROTATION = 0.4  # radians either way (about 23 degrees)
+_SCALE_RANGE = (0.7, 1.0)  # object units per half image
+_MAX_SHIFT = 0.3  # object centre offset, fraction of the half image
+_CLUTTER_BEHIND = (0, 2)  # distractor shapes behind the product, inclusive
+_CLUTTER_FRONT_PROB = 0.3  # chance of one occluding distractor in front
+_CLUTTER_RADIUS = (0.08, 0.25)  # distractor size, fraction of the half image
+_NOISE_AMPLITUDE = 0.06  # uniform noise in [-a, a] per pixel and channel
 
 
 def _hsv_to_rgb(h, s, v):
@@ -69,15 +72,13 @@ def _hsv_to_rgb(h, s, v):
     i = np.floor(h).astype(np.int32) % 6
     f = h - np.floor(h)
     p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    table = np.stack([np.stack(c, -1) for c in
-                      ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
+    table = np.stack([np.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)
     return np.take_along_axis(table, i[None, ..., None].repeat(3, -1), 0)[0]
 
 
 def _random_colour(rng, size=None):
     """Saturated-enough colours so products differ mostly in hue/value, not in greyness."""
-    return _hsv_to_rgb(rng.uniform(0, 1, size), rng.uniform(0.35, 1.0, size),
-                       rng.uniform(0.25, 1.0, size))
+    return _hsv_to_rgb(rng.uniform(0, 1, size), rng.uniform(0.35, 1.0, size), rng.uniform(0.25, 1.0, size))
 
 
 def _class_params(seed: int, class_id: int) -> dict:
@@ -85,18 +86,24 @@ def _class_params(seed: int, class_id: int) -> dict:
     rng = np.random.default_rng([seed, class_id, 0])
     n = int(rng.integers(2, 5))
     # The first primitive is the body, centred and large; the others are attached parts.
-    centre = np.concatenate([rng.uniform(-0.1, 0.1, (1, 2)),
-                             rng.uniform(-0.5, 0.5, (n - 1, 2))], 0)
+    centre = np.concatenate([rng.uniform(-0.1, 0.1, (1, 2)), rng.uniform(-0.5, 0.5, (n - 1, 2))], 0)
     size = np.concatenate([rng.uniform(0.45, 0.65, 1), rng.uniform(0.18, 0.4, n - 1)])
     textured = rng.uniform(size=n) < 0.5
     textured[int(rng.integers(n))] = True
     return dict(
-        kind=rng.integers(0, 5, n), centre=centre.astype(np.float32),
-        size=size.astype(np.float32), aspect=rng.uniform(0.45, 1.0, n).astype(np.float32),
+        kind=rng.integers(0, 5, n),
+        centre=centre.astype(np.float32),
+        size=size.astype(np.float32),
+        aspect=rng.uniform(0.45, 1.0, n).astype(np.float32),
         angle=rng.uniform(0, 2 * math.pi, n).astype(np.float32),
-        lobes=rng.integers(4, 8, n), colour=_random_colour(rng, n), colour2=_random_colour(rng, n),
-        textured=textured, texture=int(rng.integers(0, 3)),
-        frequency=float(rng.uniform(1.5, 3.5)), orientation=float(rng.uniform(0, math.pi)))
+        lobes=rng.integers(4, 8, n),
+        colour=_random_colour(rng, n),
+        colour2=_random_colour(rng, n),
+        textured=textured,
+        texture=int(rng.integers(0, 3)),
+        frequency=float(rng.uniform(1.5, 3.5)),
+        orientation=float(rng.uniform(0, math.pi)),
+    )
 
 
 def _rotate(u, v, angle):
@@ -116,7 +123,7 @@ def _cos_multiple(c, k: int):
 def _primitive_distance(kind: int, u, v, size, aspect, lobes):
     """Approximate signed distance (object units) to a primitive centred at the origin."""
     if kind == _ELLIPSE:
-        return (np.sqrt((u * aspect) ** 2 + v * v) - size * aspect)
+        return np.sqrt((u * aspect) ** 2 + v * v) - size * aspect
     if kind == _RECTANGLE:
         return np.maximum(np.abs(u) - size, np.abs(v) - size * aspect)
     if kind == _TRIANGLE:
@@ -188,8 +195,7 @@ def _blob(rng, canvas, margin, present):
     v = v / aspect
     au, av = np.abs(u), np.abs(v)
     weights = rng.dirichlet((0.3, 0.3, 0.3), n).astype(np.float32).reshape(n, 3, 1, 1, 1)
-    rho = (weights[:, 0] * (au + av) * 0.75 + weights[:, 1] * np.sqrt(u * u + v * v)
-           + weights[:, 2] * np.maximum(au, av))
+    rho = weights[:, 0] * (au + av) * 0.75 + weights[:, 1] * np.sqrt(u * u + v * v) + weights[:, 2] * np.maximum(au, av)
     alpha = np.clip(0.5 - (rho - radius) * (aspect / pixel), 0.0, 1.0) * present.reshape(n, 1, 1, 1)
     colour, colour2 = _colours(rng, n), _colours(rng, n)
     w = 2 * math.pi * _uniform(rng, 1.0, 2.5, n) / radius  # 1-2.5 periods per radius
@@ -200,15 +206,15 @@ def _blob(rng, canvas, margin, present):
     p = np.clip(0.5 + 2.0 * s, 0.0, 1.0) * textured
 
     # Per-image slicing beats one fancy-indexed gather/scatter here (about 2x at the defaults).
-    region = np.stack([canvas[i, :, top[i]:top[i] + window, left[i]:left[i] + window]
-                       for i in range(n)])
+    region = np.stack([canvas[i, :, top[i] : top[i] + window, left[i] : left[i] + window] for i in range(n)])
     _composite(region, alpha, colour + p * (colour2 - colour))
     for i in range(n):
-        canvas[i, :, top[i]:top[i] + window, left[i]:left[i] + window] = region[i]
+        canvas[i, :, top[i] : top[i] + window, left[i] : left[i] + window] = region[i]
 
 
-def render_class(class_id: int, *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS,
-                 image_size: int = IMAGE_SIZE) -> np.ndarray:
+def render_class(
+    class_id: int, *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS, image_size: int = IMAGE_SIZE
+) -> np.ndarray:
     """All images of one class as uint8 ``[images_per_class, image_size, image_size, 3]``."""
     params = _class_params(seed, class_id)
     rng = np.random.default_rng([seed, class_id, 1])
@@ -221,7 +227,7 @@ def render_class(class_id: int, *, seed: int = 0, images_per_class: int = IMAGES
     # times that in image axes, plus one anti-aliasing pixel.
     margin = int(math.ceil(_CLUTTER_RADIUS[1] * 4 / 3 * math.sqrt(2) * h / 2)) + 1
     canvas = np.zeros((n, 3, h + 2 * margin, h + 2 * margin), np.float32)
-    image = canvas[:, :, margin:margin + h, margin:margin + h]  # a view
+    image = canvas[:, :, margin : margin + h, margin : margin + h]  # a view
 
     # Background: a flat colour, for 60% of the images blended towards a second one.
     c0, c1 = _colours(rng, n), _colours(rng, n)
@@ -244,8 +250,9 @@ def render_class(class_id: int, *, seed: int = 0, images_per_class: int = IMAGES
     texture = _pattern(params["texture"], u, v, params["frequency"], params["orientation"])
     for i in range(len(params["kind"])):
         pu, pv = _rotate(u - params["centre"][i, 0], v - params["centre"][i, 1], params["angle"][i])
-        d = _primitive_distance(int(params["kind"][i]), pu, pv, params["size"][i],
-                                params["aspect"][i], params["lobes"][i])
+        d = _primitive_distance(
+            int(params["kind"][i]), pu, pv, params["size"][i], params["aspect"][i], params["lobes"][i]
+        )
         alpha = np.clip(0.5 - d * inverse_pixel, 0.0, 1.0)
         colour = params["colour"][i].reshape(1, 3, 1, 1)
         if params["textured"][i]:
@@ -263,19 +270,19 @@ def render_class(class_id: int, *, seed: int = 0, images_per_class: int = IMAGES
     return np.ascontiguousarray(image.transpose(0, 2, 3, 1))
 
 
-def generate(class_ids: Iterable[int], *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS,
-             image_size: int = IMAGE_SIZE) -> Tuple[np.ndarray, np.ndarray]:
+def generate(
+    class_ids: Iterable[int], *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS, image_size: int = IMAGE_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Uncompressed images of the given classes: (uint8 [N, H, W, 3], int64 class ids [N])."""
     class_ids = [int(c) for c in class_ids]
-    images = [render_class(c, seed=seed, images_per_class=images_per_class, image_size=image_size)
-              for c in class_ids]
+    images = [render_class(c, seed=seed, images_per_class=images_per_class, image_size=image_size) for c in class_ids]
     labels = np.repeat(np.asarray(class_ids, np.int64), images_per_class)
     if not images:
         return np.zeros((0, image_size, image_size, 3), np.uint8), labels
     return np.concatenate(images, 0), labels
 
 
-def split_classes(num_classes: int = NUM_CLASSES) -> Dict[str, range]:
+def split_classes(num_classes: int = NUM_CLASSES) -> dict[str, range]:
     """Global class ids of each split: the first half trains, the second half is held out."""
     half = num_classes // 2
     return {"train": range(0, half), "test": range(half, num_classes)}
@@ -294,39 +301,52 @@ def _check(seed, num_classes, images_per_class, image_size):
     if seed < 0:
         raise ValueError(f"seed must be >= 0. Received: seed={seed}")
     if num_classes < 2 or num_classes % 2:
-        raise ValueError(
-            f"num_classes must be an even number >= 2. Received: num_classes={num_classes}")
+        raise ValueError(f"num_classes must be an even number >= 2. Received: num_classes={num_classes}")
     if images_per_class < 2:
-        raise ValueError(
-            f"images_per_class must be >= 2. Received: images_per_class={images_per_class}")
+        raise ValueError(f"images_per_class must be >= 2. Received: images_per_class={images_per_class}")
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16. Received: image_size={image_size}")
 
 
-def list_images(raw_dir=None, *, num_classes: int = NUM_CLASSES,
-                images_per_class: int = IMAGES_PER_CLASS) -> Dict[str, List[ImageRecord]]:
+def list_images(
+    raw_dir=None, *, num_classes: int = NUM_CLASSES, images_per_class: int = IMAGES_PER_CLASS
+) -> dict[str, list[ImageRecord]]:
     """The records ``load`` returns without their bytes (``data=None``): what a converter lists
     before its workers render each class with ``generate_class``."""
     del raw_dir
     _check(0, num_classes, images_per_class, IMAGE_SIZE)
     width = max(4, len(str(num_classes - 1)))
-    return {split: [ImageRecord(image_id=f"{NAME}/c{class_id:0{width}d}/i{i:03d}.jpg", label=label,
-                                class_name=str(class_id), split=split)
-                    for label, class_id in enumerate(class_ids) for i in range(images_per_class)]
-            for split, class_ids in split_classes(num_classes).items()}
+    return {
+        split: [
+            ImageRecord(
+                image_id=f"{NAME}/c{class_id:0{width}d}/i{i:03d}.jpg",
+                label=label,
+                class_name=str(class_id),
+                split=split,
+            )
+            for label, class_id in enumerate(class_ids)
+            for i in range(images_per_class)
+        ]
+        for split, class_ids in split_classes(num_classes).items()
+    }
 
 
-def generate_class(class_name: str, *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS,
-                   image_size: int = IMAGE_SIZE) -> List[bytes]:
+def generate_class(
+    class_name: str, *, seed: int = 0, images_per_class: int = IMAGES_PER_CLASS, image_size: int = IMAGE_SIZE
+) -> list[bytes]:
     """The JPEG bytes of one class's images, in the order of its ``list_images`` records."""
-    images = render_class(int(class_name), seed=seed, images_per_class=images_per_class,
-                          image_size=image_size)
+    images = render_class(int(class_name), seed=seed, images_per_class=images_per_class, image_size=image_size)
     return [_encode_jpeg(image) for image in images]
 
 
-def load(raw_dir=None, *, seed: int = 0, num_classes: int = NUM_CLASSES,
-         images_per_class: int = IMAGES_PER_CLASS,
-         image_size: int = IMAGE_SIZE) -> Dict[str, List[ImageRecord]]:
+def load(
+    raw_dir=None,
+    *,
+    seed: int = 0,
+    num_classes: int = NUM_CLASSES,
+    images_per_class: int = IMAGES_PER_CLASS,
+    image_size: int = IMAGE_SIZE,
+) -> dict[str, list[ImageRecord]]:
     """Generate the dataset; ``raw_dir`` is ignored (nothing is read from or written to disk).
 
     Args:
@@ -338,10 +358,11 @@ def load(raw_dir=None, *, seed: int = 0, num_classes: int = NUM_CLASSES,
     """
     _check(seed, num_classes, images_per_class, image_size)
     records = list_images(raw_dir, num_classes=num_classes, images_per_class=images_per_class)
-    for split, listed in records.items():
+    for listed in records.values():
         for start in range(0, len(listed), images_per_class):
-            encoded = generate_class(listed[start].class_name, seed=seed,
-                                     images_per_class=images_per_class, image_size=image_size)
+            encoded = generate_class(
+                listed[start].class_name, seed=seed, images_per_class=images_per_class, image_size=image_size
+            )
             for i, data in enumerate(encoded):
                 listed[start + i] = dataclasses.replace(listed[start + i], data=data)
     return records

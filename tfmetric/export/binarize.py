@@ -6,6 +6,7 @@ Sec. 3.2). Bit ``j`` of an embedding is bit ``7 - j % 8`` of byte ``j // 8``; wh
 not a multiple of 8 the last byte is padded with zero bits, which are equal for every code and so
 never add to a Hamming distance. ``tfmetric.metrics.pack_bits`` is the numpy twin of this op.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -29,8 +30,7 @@ def pack_sign_bits(embeddings):
     x = tf.convert_to_tensor(embeddings)
     rank, dim = x.shape.rank, x.shape[-1] if x.shape.rank else None
     if rank is None or rank < 1 or dim is None:
-        raise ValueError(f"embeddings need a static rank >= 1 and a static last dimension. "
-                         f"Received: shape={x.shape}")
+        raise ValueError(f"embeddings need a static rank >= 1 and a static last dimension. Received: shape={x.shape}")
     width = packed_width(dim)
     bits = tf.cast(x > 0, tf.int32)
     if width * 8 != dim:
@@ -48,7 +48,8 @@ def unpack_sign_bits(codes, dim):
     """
     codes = np.asarray(codes, np.uint8)
     if codes.shape[-1] != packed_width(dim):
-        raise ValueError(f"codes of {codes.shape[-1]} bytes cannot hold dim={dim} bits "
-                         f"(expected {packed_width(dim)} bytes).")
+        raise ValueError(
+            f"codes of {codes.shape[-1]} bytes cannot hold dim={dim} bits (expected {packed_width(dim)} bytes)."
+        )
     bits = np.unpackbits(codes, axis=-1, count=dim)
     return bits.astype(np.float32) * 2.0 - 1.0

@@ -6,6 +6,7 @@ preprocessing, model, bit packing) is what gets evaluated. Metrics come from
 batches of the run's ``eval_batch_size``: for the same weights the numbers equal the ones training
 reported.
 """
+
 import dataclasses
 import os
 
@@ -13,8 +14,13 @@ from tfmetric import config as config_lib
 from tfmetric.data.sources import open_source
 from tfmetric.export import loader, model_card
 from tfmetric.export.binarize import unpack_sign_bits
-from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES_INPUT, DEFAULT_SIGNATURE,
-                                            EMBEDDING_OUTPUT)
+from tfmetric.export.serving_module import (
+    BINARY_SIGNATURE,
+    BITS_OUTPUT,
+    BYTES_INPUT,
+    DEFAULT_SIGNATURE,
+    EMBEDDING_OUTPUT,
+)
 from tfmetric.metrics import evaluation
 
 
@@ -37,15 +43,20 @@ def resolve_config(card, dataset=None, data_dir=None, raw_dir=None):
         config = config_lib.ExperimentConfig.from_dict(card["config"])
     else:
         config = config_lib.preset(dataset)
-    overrides = [f"{field}={value}" for field, value in (("data.data_dir", data_dir), ("data.raw_dir", raw_dir))
-                 if value is not None]
+    overrides = [
+        f"{field}={value}"
+        for field, value in (("data.data_dir", data_dir), ("data.raw_dir", raw_dir))
+        if value is not None
+    ]
     return config_lib.apply_overrides(config, overrides)
 
 
 def signature_embedder(signature, output):
     """A bytes signature as an ``embedding_fn`` for ``tfmetric.metrics.evaluation.embed``."""
+
     def embed(image_bytes):
         return signature(**{BYTES_INPUT: image_bytes})[output]
+
     return embed
 
 
@@ -66,8 +77,9 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
       (metrics dict of python floats, the ExperimentConfig used).
     """
     if not os.path.isdir(model_dir):
-        raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
-                                 f"Received: model_dir={model_dir}")
+        raise NotADirectoryError(
+            f"model_dir is not a directory; pass saved_models/<name>/<version>. Received: model_dir={model_dir}"
+        )
     card = model_card.read_model_card(model_dir)
     config = resolve_config(card, dataset, data_dir, raw_dir)
     name, output = (BINARY_SIGNATURE, BITS_OUTPUT) if binary else (DEFAULT_SIGNATURE, EMBEDDING_OUTPUT)
@@ -87,4 +99,3 @@ def evaluate_saved_model(model_dir, dataset=None, data_dir=None, raw_dir=None, b
     eval_config = dataclasses.replace(config.eval, binary=True, nmi=False)
     scores = evaluation.score(query, qlabels, gallery, glabels, eval_config)
     return {k: v for k, v in scores.items() if k.startswith("binary/")}, config
-

@@ -4,6 +4,7 @@ Written at the root of the version directory, beside ``saved_model.pb`` (TF Serv
 by every export (``tfmetric.export``); every consumer requires it. ``python -m tfmetric.evaluate``
 reads the training config back from it.
 """
+
 import datetime
 import hashlib
 import json
@@ -12,14 +13,15 @@ import os
 import keras
 import tensorflow as tf
 
-from tfmetric.json_file import Artifact
 from tfmetric.export.binarize import packed_width
 from tfmetric.export.serving_module import signature_table
+from tfmetric.json_file import Artifact
 
 MODEL_CARD = "model_card.json"
 CARD_VERSION = 1
-MODEL_CARD_FILE = Artifact("model card", MODEL_CARD, "card_version", CARD_VERSION,
-                           hint="Export the model again with this tfmetric.")
+MODEL_CARD_FILE = Artifact(
+    "model card", MODEL_CARD, "card_version", CARD_VERSION, hint="Export the model again with this tfmetric."
+)
 
 
 def config_hash(config):
@@ -34,7 +36,7 @@ def build_model_card(config, name, dim, normalization, max_pixels, metrics=None,
     return {
         "card_version": CARD_VERSION,
         "name": name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "dataset": d.dataset,
         "backbone": m.backbone,
         "weights": m.weights,
@@ -51,11 +53,17 @@ def build_model_card(config, name, dim, normalization, max_pixels, metrics=None,
             "image_size": d.image_size,
             "normalization": normalization,
         },
-        "binarization": ("bit j = embedding[j] > 0, packed MSB-first like numpy.packbits(x > 0, axis=-1); "
-                         "the last byte is zero-padded when embedding_dim % 8 != 0"),
-        "signatures": {sig: {"inputs": {k: {"dtype": t, "shape": list(s)} for k, (t, s) in ins.items()},
-                             "outputs": {k: {"dtype": t, "shape": list(s)} for k, (t, s) in outs.items()}}
-                       for sig, (ins, outs) in signature_table(dim).items()},
+        "binarization": (
+            "bit j = embedding[j] > 0, packed MSB-first like numpy.packbits(x > 0, axis=-1); "
+            "the last byte is zero-padded when embedding_dim % 8 != 0"
+        ),
+        "signatures": {
+            sig: {
+                "inputs": {k: {"dtype": t, "shape": list(s)} for k, (t, s) in ins.items()},
+                "outputs": {k: {"dtype": t, "shape": list(s)} for k, (t, s) in outs.items()},
+            }
+            for sig, (ins, outs) in signature_table(dim).items()
+        },
         "config_sha256": config_hash(config),
         "config": config.to_dict(),
         "test_metrics": metrics,
@@ -77,11 +85,14 @@ def read_model_card(model_dir):
     """
     if not MODEL_CARD_FILE.exists(model_dir):
         if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
-            raise FileNotFoundError(f"{model_dir}: no saved_model.pb there; pass an exported version, "
-                                    f"saved_models/<name>/<version>.")
-        raise FileNotFoundError(f"{model_dir}: the SavedModel has no {MODEL_CARD}, so it was not exported by "
-                                f"tfmetric.export (which always writes one); export the model with "
-                                f"python -m tfmetric.export.")
+            raise FileNotFoundError(
+                f"{model_dir}: no saved_model.pb there; pass an exported version, saved_models/<name>/<version>."
+            )
+        raise FileNotFoundError(
+            f"{model_dir}: the SavedModel has no {MODEL_CARD}, so it was not exported by "
+            f"tfmetric.export (which always writes one); export the model with "
+            f"python -m tfmetric.export."
+        )
     return MODEL_CARD_FILE.read(model_dir)
 
 

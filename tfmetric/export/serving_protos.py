@@ -16,6 +16,7 @@ The classes live in a private descriptor pool, so they do not clash with ``tenso
 imported in the same process; their TensorProto is wire-compatible with TensorFlow's but a
 different class (convert with ``to_tensor_proto`` / ``from_tensor_proto``).
 """
+
 import functools
 
 import tensorflow as tf
@@ -58,27 +59,54 @@ def _add_message(file_proto, name, fields, tensor_map=None):
     _add_fields(message, fields)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pool():
     pool = descriptor_pool.DescriptorPool()
     added = set()
     _add_file(pool, tensor_pb2.DESCRIPTOR, added)
     _add_file(pool, wrappers_pb2.DESCRIPTOR, added)
-    f = descriptor_pb2.FileDescriptorProto(name="tfmetric/export/serving_protos.proto", package=PACKAGE,
-                                           syntax="proto3",
-                                           dependency=[tensor_pb2.DESCRIPTOR.name, wrappers_pb2.DESCRIPTOR.name])
+    f = descriptor_pb2.FileDescriptorProto(
+        name="tfmetric/export/serving_protos.proto",
+        package=PACKAGE,
+        syntax="proto3",
+        dependency=[tensor_pb2.DESCRIPTOR.name, wrappers_pb2.DESCRIPTOR.name],
+    )
     p = f".{PACKAGE}"
-    _add_message(f, "ModelSpec", [("name", 1, _STRING, _OPTIONAL, None),
-                                  ("version", 2, _MESSAGE, _OPTIONAL, ".google.protobuf.Int64Value"),
-                                  ("signature_name", 3, _STRING, _OPTIONAL, None)])
-    _add_message(f, "PredictRequest", [("model_spec", 1, _MESSAGE, _OPTIONAL, f"{p}.ModelSpec"),
-                                       ("inputs", 2, _MESSAGE, _REPEATED, f"{p}.PredictRequest.InputsEntry")],
-                 tensor_map="inputs")
-    _add_message(f, "PredictResponse", [("outputs", 1, _MESSAGE, _REPEATED, f"{p}.PredictResponse.OutputsEntry"),
-                                        ("model_spec", 2, _MESSAGE, _OPTIONAL, f"{p}.ModelSpec")],
-                 tensor_map="outputs")
-    _add_message(f, "PredictLog", [("request", 1, _MESSAGE, _OPTIONAL, f"{p}.PredictRequest"),
-                                   ("response", 2, _MESSAGE, _OPTIONAL, f"{p}.PredictResponse")])
+    _add_message(
+        f,
+        "ModelSpec",
+        [
+            ("name", 1, _STRING, _OPTIONAL, None),
+            ("version", 2, _MESSAGE, _OPTIONAL, ".google.protobuf.Int64Value"),
+            ("signature_name", 3, _STRING, _OPTIONAL, None),
+        ],
+    )
+    _add_message(
+        f,
+        "PredictRequest",
+        [
+            ("model_spec", 1, _MESSAGE, _OPTIONAL, f"{p}.ModelSpec"),
+            ("inputs", 2, _MESSAGE, _REPEATED, f"{p}.PredictRequest.InputsEntry"),
+        ],
+        tensor_map="inputs",
+    )
+    _add_message(
+        f,
+        "PredictResponse",
+        [
+            ("outputs", 1, _MESSAGE, _REPEATED, f"{p}.PredictResponse.OutputsEntry"),
+            ("model_spec", 2, _MESSAGE, _OPTIONAL, f"{p}.ModelSpec"),
+        ],
+        tensor_map="outputs",
+    )
+    _add_message(
+        f,
+        "PredictLog",
+        [
+            ("request", 1, _MESSAGE, _OPTIONAL, f"{p}.PredictRequest"),
+            ("response", 2, _MESSAGE, _OPTIONAL, f"{p}.PredictResponse"),
+        ],
+    )
     _add_message(f, "PredictionLog", [("predict_log", 6, _MESSAGE, _OPTIONAL, f"{p}.PredictLog")])
     pool.Add(f)
     return pool

@@ -5,6 +5,7 @@ when it loads a version (``--enable_model_warmup``, on by default), so the first
 does not pay for graph initialisation. The messages come from ``serving_protos`` (runtime
 descriptors with TF Serving's field numbers), not from ``tensorflow-serving-api``.
 """
+
 import os
 
 import numpy as np
@@ -51,8 +52,14 @@ def sample_image(image_size, seed=0):
     """A deterministic uint8 [image_size, image_size, 3] test card (gradients plus noise)."""
     rng = np.random.default_rng(seed)
     ramp = np.linspace(0, 255, image_size, dtype=np.float32)
-    image = np.stack([ramp[None, :].repeat(image_size, 0), ramp[:, None].repeat(image_size, 1),
-                      rng.uniform(0, 255, (image_size, image_size))], axis=-1)
+    image = np.stack(
+        [
+            ramp[None, :].repeat(image_size, 0),
+            ramp[:, None].repeat(image_size, 1),
+            rng.uniform(0, 255, (image_size, image_size)),
+        ],
+        axis=-1,
+    )
     return image.astype(np.uint8)
 
 
@@ -61,6 +68,8 @@ def default_requests(image_size):
     image = sample_image(image_size)
     jpeg = tf.io.encode_jpeg(image, quality=90).numpy()
     encoded = np.array([jpeg], dtype=object)
-    return [(serving_module.DEFAULT_SIGNATURE, {serving_module.BYTES_INPUT: encoded}),
-            (serving_module.BINARY_SIGNATURE, {serving_module.BYTES_INPUT: encoded}),
-            (serving_module.IMAGES_SIGNATURE, {serving_module.IMAGES_INPUT: image[None]})]
+    return [
+        (serving_module.DEFAULT_SIGNATURE, {serving_module.BYTES_INPUT: encoded}),
+        (serving_module.BINARY_SIGNATURE, {serving_module.BYTES_INPUT: encoded}),
+        (serving_module.IMAGES_SIGNATURE, {serving_module.IMAGES_INPUT: image[None]}),
+    ]

@@ -6,6 +6,7 @@ watcher ignores it) and then renamed into place with one ``rename(2)``, so a hal
 version is never visible. If another export took the version meanwhile, the rename fails and the
 next free number is tried. Local file systems only (object stores have no atomic directory rename).
 """
+
 import os
 import re
 import shutil
@@ -17,8 +18,10 @@ _RENAME_ATTEMPTS = 100
 def check_model_name(name):
     """A model name is one path component TF Serving accepts: letters, digits, ``.``, ``_``, ``-``."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"Invalid model name {name!r}; use letters, digits, '.', '_' and '-' "
-                         f"(it is a directory name and the TF Serving model name). Received: name={name!r}")
+        raise ValueError(
+            f"Invalid model name {name!r}; use letters, digits, '.', '_' and '-' "
+            f"(it is a directory name and the TF Serving model name). Received: name={name!r}"
+        )
     return name
 
 
@@ -26,8 +29,11 @@ def versions(model_root):
     """The integer versions present under ``model_root``, ascending (empty if it does not exist)."""
     if not os.path.isdir(model_root):
         return []
-    return sorted(int(entry) for entry in os.listdir(model_root)
-                  if entry.isdigit() and os.path.isdir(os.path.join(model_root, entry)))
+    return sorted(
+        int(entry)
+        for entry in os.listdir(model_root)
+        if entry.isdigit() and os.path.isdir(os.path.join(model_root, entry))
+    )
 
 
 def next_version(model_root):
@@ -65,7 +71,6 @@ def write_version(model_root, write_fn):
                 if not os.path.isdir(final):
                     raise
             version = max(version + 1, next_version(model_root))
-        raise FileExistsError(f"Could not find a free version under {model_root} after "
-                              f"{_RENAME_ATTEMPTS} attempts.")
+        raise FileExistsError(f"Could not find a free version under {model_root} after {_RENAME_ATTEMPTS} attempts.")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

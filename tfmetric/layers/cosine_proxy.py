@@ -1,4 +1,5 @@
 """The CosineProxy layer: the bias-free, normalised last layer of the normalized softmax loss."""
+
 import math
 
 import keras
@@ -36,8 +37,11 @@ class CosineProxy(keras.layers.Layer):
             raise ValueError(f"CosineProxy needs a known embedding dimension. Received: input_shape={input_shape}")
         limit = 1.0 / math.sqrt(dim)
         self.proxies = self.add_weight(
-            name="proxies", shape=(self.num_classes, dim),
-            initializer=keras.initializers.RandomUniform(-limit, limit), trainable=True)
+            name="proxies",
+            shape=(self.num_classes, dim),
+            initializer=keras.initializers.RandomUniform(-limit, limit),
+            trainable=True,
+        )
 
     def call(self, inputs):
         return cosine_logits(inputs, self.proxies, self.temperature)

@@ -3,6 +3,7 @@
 The class weights ("proxies") and the embeddings are both L2-normalised, so each logit is a cosine
 similarity; dividing by a temperature < 1 sharpens the softmax (the paper uses 0.05). There is no bias.
 """
+
 import keras
 import tensorflow as tf
 

@@ -1,4 +1,5 @@
 """Retrieval metrics (Recall@K, MAP@R, R-precision; float cosine and binary Hamming) and NMI."""
+
 from tfmetric.metrics.knn import pack_bits
 from tfmetric.metrics.nmi import nmi
 from tfmetric.metrics.retrieval import retrieval_metrics

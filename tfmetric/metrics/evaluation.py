@@ -4,6 +4,7 @@ The project's one evaluation: the trainer scores its model with it, ``tfmetric.e
 an exported SavedModel's signatures (so both report the same numbers for the same weights), and
 every command prints scores with ``format_scores``.
 """
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,9 +33,11 @@ def embed(embedding_fn, dataset, label="embedding", total=None, verbose=0):
 
 def compiled_embedder(embedding_model):
     """A traced inference function (no retracing per batch, BatchNorm in inference mode)."""
+
     @tf.function(reduce_retracing=True)
     def fn(images):
         return embedding_model(images, training=False)
+
     return fn
 
 
@@ -46,7 +49,7 @@ def score(query, query_labels, gallery=None, gallery_labels=None, eval_config=No
     """
     ks = tuple(eval_config.recall_ks)
     out = {}
-    for binary in ((False, True) if eval_config.binary else (False,)):
+    for binary in (False, True) if eval_config.binary else (False,):
         result = retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=ks, binary=binary)
         tag = "binary/" if binary else ""
         out.update({f"{prefix}{tag}{k}": float(v) for k, v in result.items()})

@@ -9,6 +9,7 @@ faiss computes the scores exactly (brute force) but only its Hamming heap honour
 scores that crosses the k-th position and returns equal scores in arbitrary order. Float results
 are therefore re-ordered here, and rows whose tie group crosses the cut are searched again deeper.
 """
+
 import faiss
 import numpy as np
 
@@ -57,11 +58,12 @@ def search(query, gallery, k, binary=False, self_index=None):
     n = len(gallery)
     k_search = k if self_index is None else k + 1
     if k < 1 or k_search > n:
-        raise ValueError(f"Cannot return k={k} neighbours from a gallery of {n} items"
-                         f"{' excluding the query itself' if self_index is not None else ''}.")
+        raise ValueError(
+            f"Cannot return k={k} neighbours from a gallery of {n} items"
+            f"{' excluding the query itself' if self_index is not None else ''}."
+        )
     if binary:
-        _, ids = faiss.knn_hamming(np.ascontiguousarray(query), np.ascontiguousarray(gallery),
-                                   k_search)
+        _, ids = faiss.knn_hamming(np.ascontiguousarray(query), np.ascontiguousarray(gallery), k_search)
     else:
         ids = _float_topk(query, gallery, k_search)
     if self_index is None:
@@ -100,7 +102,7 @@ def _deeper_topk(query, gallery, k, block_rows):
         step = max(1, block_rows * (k + 1) // width)
         unresolved = []
         for start in range(0, pending.size, step):
-            rows = pending[start:start + step]
+            rows = pending[start : start + step]
             s, i = faiss.knn(query[rows], gallery, width, metric=faiss.METRIC_INNER_PRODUCT)
             done = (s[:, k - 1] > s[:, -1]) | (width == n)
             _order_ties_by_index(s, i)

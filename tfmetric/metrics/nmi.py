@@ -10,6 +10,7 @@ embedding to its nearest centroid (L2) and scores the assignment with scikit-lea
 the CPU (``faiss.IndexFlatL2`` instead of the GPU index; same algorithm). Embeddings are
 L2-normalised first, as the official featurizer's outputs are.
 """
+
 import numbers
 
 import faiss
@@ -53,11 +54,14 @@ def nmi(embeddings, labels, seed=0):
     x = np.asarray(embeddings)
     labels = np.asarray(labels)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"embeddings must be a non-empty 2-D array [num_items, dim]. "
-                         f"Received: embeddings with shape {x.shape}")
+        raise ValueError(
+            f"embeddings must be a non-empty 2-D array [num_items, dim]. Received: embeddings with shape {x.shape}"
+        )
     if labels.ndim != 1 or len(labels) != len(x):
-        raise ValueError(f"labels must be 1-D with one label per row of embeddings ({len(x)}). "
-                         f"Received: labels with shape {labels.shape}")
+        raise ValueError(
+            f"labels must be 1-D with one label per row of embeddings ({len(x)}). "
+            f"Received: labels with shape {labels.shape}"
+        )
     if not np.isfinite(x).all():
         raise ValueError("embeddings contains NaN or infinite values.")
     if not isinstance(seed, numbers.Integral):

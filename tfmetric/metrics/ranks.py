@@ -9,6 +9,7 @@ the items ranked before gallery item ``j`` at score ``s`` are those scoring abov
 scoring exactly ``s`` with a lower gallery index (the ranking rule of ``tfmetric.metrics.knn``).
 Nothing of size K is kept, and every figure is exact at any depth.
 """
+
 import faiss
 import numpy as np
 
@@ -68,17 +69,16 @@ def rank_relevant(query, gallery, query_class, gallery_class, members, r, self_i
         # The heap holds the exact top values; which members of a group of equal scores it kept
         # is arbitrary, so rows where such a group crosses position R are counted instead.
         at_r = np.minimum(r, top_scores.shape[1] - 1)
-        crossing = (r > 0) & (r < top_scores.shape[1]) & (
-            top_scores[rows, np.maximum(r - 1, 0)] == top_scores[rows, at_r])
+        crossing = (
+            (r > 0) & (r < top_scores.shape[1]) & (top_scores[rows, np.maximum(r - 1, 0)] == top_scores[rows, at_r])
+        )
         _order_ties_by_index(top_scores, top_ids)
-        found = (top_ids[:, :depth] >= 0) & (
-            gallery_class[np.maximum(top_ids[:, :depth], 0)] == query_class[:, None])
-        relevant[:, :found.shape[1]] = found & (np.arange(found.shape[1]) < r[:, None])
+        found = (top_ids[:, :depth] >= 0) & (gallery_class[np.maximum(top_ids[:, :depth], 0)] == query_class[:, None])
+        relevant[:, : found.shape[1]] = found & (np.arange(found.shape[1]) < r[:, None])
         relevant[crossing] = False
         counted = np.flatnonzero(crossing)
         if counted.size:
-            relevant[counted] = _relevant_by_counting(scores[counted], query_class[counted],
-                                                      members, r[counted], depth)
+            relevant[counted] = _relevant_by_counting(scores[counted], query_class[counted], members, r[counted], depth)
         in_top = relevant.any(axis=1)
         first_hit[in_top] = relevant[in_top].argmax(axis=1)
         # Queries with no relevant item in their top R: count where their best one ranks.

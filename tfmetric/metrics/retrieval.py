@@ -4,6 +4,7 @@ Recall@K is the metric Zhai & Wu (BMVC 2019) report; R-precision and MAP@R follo
 "A Metric Learning Reality Check" (ECCV 2020). Neighbours are ranked by the rule in
 ``tfmetric.metrics.knn`` (ties by ascending gallery index).
 """
+
 import numbers
 
 import numpy as np
@@ -15,8 +16,9 @@ from tfmetric.metrics import knn, ranks
 _SCORE_BLOCK_BYTES = 1 << 26
 
 
-def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks=(1, 2, 4, 8),
-                      binary=False, block_size=None):
+def retrieval_metrics(
+    query, query_labels, gallery=None, gallery_labels=None, ks=(1, 2, 4, 8), binary=False, block_size=None
+):
     """Retrieval metrics of ``query`` against ``gallery`` (or against itself).
 
     For a query with label ``y``, ``R`` is the number of gallery items labelled ``y`` (in
@@ -56,7 +58,8 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks
       ValueError: naming the offending argument (shapes, lengths, ``ks``, non-finite values).
     """
     query, query_labels, gallery, gallery_labels, ks = _validated(
-        query, query_labels, gallery, gallery_labels, ks, binary, block_size)
+        query, query_labels, gallery, gallery_labels, ks, binary, block_size
+    )
     self_retrieval = gallery is None
 
     if binary:
@@ -70,7 +73,7 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks
 
     # Integer class ids shared by both sides, so labels of any dtype compare with one vector op.
     _, class_ids = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
-    query_class, gallery_class = class_ids[:len(query_labels)], class_ids[len(query_labels):]
+    query_class, gallery_class = class_ids[: len(query_labels)], class_ids[len(query_labels) :]
     num_classes = class_ids.max() + 1
     r = np.bincount(gallery_class, minlength=num_classes)[query_class]
     if self_retrieval:
@@ -86,19 +89,18 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, ks
     r_precision = np.full(len(r), np.nan)
     average_precision = np.full(len(r), np.nan)
     for start in range(0, len(by_r), block_size):
-        rows = by_r[start:start + block_size]
+        rows = by_r[start : start + block_size]
         self_index = rows if self_retrieval else None
         if binary:
             k = max(max(ks), int(r[rows].max()))
-            ids = knn.search(query_codes[rows], gallery_codes, k, binary=True,
-                             self_index=self_index)
+            ids = knn.search(query_codes[rows], gallery_codes, k, binary=True, self_index=self_index)
             relevant = gallery_class[ids] == query_class[rows, None]
             hits += _hits(relevant, ks)
             r_precision[rows], average_precision[rows] = _r_precision_and_ap(relevant, r[rows])
         else:
             first_hit, relevant = ranks.rank_relevant(
-                query_codes[rows], gallery_codes, query_class[rows], gallery_class, members,
-                r[rows], self_index)
+                query_codes[rows], gallery_codes, query_class[rows], gallery_class, members, r[rows], self_index
+            )
             hits += np.array([np.count_nonzero(first_hit < k) for k in ks], np.int64)
             r_precision[rows], average_precision[rows] = _r_precision_and_ap(relevant, r[rows])
 
@@ -138,16 +140,17 @@ def _validated(query, query_labels, gallery, gallery_labels, ks, binary, block_s
     query_labels = _labels("query_labels", query_labels, len(query), "query")
     if gallery is None:
         if gallery_labels is not None:
-            raise ValueError("gallery_labels was given without gallery. Pass both for "
-                             "query/gallery retrieval, or neither for self-retrieval.")
+            raise ValueError(
+                "gallery_labels was given without gallery. Pass both for "
+                "query/gallery retrieval, or neither for self-retrieval."
+            )
         available = len(query) - 1
     else:
         if gallery_labels is None:
             raise ValueError("gallery_labels is required when gallery is given.")
         gallery = _embeddings("gallery", gallery, binary)
         if gallery.shape[1] != query.shape[1]:
-            raise ValueError(f"gallery has dimension {gallery.shape[1]} but query has dimension "
-                             f"{query.shape[1]}.")
+            raise ValueError(f"gallery has dimension {gallery.shape[1]} but query has dimension {query.shape[1]}.")
         gallery_labels = _labels("gallery_labels", gallery_labels, len(gallery), "gallery")
         available = len(gallery)
 
@@ -156,25 +159,27 @@ def _validated(query, query_labels, gallery, gallery_labels, ks, binary, block_s
         raise ValueError(f"ks must be a non-empty sequence of positive integers. Received: ks={ks}")
     ks = tuple(dict.fromkeys(int(k) for k in ks))
     if max(ks) > available:
-        where = ("the other queries (self-retrieval excludes the query itself)"
-                 if gallery is None else "the gallery")
-        raise ValueError(f"ks asks for {max(ks)} neighbours but a query can retrieve only "
-                         f"{available}: the items of {where}. Received: ks={ks}")
-    if block_size is not None and (not isinstance(block_size, numbers.Integral)
-                                   or block_size < 1):
-        raise ValueError(f"block_size must be a positive integer. "
-                         f"Received: block_size={block_size}")
+        where = "the other queries (self-retrieval excludes the query itself)" if gallery is None else "the gallery"
+        raise ValueError(
+            f"ks asks for {max(ks)} neighbours but a query can retrieve only "
+            f"{available}: the items of {where}. Received: ks={ks}"
+        )
+    if block_size is not None and (not isinstance(block_size, numbers.Integral) or block_size < 1):
+        raise ValueError(f"block_size must be a positive integer. Received: block_size={block_size}")
     return query, query_labels, gallery, gallery_labels, ks
 
 
 def _embeddings(name, x, binary):
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array [num_items, dim]. "
-                         f"Received: {name} with shape {x.shape}")
+        raise ValueError(
+            f"{name} must be a non-empty 2-D array [num_items, dim]. Received: {name} with shape {x.shape}"
+        )
     if binary and x.dtype == np.uint8:
-        raise ValueError(f"binary=True takes real-valued {name} embeddings and packs their sign "
-                         f"bits itself; uint8 looks like codes that are already packed.")
+        raise ValueError(
+            f"binary=True takes real-valued {name} embeddings and packs their sign "
+            f"bits itself; uint8 looks like codes that are already packed."
+        )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise ValueError(f"{name} must be numeric. Received: {name} with dtype {x.dtype}")
     if not np.isfinite(x).all():
@@ -185,6 +190,8 @@ def _embeddings(name, x, binary):
 def _labels(name, labels, expected, owner):
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != expected:
-        raise ValueError(f"{name} must be 1-D with one label per row of {owner} ({expected}). "
-                         f"Received: {name} with shape {labels.shape}")
+        raise ValueError(
+            f"{name} must be 1-D with one label per row of {owner} ({expected}). "
+            f"Received: {name} with shape {labels.shape}"
+        )
     return labels

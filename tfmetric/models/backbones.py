@@ -10,9 +10,10 @@ Input normalisations (`tfmetric.data.preprocessing.normalize`):
       what the keras.applications ImageNet weights were trained with.
   "inception": RGB scaled to [-1, 1], as TF-Slim's ImageNet checkpoints expect.
 """
+
 import dataclasses
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from tfmetric.models import inception_v1, resnet50, resnet50_keras
 from tfmetric.models import weights as weights_lib
@@ -44,25 +45,36 @@ class Backbone:
 
 BACKBONES = {
     "inception_v1": Backbone(
-        inception_v1.InceptionV1, inception_v1.OUTPUT_DIM, "inception",
-        weights_lib.inception_v1_imagenet, weights_lib.check_inception_v1_weights,
-        weights_lib.load_inception_v1_weights),
+        inception_v1.InceptionV1,
+        inception_v1.OUTPUT_DIM,
+        "inception",
+        weights_lib.inception_v1_imagenet,
+        weights_lib.check_inception_v1_weights,
+        weights_lib.load_inception_v1_weights,
+    ),
     "resnet50": Backbone(
-        resnet50.ResNet50Backbone, resnet50.OUTPUT_DIM, SCRATCH_NORMALIZATION,
-        weights_lib.resnet50_imagenet, weights_lib.check_keras_weights_file,
-        weights_lib.load_resnet50_weights),
+        resnet50.ResNet50Backbone,
+        resnet50.OUTPUT_DIM,
+        SCRATCH_NORMALIZATION,
+        weights_lib.resnet50_imagenet,
+        weights_lib.check_keras_weights_file,
+        weights_lib.load_resnet50_weights,
+    ),
     "resnet50_keras": Backbone(
-        resnet50_keras.KerasResNet50Backbone, resnet50_keras.OUTPUT_DIM, "caffe",
-        weights_lib.resnet50_keras_imagenet, weights_lib.check_keras_weights_file,
-        weights_lib.load_keras_weights),
+        resnet50_keras.KerasResNet50Backbone,
+        resnet50_keras.OUTPUT_DIM,
+        "caffe",
+        weights_lib.resnet50_keras_imagenet,
+        weights_lib.check_keras_weights_file,
+        weights_lib.load_keras_weights,
+    ),
 }
 
 
 def get_backbone(name):
     """The registry entry of `name`; ValueError listing the allowed names otherwise."""
     if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone. Allowed values: {sorted(BACKBONES)}. "
-                         f"Received: name={name!r}")
+        raise ValueError(f"Unknown backbone. Allowed values: {sorted(BACKBONES)}. Received: name={name!r}")
     return BACKBONES[name]
 
 
@@ -111,8 +123,10 @@ def build_backbone(name, input_shape=(None, None, 3), weights=None, data_dir=Non
         try:
             entry.load(model, path)
         except OSError as e:  # h5py's "file signature not found" for a garbage or truncated file names no file
-            raise ValueError(f"weights file {path} cannot be read ({str(e).splitlines()[0] if str(e) else e!r}); "
-                             f"it may be truncated or not a Keras weights file.") from None
+            raise ValueError(
+                f"weights file {path} cannot be read ({str(e).splitlines()[0] if str(e) else e!r}); "
+                f"it may be truncated or not a Keras weights file."
+            ) from None
     return model, entry.output_dim
 
 

@@ -8,6 +8,7 @@ makes sign thresholding at zero a good binarization (Zhai & Wu 2019, Sec. 3.2); 
 added only when the embedding dimension differs from the backbone width, as in the official code,
 and starts as its ``nn.Linear(bias=False)`` does: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 """
+
 import math
 
 import keras
@@ -39,9 +40,17 @@ def configure_batch_norm(model, momentum, synchronized=False):
             layer.synchronized = synchronized
 
 
-def build_embedding_model(backbone="resnet50", embedding_dim=2048, image_size=None, weights=None,
-                          layer_norm=True, bn_momentum=0.9, name="embedding_model", data_dir=None,
-                          sync_batch_norm=False):
+def build_embedding_model(
+    backbone="resnet50",
+    embedding_dim=2048,
+    image_size=None,
+    weights=None,
+    layer_norm=True,
+    bn_momentum=0.9,
+    name="embedding_model",
+    data_dir=None,
+    sync_batch_norm=False,
+):
     """Images (normalised float32, [batch, H, W, 3]) -> L2-normalised embeddings [batch, dim].
 
     Args:
@@ -68,11 +77,14 @@ def build_embedding_model(backbone="resnet50", embedding_dim=2048, image_size=No
     x = trunk(images)
     if layer_norm:
         # epsilon of torch.nn.LayerNorm, which the official code uses.
-        x = keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5,
-                                            name="embedding_norm")(x)
+        x = keras.layers.LayerNormalization(center=False, scale=False, epsilon=1e-5, name="embedding_norm")(x)
     if embedding_dim != width:
-        x = keras.layers.Dense(embedding_dim, use_bias=False, name="embedding_projection",
-                               kernel_initializer=torch_linear_initializer(width))(x)
+        x = keras.layers.Dense(
+            embedding_dim,
+            use_bias=False,
+            name="embedding_projection",
+            kernel_initializer=torch_linear_initializer(width),
+        )(x)
     x = keras.layers.UnitNormalization(axis=-1, name="embedding", dtype="float32")(x)
     return keras.Model(images, x, name=name)
 

@@ -13,6 +13,7 @@ BatchNorm is `Mixed_4b__Branch_1__Conv2d_0b_3x3__BatchNorm`. `slim_variable_map`
 weight under its slim checkpoint name and `load_slim_checkpoint` loads an ImageNet checkpoint
 (e.g. slim's `inception_v1_2016_08_28/inception_v1.ckpt`, which expects inputs in [-1, 1]).
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -68,22 +69,27 @@ class _Builder:
     def conv(self, x, filters, kernel_size, scope, strides=1):
         name = keras_layer_name(scope)
         x = keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding="same", use_bias=False,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="same",
+            use_bias=False,
             # slim's inception_arg_scope default (He, fan-in, truncated normal). inception_v1_base
             # overrides it with trunc_normal(0.01), which only matters before ImageNet weights are
             # loaded; from scratch, 0.01 makes the BN-scaled gradients blow the weights up.
             kernel_initializer=keras.initializers.VarianceScaling(
-                scale=2.0, mode="fan_in", distribution="truncated_normal"),
-            name=name)(x)
+                scale=2.0, mode="fan_in", distribution="truncated_normal"
+            ),
+            name=name,
+        )(x)
         x = keras.layers.BatchNormalization(
-            momentum=self.bn_momentum, epsilon=self.bn_epsilon, scale=False,
-            name=name + _SEP + "BatchNorm")(x)
+            momentum=self.bn_momentum, epsilon=self.bn_epsilon, scale=False, name=name + _SEP + "BatchNorm"
+        )(x)
         return keras.layers.ReLU(name=name + _SEP + "Relu")(x)
 
     @staticmethod
     def max_pool(x, pool_size, scope, strides):
-        return keras.layers.MaxPooling2D(
-            pool_size, strides=strides, padding="same", name=keras_layer_name(scope))(x)
+        return keras.layers.MaxPooling2D(pool_size, strides=strides, padding="same", name=keras_layer_name(scope))(x)
 
     def mixed(self, x, end_point, b0, b1a, b1b, b2a, b2b, b3):
         s = end_point + "/"
@@ -94,12 +100,10 @@ class _Builder:
         branch_2 = self.conv(branch_2, b2b, 3, s + "Branch_2/" + _branch_2_3x3_scope(end_point))
         branch_3 = self.max_pool(x, 3, s + "Branch_3/MaxPool_0a_3x3", strides=1)
         branch_3 = self.conv(branch_3, b3, 1, s + "Branch_3/Conv2d_0b_1x1")
-        return keras.layers.Concatenate(axis=-1, name=end_point)(
-            [branch_0, branch_1, branch_2, branch_3])
+        return keras.layers.Concatenate(axis=-1, name=end_point)([branch_0, branch_1, branch_2, branch_3])
 
 
-def InceptionV1(input_shape=(None, None, 3), name="InceptionV1", bn_momentum=0.99,
-                bn_epsilon=SLIM_BATCH_NORM_EPSILON):
+def InceptionV1(input_shape=(None, None, 3), name="InceptionV1", bn_momentum=0.99, bn_epsilon=SLIM_BATCH_NORM_EPSILON):
     """TF-Slim Inception V1 base (up to Mixed_5c) followed by a global average: image -> 1024-d.
 
     Args:
@@ -117,8 +121,10 @@ def InceptionV1(input_shape=(None, None, 3), name="InceptionV1", bn_momentum=0.9
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] is None:
-        raise ValueError("`input_shape` must be (height, width, channels) with a known number "
-                         f"of channels. Received: input_shape={input_shape}")
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with a known number "
+            f"of channels. Received: input_shape={input_shape}"
+        )
     if not 0.0 <= bn_momentum < 1.0:
         raise ValueError(f"`bn_momentum` must be in [0, 1). Received: bn_momentum={bn_momentum}")
     if bn_epsilon <= 0:
@@ -177,11 +183,16 @@ def load_slim_checkpoint(model, checkpoint_path, scope=SLIM_SCOPE):
     mapping = slim_variable_map(model, scope=scope)
     missing = [n for n in mapping if n not in shapes]
     if missing:
-        raise ValueError(f"Checkpoint {checkpoint_path} lacks {len(missing)} of {len(mapping)} "
-                         f"InceptionV1 variables, e.g. {missing[:3]}. Expected a TF-Slim "
-                         f"inception_v1 checkpoint with variable scope '{scope}'.")
-    wrong = [f"{n}: checkpoint {shapes[n]} vs model {list(v.shape)}"
-             for n, v in mapping.items() if list(shapes[n]) != list(v.shape)]
+        raise ValueError(
+            f"Checkpoint {checkpoint_path} lacks {len(missing)} of {len(mapping)} "
+            f"InceptionV1 variables, e.g. {missing[:3]}. Expected a TF-Slim "
+            f"inception_v1 checkpoint with variable scope '{scope}'."
+        )
+    wrong = [
+        f"{n}: checkpoint {shapes[n]} vs model {list(v.shape)}"
+        for n, v in mapping.items()
+        if list(shapes[n]) != list(v.shape)
+    ]
     if wrong:
         raise ValueError(f"Shape mismatch loading {checkpoint_path}: {wrong[:3]}")
     for name, variable in mapping.items():

@@ -20,6 +20,7 @@ Every layer with weights is named after its torchvision state_dict prefix (``con
 keys onto Keras variables 1:1. Inputs are RGB in [0, 1] normalised by the ImageNet mean/std,
 for torchvision's ImageNet weights as from scratch.
 """
+
 import keras
 import numpy as np
 
@@ -31,8 +32,7 @@ BN_MOMENTUM = 0.9  # Keras convention; torch's BatchNorm2d default momentum=0.1
 
 # state_dict suffix -> Keras variable attribute, per layer kind.
 _CONV_VARIABLES = {"weight": "kernel"}
-_BN_VARIABLES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
-                 "running_var": "moving_variance"}
+_BN_VARIABLES = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
 # In a torchvision state_dict but not part of the pool5 backbone.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 IGNORED_PREFIXES = ("fc.",)
@@ -45,8 +45,15 @@ def _kaiming_fan_out():
 def _conv_bn(x, filters, kernel_size, strides, padding, conv_name, bn_name, relu):
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=conv_name + ".pad")(x)
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid", use_bias=False,
-                            kernel_initializer=_kaiming_fan_out(), name=conv_name)(x)
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="valid",
+        use_bias=False,
+        kernel_initializer=_kaiming_fan_out(),
+        name=conv_name,
+    )(x)
     x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=bn_name)(x)
     return keras.layers.ReLU(name=bn_name + ".relu")(x) if relu else x
 
@@ -57,14 +64,14 @@ def _bottleneck(x, in_channels, planes, stride, width_per_group, expansion, name
     out = _conv_bn(out, width, 3, stride, 1, f"{name}.conv2", f"{name}.bn2", relu=True)
     out = _conv_bn(out, planes * expansion, 1, 1, 0, f"{name}.conv3", f"{name}.bn3", relu=False)
     if stride != 1 or in_channels != planes * expansion:
-        x = _conv_bn(x, planes * expansion, 1, stride, 0, f"{name}.downsample.0",
-                     f"{name}.downsample.1", relu=False)
+        x = _conv_bn(x, planes * expansion, 1, stride, 0, f"{name}.downsample.0", f"{name}.downsample.1", relu=False)
     out = keras.layers.Add(name=f"{name}.add")([out, x])
     return keras.layers.ReLU(name=f"{name}.relu")(out)
 
 
-def ResNet(blocks=RESNET50_BLOCKS, width_per_group=64, expansion=EXPANSION, input_shape=(None, None, 3),
-           name="resnet50"):
+def ResNet(
+    blocks=RESNET50_BLOCKS, width_per_group=64, expansion=EXPANSION, input_shape=(None, None, 3), name="resnet50"
+):
     """torchvision's ``ResNet(Bottleneck, blocks, width_per_group=...)`` up to the pool5 average.
 
     Args:
@@ -83,14 +90,14 @@ def ResNet(blocks=RESNET50_BLOCKS, width_per_group=64, expansion=EXPANSION, inpu
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError("`input_shape` must be (height, width, 3). "
-                         f"Received: input_shape={input_shape}")
+        raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
     blocks = tuple(blocks)
     if len(blocks) != 4 or min(blocks) < 1:
         raise ValueError(f"`blocks` must be 4 positive counts. Received: blocks={blocks}")
     if width_per_group < 1 or width_per_group % 8:
-        raise ValueError(f"`width_per_group` must be a positive multiple of 8. "
-                         f"Received: width_per_group={width_per_group}")
+        raise ValueError(
+            f"`width_per_group` must be a positive multiple of 8. Received: width_per_group={width_per_group}"
+        )
     if expansion < 1:
         raise ValueError(f"`expansion` must be >= 1. Received: expansion={expansion}")
     images = keras.Input(shape=input_shape, name="images")
@@ -101,8 +108,7 @@ def ResNet(blocks=RESNET50_BLOCKS, width_per_group=64, expansion=EXPANSION, inpu
     for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
         for index in range(count):
             stride = 2 if stage > 1 and index == 0 else 1
-            x = _bottleneck(x, channels, planes, stride, width_per_group, expansion,
-                            f"layer{stage}.{index}")
+            x = _bottleneck(x, channels, planes, stride, width_per_group, expansion, f"layer{stage}.{index}")
             channels = planes * expansion
     x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
     return keras.Model(images, x, name=name)
@@ -157,13 +163,17 @@ def load_torchvision_state_dict(model, state_dict, source="state_dict"):
     missing = sorted(set(mapping) - set(state_dict))
     unexpected = sorted(k for k in set(state_dict) - set(mapping) if not is_ignored_key(k))
     if missing or unexpected:
-        raise ValueError(f"{source} does not match {model.name}: missing keys {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
-                         f"{' ...' if len(unexpected) > 5 else ''}.")
+        raise ValueError(
+            f"{source} does not match {model.name}: missing keys {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}."
+        )
     for key, (variable, transform) in mapping.items():
         value = transform(np.asarray(state_dict[key], np.float32))
         if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(f"{source}: {key} has shape {tuple(np.shape(state_dict[key]))}, "
-                             f"{model.name} expects {tuple(variable.shape)} (Keras layout).")
+            raise ValueError(
+                f"{source}: {key} has shape {tuple(np.shape(state_dict[key]))}, "
+                f"{model.name} expects {tuple(variable.shape)} (Keras layout)."
+            )
         variable.assign(value)
     return sorted(set(state_dict) - set(mapping))

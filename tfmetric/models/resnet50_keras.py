@@ -6,6 +6,7 @@ is 1.001e-5 and the ImageNet weights (Caffe-converted) expect
 `keras.applications.resnet50.preprocess_input` ("caffe": BGR, mean-subtracted, 0-255). Kept for
 comparison and for users of the Keras weights; weights are loaded by `tfmetric.models.backbones`.
 """
+
 import keras
 
 OUTPUT_DIM = 2048
@@ -21,10 +22,10 @@ def KerasResNet50Backbone(input_shape=(None, None, 3), name="resnet50_keras"):
     """
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError("`input_shape` must be (height, width, 3). "
-                         f"Received: input_shape={input_shape}")
+        raise ValueError(f"`input_shape` must be (height, width, 3). Received: input_shape={input_shape}")
     return keras.applications.ResNet50(
-        include_top=False, weights=None, input_shape=input_shape, pooling="avg", name=name)
+        include_top=False, weights=None, input_shape=input_shape, pooling="avg", name=name
+    )
 
 
 KerasResNet50Backbone.output_dim = OUTPUT_DIM

@@ -15,6 +15,7 @@ Both of torch's formats are read:
   the object, the list of storage keys, then each storage as an int64 element count and its data.
 The pre-2017 tar format is not read; the error says how to re-save such a file.
 """
+
 import collections
 import io
 import pickle
@@ -28,12 +29,21 @@ LEGACY_PROTOCOL_VERSION = 1001
 
 # torch storage class -> numpy dtype (little-endian). bfloat16 is read as its uint16 bit pattern.
 STORAGE_DTYPES = {
-    "DoubleStorage": "<f8", "FloatStorage": "<f4", "HalfStorage": "<f2", "BFloat16Storage": "<u2",
-    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1",
-    "ByteStorage": "u1", "BoolStorage": "?",
+    "DoubleStorage": "<f8",
+    "FloatStorage": "<f4",
+    "HalfStorage": "<f2",
+    "BFloat16Storage": "<u2",
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
 }
-_RESAVE = ("re-save it with torch: python -c \"import torch; torch.save(torch.load('{path}', "
-           "weights_only=True), 'resaved.pth')\"")
+_RESAVE = (
+    "re-save it with torch: python -c \"import torch; torch.save(torch.load('{path}', "
+    "weights_only=True), 'resaved.pth')\""
+)
 
 
 class UnsafePickleError(pickle.UnpicklingError, ValueError):
@@ -74,10 +84,13 @@ class _Tensor:
             return np.zeros(self.size, flat.dtype)
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
         if self.offset < 0 or min(self.stride, default=0) < 0 or last >= flat.size:
-            raise ValueError(f"{path}: a tensor of size {self.size} reaches past its storage of "
-                             f"{flat.size} elements; the file is truncated or corrupt.")
-        view = np.lib.stride_tricks.as_strided(flat[self.offset:], shape=self.size,
-                                               strides=[s * flat.itemsize for s in self.stride])
+            raise ValueError(
+                f"{path}: a tensor of size {self.size} reaches past its storage of "
+                f"{flat.size} elements; the file is truncated or corrupt."
+            )
+        view = np.lib.stride_tricks.as_strided(
+            flat[self.offset :], shape=self.size, strides=[s * flat.itemsize for s in self.stride]
+        )
         return np.array(view)
 
 
@@ -114,7 +127,8 @@ class _Unpickler(pickle.Unpickler):
         raise UnsafePickleError(
             f"{self._path}: refusing to load the pickled global {module}.{name}: only tensor data "
             f"(a state_dict) can be read, and nothing was executed. If the file holds a whole "
-            f"pickled model, save its state_dict instead (torch.save(model.state_dict(), ...)).")
+            f"pickled model, save its state_dict instead (torch.save(model.state_dict(), ...))."
+        )
 
     def persistent_load(self, pid):
         pid = tuple(pid)
@@ -147,7 +161,7 @@ def _read_zip(path):
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(pickles) != 1:
             raise ValueError(f"{path}: a zip file without exactly one data.pkl; not a torch.save file.")
-        prefix = pickles[0][:-len("data.pkl")]
+        prefix = pickles[0][: -len("data.pkl")]
         names = set(archive.namelist())
         byteorder = "little"
         if prefix + "byteorder" in names:
@@ -170,8 +184,9 @@ def _read_zip(path):
 
 def _check_size(path, storage, nbytes):
     if nbytes < storage.numel * storage.type.dtype.itemsize:
-        raise ValueError(f"{path}: a storage of {storage.numel} elements holds only {nbytes} bytes; "
-                         f"the file is truncated.")
+        raise ValueError(
+            f"{path}: a storage of {storage.numel} elements holds only {nbytes} bytes; the file is truncated."
+        )
 
 
 def _read_legacy(path, f):
@@ -184,13 +199,14 @@ def _read_legacy(path, f):
     if magic != LEGACY_MAGIC_NUMBER:
         f.seek(0)
         if tarfile.is_tarfile(path):
-            raise ValueError(f"{path} uses torch's pre-2017 tar serialization, which this reader "
-                             f"does not parse; " + _RESAVE.format(path=path))
+            raise ValueError(
+                f"{path} uses torch's pre-2017 tar serialization, which this reader "
+                f"does not parse; " + _RESAVE.format(path=path)
+            )
         raise ValueError(f"{path} is not a torch.save file (neither the zip nor the legacy format).")
     version = _load(f, path)
     if version != LEGACY_PROTOCOL_VERSION:
-        raise ValueError(f"{path}: legacy protocol version {version} is not supported; "
-                         + _RESAVE.format(path=path))
+        raise ValueError(f"{path}: legacy protocol version {version} is not supported; " + _RESAVE.format(path=path))
     sys_info = _load(f, path)
     if not (isinstance(sys_info, dict) and sys_info.get("little_endian", True)):
         raise ValueError(f"{path} was written on a big-endian machine; " + _RESAVE.format(path=path))
@@ -227,7 +243,7 @@ class _StorageView(_Storage):
         super().__init__(root.type, numel)
 
     def array(self, byteorder="little"):
-        return self.root.array(byteorder)[self.offset:self.offset + self.numel]
+        return self.root.array(byteorder)[self.offset : self.offset + self.numel]
 
 
 def read_state_dict(path):
@@ -253,13 +269,13 @@ def read_state_dict(path):
         except UnsafePickleError:
             raise
         except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, TypeError) as e:
-            raise ValueError(f"{path} is not a readable torch.save file of tensors: "
-                             f"{type(e).__name__}: {e}") from e
+            raise ValueError(f"{path} is not a readable torch.save file of tensors: {type(e).__name__}: {e}") from e
     if not isinstance(state, dict) or not state:
-        raise ValueError(f"{path} does not hold a state_dict (a dict of tensors); it holds "
-                         f"{type(state).__name__}.")
+        raise ValueError(f"{path} does not hold a state_dict (a dict of tensors); it holds {type(state).__name__}.")
     bad = [k for k, v in state.items() if not isinstance(v, np.ndarray)]
     if bad:
-        raise ValueError(f"{path}: entries {bad[:5]} are not tensors; expected a state_dict such as "
-                         f"torchvision's resnet50-0676ba61.pth.")
+        raise ValueError(
+            f"{path}: entries {bad[:5]} are not tensors; expected a state_dict such as "
+            f"torchvision's resnet50-0676ba61.pth."
+        )
     return state

@@ -21,9 +21,10 @@ backbone uses what is `tfmetric.models.backbones.BACKBONES`; `CONVERTERS` is the
   The checkpoint's Logits (1001 classes, class 0 = background) and global_step are not part of
   the pool5 backbone and are ignored.
 """
+
 import dataclasses
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -32,8 +33,7 @@ from tfmetric.datasets import default_data_dir
 from tfmetric.models import inception_v1, resnet50, torch_state_dict
 
 RESNET50_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-RESNET50_WEIGHTS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-                        + RESNET50_WEIGHTS_FILE)
+RESNET50_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + RESNET50_WEIGHTS_FILE
 # The md5 keras.applications checks the download against.
 RESNET50_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
@@ -90,7 +90,8 @@ def check_keras_weights_file(backbone, path, weights):
     if not os.path.isfile(path):
         raise WeightsNotFoundError(
             f"{backbone} weights file not found: {path}. Pass 'imagenet', 'none' or an existing "
-            f"Keras weights file. Received: weights={weights!r}")
+            f"Keras weights file. Received: weights={weights!r}"
+        )
 
 
 def check_inception_v1_weights(backbone, path, weights):
@@ -115,16 +116,21 @@ def resnet50_keras_imagenet(data_dir=None):
         if os.path.isfile(candidate):
             return candidate
     try:
-        return keras.utils.get_file(RESNET50_WEIGHTS_FILE, RESNET50_WEIGHTS_URL,
-                                    cache_subdir="models", file_hash=RESNET50_WEIGHTS_MD5,
-                                    cache_dir=cache)
+        return keras.utils.get_file(
+            RESNET50_WEIGHTS_FILE,
+            RESNET50_WEIGHTS_URL,
+            cache_subdir="models",
+            file_hash=RESNET50_WEIGHTS_MD5,
+            cache_dir=cache,
+        )
     except Exception as e:  # get_file raises a bare Exception for network failures
         raise WeightsNotFoundError(
             f"Could not download the ResNet50 ImageNet weights ({e}). Download "
             f"{RESNET50_WEIGHTS_URL} on a machine with network access and put "
             f"{RESNET50_WEIGHTS_FILE} into {os.path.join(cache, 'models')}/ (the Keras cache, "
             f"$KERAS_HOME/models or ~/.keras/models), or pass --weights /path/to/"
-            f"{RESNET50_WEIGHTS_FILE}.") from e
+            f"{RESNET50_WEIGHTS_FILE}."
+        ) from e
 
 
 def inception_v1_imagenet(data_dir=None):
@@ -137,20 +143,26 @@ def inception_v1_imagenet(data_dir=None):
         f"{INCEPTION_V1_SLIM_URL}, extract it (tar xzf inception_v1_2016_08_28.tar.gz gives "
         f"inception_v1.ckpt), then run: python -m tfmetric.weights convert --from "
         f"slim-checkpoint inception_v1.ckpt --to {path} . Alternatively pass the checkpoint "
-        f"itself with --weights /path/to/inception_v1.ckpt.")
+        f"itself with --weights /path/to/inception_v1.ckpt."
+    )
 
 
 def _check_checkpoint(path):
     if path.endswith(_ARCHIVE_SUFFIXES):
-        raise ValueError(f"{path} is an archive, not a checkpoint: extract it first (tar xzf) and "
-                         f"pass the inception_v1.ckpt inside.")
-    exists = (os.path.isfile(path) or os.path.isfile(path + ".index")
-              or (os.path.isdir(path) and tf.train.latest_checkpoint(path) is not None))
+        raise ValueError(
+            f"{path} is an archive, not a checkpoint: extract it first (tar xzf) and pass the inception_v1.ckpt inside."
+        )
+    exists = (
+        os.path.isfile(path)
+        or os.path.isfile(path + ".index")
+        or (os.path.isdir(path) and tf.train.latest_checkpoint(path) is not None)
+    )
     if not exists:
         raise WeightsNotFoundError(
             f"inception_v1 weights not found: {path} is neither a TF-Slim checkpoint (e.g. "
             f"inception_v1.ckpt from {INCEPTION_V1_SLIM_URL}) nor a Keras weights file "
-            f"(*{_KERAS_WEIGHTS_SUFFIX}).")
+            f"(*{_KERAS_WEIGHTS_SUFFIX})."
+        )
 
 
 def load_inception_v1_weights(model, path):
@@ -187,8 +199,7 @@ def convert_slim_checkpoint(checkpoint_path, output_path):
     model = inception_v1.InceptionV1()
     _load_slim_checkpoint(model, checkpoint_path)
     used = set(inception_v1.slim_variable_map(model))
-    ignored = sorted(set(tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map())
-                     - used)
+    ignored = sorted(set(tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()) - used)
 
     save_weights_atomically(model, output_path)
     return {"output": output_path, "variables": len(used), "ignored": ignored}
@@ -208,7 +219,8 @@ def resnet50_imagenet(data_dir=None):
         f"torchvision ResNet50 ImageNet weights not found: {path}. Obtain them once: download "
         f"{RESNET50_TORCHVISION_URL} (on a machine with network access), then run: python -m "
         f"tfmetric.weights convert --from torchvision resnet50-0676ba61.pth --to {path} . "
-        f"Alternatively pass the .pth itself with --weights /path/to/resnet50-0676ba61.pth.")
+        f"Alternatively pass the .pth itself with --weights /path/to/resnet50-0676ba61.pth."
+    )
 
 
 def is_torch_file(path):
@@ -251,8 +263,9 @@ def check_output_path(output_path):
     """The expanded output path; ValueError unless it ends in '.weights.h5'."""
     output_path = os.path.expanduser(str(output_path))
     if not output_path.endswith(_KERAS_WEIGHTS_SUFFIX):
-        raise ValueError(f"The output must be a Keras weights file ending in "
-                         f"'{_KERAS_WEIGHTS_SUFFIX}'. Received: {output_path!r}")
+        raise ValueError(
+            f"The output must be a Keras weights file ending in '{_KERAS_WEIGHTS_SUFFIX}'. Received: {output_path!r}"
+        )
     return output_path
 
 
@@ -260,7 +273,7 @@ def save_weights_atomically(model, output_path):
     """``model.save_weights`` under a temporary name, then renamed: never a truncated file."""
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
-    stem = os.path.basename(output_path)[:-len(_KERAS_WEIGHTS_SUFFIX)]
+    stem = os.path.basename(output_path)[: -len(_KERAS_WEIGHTS_SUFFIX)]
     tmp = os.path.join(directory, f".{stem}.tmp{os.getpid()}{_KERAS_WEIGHTS_SUFFIX}")
     try:
         model.save_weights(tmp)
@@ -286,10 +299,16 @@ class Converter:
 
 
 CONVERTERS = {
-    "torchvision": Converter("torchvision ResNet50 state_dict (.pth) for the resnet50 backbone",
-                             convert_torchvision_state_dict, resnet50_imagenet_path),
-    "slim-checkpoint": Converter("TF-Slim InceptionV1 checkpoint for the inception_v1 backbone",
-                                 convert_slim_checkpoint, inception_v1_imagenet_path),
+    "torchvision": Converter(
+        "torchvision ResNet50 state_dict (.pth) for the resnet50 backbone",
+        convert_torchvision_state_dict,
+        resnet50_imagenet_path,
+    ),
+    "slim-checkpoint": Converter(
+        "TF-Slim InceptionV1 checkpoint for the inception_v1 backbone",
+        convert_slim_checkpoint,
+        inception_v1_imagenet_path,
+    ),
 }
 
 
@@ -297,7 +316,9 @@ def convert_weights(source_format, source_path, output_path=None, data_dir=None)
     """Converts pretrained weights into a Keras `.weights.h5` file (default: the file
     `--weights imagenet` loads, under ``data_dir``); returns the converter's result dict."""
     if source_format not in CONVERTERS:
-        raise ValueError(f"Unknown weights format {source_format!r}. Allowed values: "
-                         f"{', '.join(CONVERTERS)}. Received: source_format={source_format!r}")
+        raise ValueError(
+            f"Unknown weights format {source_format!r}. Allowed values: "
+            f"{', '.join(CONVERTERS)}. Received: source_format={source_format!r}"
+        )
     converter = CONVERTERS[source_format]
     return converter.convert(source_path, output_path or converter.default_output(data_dir))

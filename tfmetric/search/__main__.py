@@ -11,6 +11,7 @@ Examples:
 
 A query is the default command: the word "query" may be left out.
 """
+
 import argparse
 import sys
 
@@ -22,11 +23,24 @@ COMMANDS = ("build", "query", "calibrate")
 # Library arguments -> each command's flags (errors name the flag, see cli_utils.name_flags).
 _SEARCH_FLAGS = {"index_dir": "--index", "nprobe": "--nprobe", "ef_search": "--ef-search"}
 FLAGS = {
-    "build": {**_SEARCH_FLAGS, "embeddings_dir": "--embeddings", "kind": "--kind", "nlist": "--nlist",
-              "train_size": "--train-size", "m": "--m", "ef_construction": "--ef-construction"},
+    "build": {
+        **_SEARCH_FLAGS,
+        "embeddings_dir": "--embeddings",
+        "kind": "--kind",
+        "nlist": "--nlist",
+        "train_size": "--train-size",
+        "m": "--m",
+        "ef_construction": "--ef-construction",
+    },
     "query": {**_SEARCH_FLAGS, "model_dir": "--model", "image": "--image", "k": "--k", "binary": "--binary"},
-    "calibrate": {"index_dir": "--index", "model_dir": "--model", "split": "--split", "dataset": "--dataset",
-                  "data.data_dir": "--data-dir", "path": "--labelled"},
+    "calibrate": {
+        "index_dir": "--index",
+        "model_dir": "--model",
+        "split": "--split",
+        "dataset": "--dataset",
+        "data.data_dir": "--data-dir",
+        "path": "--labelled",
+    },
 }
 
 
@@ -41,24 +55,35 @@ def _positive(text):
 
 
 def _search_flags(p):
-    p.add_argument("--nprobe", type=_positive, help="IVF kinds: lists searched per query "
-                                                    f"(default min(nlist, {kinds.IVF_NPROBE}))")
-    p.add_argument("--ef-search", type=_positive, help="HNSW kinds: candidate list size at search time "
-                                                       f"(default {kinds.HNSW_EF_SEARCH})")
+    p.add_argument(
+        "--nprobe", type=_positive, help=f"IVF kinds: lists searched per query (default min(nlist, {kinds.IVF_NPROBE}))"
+    )
+    p.add_argument(
+        "--ef-search",
+        type=_positive,
+        help=f"HNSW kinds: candidate list size at search time (default {kinds.HNSW_EF_SEARCH})",
+    )
 
 
 def build_parser():
     p = ArgumentParser(prog=f"{PROG} build", description="Index the output of pipelines.embed_catalog.")
     p.add_argument("--embeddings", required=True, help="--output-dir of python -m pipelines.embed_catalog")
     p.add_argument("--index", required=True, help="index directory to write (local)")
-    p.add_argument("--kind", default=kinds.FLAT, choices=kinds.KINDS,
-                   help="flat / binary: exact cosine / Hamming; ivf, hnsw, binary-ivf, binary-hnsw: approximate "
-                        "(default: %(default)s)")
+    p.add_argument(
+        "--kind",
+        default=kinds.FLAT,
+        choices=kinds.KINDS,
+        help="flat / binary: exact cosine / Hamming; ivf, hnsw, binary-ivf, binary-hnsw: approximate "
+        "(default: %(default)s)",
+    )
     p.add_argument("--nlist", type=_positive, help="IVF kinds: number of lists (default round(sqrt(n)))")
     p.add_argument("--train-size", type=_positive, help="IVF kinds: k-means training sample (default 64 * nlist)")
     p.add_argument("--m", type=_positive, help=f"HNSW kinds: links per node (default {kinds.HNSW_M})")
-    p.add_argument("--ef-construction", type=_positive,
-                   help=f"HNSW kinds: candidate list size while building (default {kinds.HNSW_EF_CONSTRUCTION})")
+    p.add_argument(
+        "--ef-construction",
+        type=_positive,
+        help=f"HNSW kinds: candidate list size while building (default {kinds.HNSW_EF_CONSTRUCTION})",
+    )
     _search_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the IVF training sample (default 0)")
     return p
@@ -75,19 +100,28 @@ def _fraction(text):
 
 
 def calibrate_parser():
-    p = ArgumentParser(prog=f"{PROG} calibrate",
-                       description="Store the cosine / Hamming match cut-offs for a target precision, "
-                                   "measured on held-out labelled pairs, in the index manifest.")
+    p = ArgumentParser(
+        prog=f"{PROG} calibrate",
+        description="Store the cosine / Hamming match cut-offs for a target precision, "
+        "measured on held-out labelled pairs, in the index manifest.",
+    )
     p.add_argument("--index", required=True, help="index directory (python -m tfmetric.search build)")
     p.add_argument("--model", help="saved_models/<name>/<version> that embedded the catalog; embeds --split")
     p.add_argument("--split", help="with --model: the labelled split to embed (e.g. test)")
     p.add_argument("--dataset", help="with --model: dataset of --split (default: the model card's)")
     p.add_argument("--data-dir", help="with --model: where the dataset lives (default as in training)")
-    p.add_argument("--labelled", metavar="FILE.npz",
-                   help="instead of --model/--split: an .npz with float arrays 'embeddings' [n, D] and 'labels' [n]")
+    p.add_argument(
+        "--labelled",
+        metavar="FILE.npz",
+        help="instead of --model/--split: an .npz with float arrays 'embeddings' [n, D] and 'labels' [n]",
+    )
     p.add_argument("--precision", type=_fraction, default=0.9, help="target precision (default %(default)s)")
-    p.add_argument("--max-pairs", type=_positive, default=2_000_000,
-                   help="pairs scored: all pairs when fewer, else a seeded sample (default %(default)s)")
+    p.add_argument(
+        "--max-pairs",
+        type=_positive,
+        default=2_000_000,
+        help="pairs scored: all pairs when fewer, else a seeded sample (default %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the pair sample (default 0)")
     return p
 
@@ -98,9 +132,11 @@ def query_parser():
     p.add_argument("--model", required=True, help="saved_models/<name>/<version> that embedded the catalog")
     p.add_argument("--image", required=True, help="query image (JPEG or PNG; path or URI)")
     p.add_argument("--k", type=_positive, default=10, help="number of neighbours (default %(default)s)")
-    p.add_argument("--binary", action="store_true",
-                   help="Hamming search of serving_binary bits; needs a binary index (a binary index is always "
-                        "searched this way)")
+    p.add_argument(
+        "--binary",
+        action="store_true",
+        help="Hamming search of serving_binary bits; needs a binary index (a binary index is always searched this way)",
+    )
     p.add_argument("--plot", metavar="FILE", help="also write a picture of the query and its neighbours (e.g. .png)")
     _search_flags(p)
     return p
@@ -109,12 +145,23 @@ def query_parser():
 def _build(args):
     from tfmetric.search.build import build_index
 
-    index = build_index(args.embeddings, args.index, args.kind, nlist=args.nlist, nprobe=args.nprobe,
-                        train_size=args.train_size, m=args.m, ef_construction=args.ef_construction,
-                        ef_search=args.ef_search, seed=args.seed)
+    index = build_index(
+        args.embeddings,
+        args.index,
+        args.kind,
+        nlist=args.nlist,
+        nprobe=args.nprobe,
+        train_size=args.train_size,
+        m=args.m,
+        ef_construction=args.ef_construction,
+        ef_search=args.ef_search,
+        seed=args.seed,
+    )
     params = ", ".join(f"{k}={v}" for k, v in index.manifest["params"].items())
-    print(f"Indexed {index.count} items of {index.dim}-d embeddings into {args.index} "
-          f"(kind {index.kind}, {kinds.metric(index.kind)}{', ' + params if params else ''})")
+    print(
+        f"Indexed {index.count} items of {index.dim}-d embeddings into {args.index} "
+        f"(kind {index.kind}, {kinds.metric(index.kind)}{', ' + params if params else ''})"
+    )
     return 0
 
 
@@ -130,10 +177,13 @@ def _calibrate(args):
         embeddings, labels = calibrate.read_labelled(args.labelled)
         match = calibrate.calibrate_index(args.index, embeddings, labels, source=args.labelled, **options)
     else:
-        match = calibrate.calibrate_with_model(args.index, args.model, args.split, args.dataset, args.data_dir,
-                                               **options)
-    print(f"Calibrated {args.index} on {match['pairs']} pairs ({match['positive_pairs']} matching) of "
-          f"{match['images']} images from {match['source']}, target precision {match['target_precision']}:")
+        match = calibrate.calibrate_with_model(
+            args.index, args.model, args.split, args.dataset, args.data_dir, **options
+        )
+    print(
+        f"Calibrated {args.index} on {match['pairs']} pairs ({match['positive_pairs']} matching) of "
+        f"{match['images']} images from {match['source']}, target precision {match['target_precision']}:"
+    )
     for metric, sign in (("cosine", ">="), ("hamming", "<=")):
         t = match[metric]
         print(f"  {metric:<7} {sign} {t['threshold']:g}: precision {t['precision']:.4f}, recall {t['recall']:.4f}")
@@ -144,9 +194,11 @@ def format_results(result):
     index = result.index
     metric = kinds.metric(index.kind)
     model = index.model or {}
-    lines = [f"{result.image}: {len(result.neighbours)} nearest of {index.count} items "
-             f"(index {index.kind}, {metric}, {index.dim}-d; model {model.get('name')}/{model.get('version')})",
-             f"{'rank':>4}  {metric:>7}  id"]
+    lines = [
+        f"{result.image}: {len(result.neighbours)} nearest of {index.count} items "
+        f"(index {index.kind}, {metric}, {index.dim}-d; model {model.get('name')}/{model.get('version')})",
+        f"{'rank':>4}  {metric:>7}  id",
+    ]
     for n in result.neighbours:
         score = f"{n.score:>7d}" if metric == "hamming" else f"{n.score:>7.4f}"
         lines.append(f"{n.rank:>4}  {score}  {n.id}")
@@ -156,16 +208,22 @@ def format_results(result):
 def _query(args):
     from tfmetric.search.query import query_index
 
-    result = query_index(args.index, args.model, args.image, k=args.k, binary=args.binary,
-                         nprobe=args.nprobe, ef_search=args.ef_search)
+    result = query_index(
+        args.index, args.model, args.image, k=args.k, binary=args.binary, nprobe=args.nprobe, ef_search=args.ef_search
+    )
     print(format_results(result))
     if args.plot:
         import os
 
         from tfmetric.search.plot import plot_neighbours
 
-        plot_neighbours(result.encoded, result.neighbours, args.plot, kinds.metric(result.index.kind),
-                        query_label=os.path.basename(args.image))
+        plot_neighbours(
+            result.encoded,
+            result.neighbours,
+            args.plot,
+            kinds.metric(result.index.kind),
+            query_label=os.path.basename(args.image),
+        )
         print(f"Wrote {args.plot}")
     return 0
 

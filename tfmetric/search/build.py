@@ -1,8 +1,9 @@
 """build_index: the output of ``pipelines.embed_catalog`` -> a saved CatalogIndex of a chosen kind.
 
-    from tfmetric.search import build_index
-    index = build_index("embeddings/products-3", "indexes/products-3-hnsw", kind="hnsw")
+from tfmetric.search import build_index
+index = build_index("embeddings/products-3", "indexes/products-3-hnsw", kind="hnsw")
 """
+
 import datetime
 import logging
 import os
@@ -18,8 +19,19 @@ from tfmetric.search import kinds
 _LOG = logging.getLogger(__name__)
 
 
-def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, nprobe=None, train_size=None,
-                m=None, ef_construction=None, ef_search=None, seed=0):
+def build_index(
+    embeddings_dir,
+    index_dir=None,
+    kind=kinds.FLAT,
+    *,
+    nlist=None,
+    nprobe=None,
+    train_size=None,
+    m=None,
+    ef_construction=None,
+    ef_search=None,
+    seed=0,
+):
     """Indexes every row of an embedding output; saves it to ``index_dir`` when given.
 
     Args:
@@ -39,18 +51,34 @@ def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, 
     manifest = catalog.manifest
     count = len(catalog.ids)
     if count == 0:
-        raise ValueError(f"No embeddings (count 0, {manifest.get('num_failed', 0)} failed inputs, see its "
-                         f"manifest.json): nothing to index. Received: embeddings_dir={embeddings_dir}")
+        raise ValueError(
+            f"No embeddings (count 0, {manifest.get('num_failed', 0)} failed inputs, see its "
+            f"manifest.json): nothing to index. Received: embeddings_dir={embeddings_dir}"
+        )
     if not kinds.is_binary(kind) and catalog.embeddings is None:
-        raise ValueError(f"The embeddings are sign bits only (embedded with signature "
-                         f"{manifest.get('signature', 'serving_binary')}); use a binary kind "
-                         f"({', '.join(k for k in kinds.KINDS if kinds.is_binary(k))}) or re-embed with "
-                         f"signature serving_default. Received: embeddings_dir={embeddings_dir}, kind={kind!r}")
+        raise ValueError(
+            f"The embeddings are sign bits only (embedded with signature "
+            f"{manifest.get('signature', 'serving_binary')}); use a binary kind "
+            f"({', '.join(k for k in kinds.KINDS if kinds.is_binary(k))}) or re-embed with "
+            f"signature serving_default. Received: embeddings_dir={embeddings_dir}, kind={kind!r}"
+        )
     if manifest.get("duplicate_ids"):
-        _LOG.warning("%s: %d ids occur more than once (e.g. %s); each occurrence is indexed.",
-                     embeddings_dir, len(manifest["duplicate_ids"]), manifest["duplicate_ids"][0])
-    params = kinds.resolve_params(kind, count, nlist=nlist, nprobe=nprobe, train_size=train_size, m=m,
-                                  ef_construction=ef_construction, ef_search=ef_search)
+        _LOG.warning(
+            "%s: %d ids occur more than once (e.g. %s); each occurrence is indexed.",
+            embeddings_dir,
+            len(manifest["duplicate_ids"]),
+            manifest["duplicate_ids"][0],
+        )
+    params = kinds.resolve_params(
+        kind,
+        count,
+        nlist=nlist,
+        nprobe=nprobe,
+        train_size=train_size,
+        m=m,
+        ef_construction=ef_construction,
+        ef_search=ef_search,
+    )
     data = catalog.bits if kinds.is_binary(kind) else _normalized(catalog.embeddings)
     arrays = _mode_arrays(kind, catalog)
     start = time.perf_counter()
@@ -65,12 +93,13 @@ def build_index(embeddings_dir, index_dir=None, kind=kinds.FLAT, *, nlist=None, 
         "count": count,
         "params": params,
         "model": manifest.get("model"),
-        "embeddings": {"path": os.path.abspath(embeddings_dir) if "://" not in embeddings_dir else embeddings_dir,
-                       **{k: v for k, v in manifest.items() if k not in ("failed", "model")}},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "embeddings": {
+            "path": os.path.abspath(embeddings_dir) if "://" not in embeddings_dir else embeddings_dir,
+            **{k: v for k, v in manifest.items() if k not in ("failed", "model")},
+        },
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "created_by": f"tfmetric {tfmetric.__version__}, faiss {faiss.__version__}",
-        "files": {"index": index_lib.INDEX_FILE, "ids": index_lib.IDS_FILE,
-                  **{name: f"{name}.npy" for name in arrays}},
+        "files": {"index": index_lib.INDEX_FILE, "ids": index_lib.IDS_FILE, **{name: f"{name}.npy" for name in arrays}},
     }
     built = index_lib.CatalogIndex(index, kind, catalog.ids, catalog.sources, index_manifest, arrays)
     if index_dir:

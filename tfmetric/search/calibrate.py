@@ -11,6 +11,7 @@ under ``match`` in the index manifest, where ``tfmetric.serve`` reads it to mark
     python -m tfmetric.search calibrate --index indexes/products/3 --model saved_models/products/3 \\
         --dataset cars196 --split test --precision 0.9
 """
+
 import datetime
 
 import numpy as np
@@ -44,7 +45,7 @@ def hamming_distances(a, b):
     """Hamming distance of rows of packed bits a[p] and b[p] (uint8 [p, B]) -> int [p]."""
     out = np.empty(len(a), np.int64)
     for s in range(0, len(a), _CHUNK):
-        out[s:s + _CHUNK] = _POPCOUNT[np.bitwise_xor(a[s:s + _CHUNK], b[s:s + _CHUNK])].sum(1)
+        out[s : s + _CHUNK] = _POPCOUNT[np.bitwise_xor(a[s : s + _CHUNK], b[s : s + _CHUNK])].sum(1)
     return out
 
 
@@ -72,11 +73,17 @@ def threshold_for_precision(scores, same, precision, higher_is_closer=True):
     if not reached.any():
         best = int(np.argmax(hits[ends] / (ends + 1)))
         end = ends[best]
-        raise ValueError(f"No cut-off reaches precision {precision}: the best is {hits[end] / (end + 1):.4f} "
-                         f"at {sorted_scores[end]:g}; lower the target precision.")
+        raise ValueError(
+            f"No cut-off reaches precision {precision}: the best is {hits[end] / (end + 1):.4f} "
+            f"at {sorted_scores[end]:g}; lower the target precision."
+        )
     end = ends[np.flatnonzero(reached)[-1]]
-    return {"threshold": float(sorted_scores[end]), "precision": float(hits[end] / (end + 1)),
-            "recall": float(hits[end] / positives), "predicted": int(end + 1)}
+    return {
+        "threshold": float(sorted_scores[end]),
+        "precision": float(hits[end] / (end + 1)),
+        "recall": float(hits[end] / positives),
+        "predicted": int(end + 1),
+    }
 
 
 def match_thresholds(embeddings, labels, precision=0.9, max_pairs=MAX_PAIRS, seed=0):
@@ -84,19 +91,28 @@ def match_thresholds(embeddings, labels, precision=0.9, max_pairs=MAX_PAIRS, see
     embeddings = np.asarray(embeddings, np.float32)
     labels = np.asarray(labels)
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
-        raise ValueError(f"embeddings must be [n, D] with one label each. Received: embeddings "
-                         f"{embeddings.shape}, labels {labels.shape}")
+        raise ValueError(
+            f"embeddings must be [n, D] with one label each. Received: embeddings "
+            f"{embeddings.shape}, labels {labels.shape}"
+        )
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     i, j = sample_pairs(len(unit), max_pairs, seed)
     same = labels[i] == labels[j]
-    cosine = np.concatenate([np.einsum("pd,pd->p", unit[i[s:s + _CHUNK]], unit[j[s:s + _CHUNK]])
-                             for s in range(0, len(i), _CHUNK)])
+    cosine = np.concatenate(
+        [np.einsum("pd,pd->p", unit[i[s : s + _CHUNK]], unit[j[s : s + _CHUNK]]) for s in range(0, len(i), _CHUNK)]
+    )
     bits = pack_bits(unit)
-    return {"target_precision": float(precision), "pairs": int(len(i)), "positive_pairs": int(same.sum()),
-            "images": int(len(unit)), "classes": int(len(np.unique(labels))),
-            "cosine": threshold_for_precision(cosine, same, precision, higher_is_closer=True),
-            "hamming": threshold_for_precision(hamming_distances(bits[i], bits[j]), same, precision,
-                                               higher_is_closer=False)}
+    return {
+        "target_precision": float(precision),
+        "pairs": int(len(i)),
+        "positive_pairs": int(same.sum()),
+        "images": int(len(unit)),
+        "classes": int(len(np.unique(labels))),
+        "cosine": threshold_for_precision(cosine, same, precision, higher_is_closer=True),
+        "hamming": threshold_for_precision(
+            hamming_distances(bits[i], bits[j]), same, precision, higher_is_closer=False
+        ),
+    }
 
 
 def embed_split(model_dir, split, dataset=None, data_dir=None, batch_size=64):
@@ -105,15 +121,18 @@ def embed_split(model_dir, split, dataset=None, data_dir=None, batch_size=64):
     config = evaluate_lib.resolve_config(card, dataset, data_dir)
     source, module = open_source(config.data)
     if split not in module.SPLITS:
-        raise ValueError(f"split must be one of {', '.join(module.SPLITS)} for dataset "
-                         f"{config.data.dataset}. Received: split={split!r}")
+        raise ValueError(
+            f"split must be one of {', '.join(module.SPLITS)} for dataset "
+            f"{config.data.dataset}. Received: split={split!r}"
+        )
     model = embedder_lib.SavedModelEmbedder(model_dir)
     embeddings, labels = [], []
     for image_bytes, y in source.raw_dataset(split).batch(batch_size):
         for result in model.embed(list(image_bytes.numpy())):
             if result.error:
-                raise ValueError(f"The model cannot embed an image of the split ({result.error}). "
-                                 f"Received: split={split}")
+                raise ValueError(
+                    f"The model cannot embed an image of the split ({result.error}). Received: split={split}"
+                )
             embeddings.append(result.embedding)
         labels.append(y.numpy())
     if not embeddings:
@@ -125,11 +144,14 @@ def calibrate_index(index_dir, embeddings, labels, precision=0.9, max_pairs=MAX_
     """Computes ``match_thresholds`` and stores them under ``match`` in the index manifest (atomically)."""
     manifest = index_lib.read_index_manifest(index_dir)
     if np.shape(embeddings)[-1] != int(manifest["dim"]):
-        raise ValueError(f"The index holds {manifest['dim']}-dimensional embeddings; the labelled embeddings "
-                         f"are {np.shape(embeddings)[-1]}-dimensional. Received: index_dir={index_dir}")
+        raise ValueError(
+            f"The index holds {manifest['dim']}-dimensional embeddings; the labelled embeddings "
+            f"are {np.shape(embeddings)[-1]}-dimensional. Received: index_dir={index_dir}"
+        )
     match = match_thresholds(embeddings, labels, precision, max_pairs, seed)
-    match.update(source=source, seed=int(seed),
-                 created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    match.update(
+        source=source, seed=int(seed), created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    )
     manifest["match"] = match
     index_lib.write_index_manifest(index_dir, manifest)
     return match

@@ -18,9 +18,10 @@ A directory without ``catalog.json`` is incomplete (an interrupted or running jo
 earlier releases named it ``manifest.json``, which is still read.
 ``write_catalog`` writes the same format from numpy arrays without Beam.
 """
+
 import datetime
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -28,13 +29,19 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 import tfmetric
-from tfmetric.json_file import Artifact
 from tfmetric.export.binarize import packed_width
+from tfmetric.json_file import Artifact
 from tfmetric.metrics.knn import pack_bits
 
 FORMAT_VERSION = 1
-CATALOG_MANIFEST = Artifact("embedding catalog manifest", "catalog.json", "format_version", FORMAT_VERSION,
-                            old_names=("manifest.json",), hint="Embed the catalog again with this tfmetric.")
+CATALOG_MANIFEST = Artifact(
+    "embedding catalog manifest",
+    "catalog.json",
+    "format_version",
+    FORMAT_VERSION,
+    old_names=("manifest.json",),
+    hint="Embed the catalog again with this tfmetric.",
+)
 MANIFEST_NAME = CATALOG_MANIFEST.file_name
 EMBEDDINGS_PREFIX = "embeddings"
 DEAD_LETTER_PREFIX = "dead_letter"
@@ -57,10 +64,10 @@ def parquet_schema(dim, has_float=True):
 class Catalog(NamedTuple):
     """An embedded catalog in memory; rows in shard order."""
 
-    ids: np.ndarray                   # object [n] of str
-    sources: np.ndarray               # object [n] of str or None
-    embeddings: Optional[np.ndarray]  # float32 [n, D], None when the job ran serving_binary
-    bits: np.ndarray                  # uint8 [n, ceil(D/8)]
+    ids: np.ndarray  # object [n] of str
+    sources: np.ndarray  # object [n] of str or None
+    embeddings: np.ndarray | None  # float32 [n, D], None when the job ran serving_binary
+    bits: np.ndarray  # uint8 [n, ceil(D/8)]
     manifest: dict
 
 
@@ -72,11 +79,15 @@ def write_manifest(directory, manifest):
 def read_manifest(directory):
     """The manifest of a complete embedding output; a clear error for anything else."""
     if not tf.io.gfile.isdir(directory):
-        raise NotADirectoryError(f"embeddings_dir is not a directory; pass the output directory of "
-                                 f"pipelines.embed_catalog. Received: embeddings_dir={directory}")
+        raise NotADirectoryError(
+            f"embeddings_dir is not a directory; pass the output directory of "
+            f"pipelines.embed_catalog. Received: embeddings_dir={directory}"
+        )
     if not CATALOG_MANIFEST.exists(directory):
-        raise FileNotFoundError(f"embeddings_dir has no {MANIFEST_NAME}; the embedding job did not finish "
-                                f"there (it writes the manifest last). Received: embeddings_dir={directory}")
+        raise FileNotFoundError(
+            f"embeddings_dir has no {MANIFEST_NAME}; the embedding job did not finish "
+            f"there (it writes the manifest last). Received: embeddings_dir={directory}"
+        )
     return CATALOG_MANIFEST.read(directory)
 
 
@@ -121,14 +132,15 @@ def read_catalog(directory):
         ids += table.column(ID).to_pylist()
         sources += table.column(SOURCE).to_pylist()
         codes = _column_array(table, BITS)
-        bits[row:row + n] = np.frombuffer(codes.buffers()[1], np.uint8)[
-            codes.offset * width:(codes.offset + n) * width].reshape(n, width)
+        bits[row : row + n] = np.frombuffer(codes.buffers()[1], np.uint8)[
+            codes.offset * width : (codes.offset + n) * width
+        ].reshape(n, width)
         if has_float:
             lists = _column_array(table, EMBEDDING)
             values = lists.flatten().to_numpy(zero_copy_only=False)
             if values.size != n * dim:
                 raise ValueError(f"{path}: embeddings are not all {dim}-dimensional.")
-            embeddings[row:row + n] = values.reshape(n, dim)
+            embeddings[row : row + n] = values.reshape(n, dim)
         row += n
     if row != count:
         raise ValueError(f"{directory}: the shards hold {row} rows, the manifest says {count}.")
@@ -178,7 +190,7 @@ def new_manifest(model, dim, has_float, count, files, *, failed=(), duplicate_id
         by_reason[entry["reason"]] = by_reason.get(entry["reason"], 0) + 1
     return {
         "format_version": FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "created_by": f"tfmetric {tfmetric.__version__}",
         "model": model,
         "dimension": int(dim),

@@ -12,17 +12,24 @@ names its reason.
 ``model_identity`` says which model produced a set of embeddings: embeddings of two different
 models are not comparable, and an index remembers the identity to refuse queries from another model.
 """
+
 import copy
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from tfmetric.export.loader import load_saved_model, signature as find_signature
+from tfmetric.export.loader import load_saved_model
+from tfmetric.export.loader import signature as find_signature
 from tfmetric.export.model_card import read_model_card
-from tfmetric.export.serving_module import (BINARY_SIGNATURE, BITS_OUTPUT, BYTES_INPUT, DEFAULT_SIGNATURE,
-                                            EMBEDDING_OUTPUT)
+from tfmetric.export.serving_module import (
+    BINARY_SIGNATURE,
+    BITS_OUTPUT,
+    BYTES_INPUT,
+    DEFAULT_SIGNATURE,
+    EMBEDDING_OUTPUT,
+)
 from tfmetric.metrics.knn import pack_bits
 
 EMBED_SIGNATURES = (DEFAULT_SIGNATURE, BINARY_SIGNATURE)
@@ -35,9 +42,9 @@ class EmbedResult(NamedTuple):
     """One image's outputs: ``embedding`` float32 [D] (None from ``serving_binary``), ``bits`` uint8
     [ceil(D/8)] packed MSB-first; or ``error`` (a one-line message) and both None."""
 
-    embedding: Optional[np.ndarray]
-    bits: Optional[np.ndarray]
-    error: Optional[str] = None
+    embedding: np.ndarray | None
+    bits: np.ndarray | None
+    error: str | None = None
 
 
 def _first_line(error):
@@ -57,8 +64,9 @@ class SavedModelEmbedder:
 
     def __init__(self, model_dir, signature=DEFAULT_SIGNATURE):
         if signature not in EMBED_SIGNATURES:
-            raise ValueError(f"signature must be one of {', '.join(EMBED_SIGNATURES)}. "
-                             f"Received: signature={signature!r}")
+            raise ValueError(
+                f"signature must be one of {', '.join(EMBED_SIGNATURES)}. Received: signature={signature!r}"
+            )
         self.model_dir = model_dir
         self._loaded = load_saved_model(model_dir)  # keeps the variables alive
         self._bind(signature)
@@ -72,8 +80,9 @@ class SavedModelEmbedder:
     def with_signature(self, signature):
         """An embedder of another signature of the same loaded SavedModel (loaded once, shared)."""
         if signature not in EMBED_SIGNATURES:
-            raise ValueError(f"signature must be one of {', '.join(EMBED_SIGNATURES)}. "
-                             f"Received: signature={signature!r}")
+            raise ValueError(
+                f"signature must be one of {', '.join(EMBED_SIGNATURES)}. Received: signature={signature!r}"
+            )
         other = copy.copy(self)
         other._bind(signature)
         return other

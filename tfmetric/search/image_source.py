@@ -15,6 +15,7 @@ uncompressed record stream (``.gz`` shards are decompressed up to the record; fi
 thumbnails). Records are framed as TensorFlow writes them (length, masked CRC-32C of the length,
 data, masked CRC-32C of the data); both checksums are verified.
 """
+
 import gzip
 import struct
 

@@ -14,8 +14,9 @@ The two extra arrays let every index answer the three search modes of ``tfmetric
 (float, binary and binary-then-float ``rescore``) whatever its kind; they are memory-mapped on load.
 Index directories are local (faiss reads and writes local files).
 """
+
 import os
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -28,8 +29,14 @@ from tfmetric.search import catalog, kinds
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 IDS_FILE = "ids.parquet"
-INDEX_MANIFEST = Artifact("index manifest", "index.json", "format_version", FORMAT_VERSION,
-                          old_names=("manifest.json",), hint="Build the index again with this tfmetric.")
+INDEX_MANIFEST = Artifact(
+    "index manifest",
+    "index.json",
+    "format_version",
+    FORMAT_VERSION,
+    old_names=("manifest.json",),
+    hint="Build the index again with this tfmetric.",
+)
 MANIFEST_NAME = INDEX_MANIFEST.file_name
 BITS, EMBEDDINGS = "bits", "embeddings"  # optional arrays, saved as <name>.npy and listed in manifest["files"]
 ARRAYS = (BITS, EMBEDDINGS)
@@ -38,8 +45,8 @@ ARRAYS = (BITS, EMBEDDINGS)
 class Neighbour(NamedTuple):
     rank: int
     id: str
-    score: float           # cosine similarity (higher is closer) or Hamming distance (lower is closer)
-    source: Optional[str]  # the image's path or URI, or <tfrecord>#offset=<N> (image_source); None if unknown
+    score: float  # cosine similarity (higher is closer) or Hamming distance (lower is closer)
+    source: str | None  # the image's path or URI, or <tfrecord>#offset=<N> (image_source); None if unknown
 
 
 class CatalogIndex:
@@ -63,8 +70,10 @@ class CatalogIndex:
             raise ValueError(f"The faiss index holds {index.ntotal} items but there are {len(self.ids)} ids.")
         for name, value in self.arrays.items():
             if name not in ARRAYS or len(value) != len(self.ids):
-                raise ValueError(f"arrays must map {' or '.join(ARRAYS)} to one row per id ({len(self.ids)}). "
-                                 f"Received: {name}={getattr(value, 'shape', None)}")
+                raise ValueError(
+                    f"arrays must map {' or '.join(ARRAYS)} to one row per id ({len(self.ids)}). "
+                    f"Received: {name}={getattr(value, 'shape', None)}"
+                )
 
     binary = property(lambda self: kinds.is_binary(self.kind))
     dim = property(lambda self: int(self.manifest["dim"]))
@@ -81,8 +90,10 @@ class CatalogIndex:
         if self.binary:
             queries = np.atleast_2d(np.asarray(queries))
             if queries.dtype != np.uint8 or queries.shape[1] != catalog.code_bytes(self.dim):
-                raise ValueError(f"A binary index takes uint8 codes of {catalog.code_bytes(self.dim)} bytes. "
-                                 f"Received: dtype={queries.dtype}, shape={queries.shape}")
+                raise ValueError(
+                    f"A binary index takes uint8 codes of {catalog.code_bytes(self.dim)} bytes. "
+                    f"Received: dtype={queries.dtype}, shape={queries.shape}"
+                )
             return np.ascontiguousarray(queries)
         queries = np.array(np.atleast_2d(queries), np.float32, order="C")
         if queries.shape[1] != self.dim:
@@ -109,17 +120,20 @@ class CatalogIndex:
     def neighbours(self, query, k=10):
         """The ``k`` nearest catalog items of one query, best first."""
         scores, rows = self.search(query, k)
-        return [Neighbour(rank + 1, self.ids[row], float(score) if not self.binary else int(score),
-                          self.sources[row])
-                for rank, (score, row) in enumerate(zip(scores[0], rows[0])) if row >= 0]
+        return [
+            Neighbour(rank + 1, self.ids[row], float(score) if not self.binary else int(score), self.sources[row])
+            for rank, (score, row) in enumerate(zip(scores[0], rows[0]))
+            if row >= 0
+        ]
 
     def save(self, directory):
         """Writes the index directory; the manifest last, so a partial directory reads as incomplete."""
         os.makedirs(directory, exist_ok=True)
         INDEX_MANIFEST.remove(directory)  # until the new one is written, the directory reads as incomplete
         kinds.write(self.index, self.kind, os.path.join(directory, INDEX_FILE))
-        table = pa.table({"id": pa.array(list(self.ids), pa.string()),
-                          "source": pa.array(list(self.sources), pa.string())})
+        table = pa.table(
+            {"id": pa.array(list(self.ids), pa.string()), "source": pa.array(list(self.sources), pa.string())}
+        )
         pq.write_table(table, os.path.join(directory, IDS_FILE))
         for name, value in self.arrays.items():
             np.save(os.path.join(directory, self.manifest["files"][name]), np.ascontiguousarray(value))
@@ -135,10 +149,12 @@ class CatalogIndex:
             raise ValueError(f"The index is empty (built from 0 embeddings). Received: index_dir={directory}")
         index = kinds.read(kind, os.path.join(directory, INDEX_FILE))
         table = pq.read_table(os.path.join(directory, IDS_FILE))
-        arrays = {name: np.load(os.path.join(directory, manifest["files"][name]), mmap_mode="r")
-                  for name in ARRAYS if name in manifest.get("files", {})}
-        loaded = cls(index, kind, table.column("id").to_pylist(), table.column("source").to_pylist(), manifest,
-                     arrays)
+        arrays = {
+            name: np.load(os.path.join(directory, manifest["files"][name]), mmap_mode="r")
+            for name in ARRAYS
+            if name in manifest.get("files", {})
+        }
+        loaded = cls(index, kind, table.column("id").to_pylist(), table.column("source").to_pylist(), manifest, arrays)
         kinds.configure(index, kind, manifest["params"])
         if nprobe is not None or ef_search is not None:
             loaded.set_search_params(nprobe, ef_search)
@@ -153,15 +169,21 @@ def write_index_manifest(directory, manifest):
 def read_index_manifest(directory):
     """The manifest of a complete index directory; a clear error for anything else."""
     if not os.path.isdir(directory):
-        raise NotADirectoryError(f"index_dir is not a directory; build one there with build_index (python -m "
-                                 f"tfmetric.search build). Received: index_dir={directory}")
+        raise NotADirectoryError(
+            f"index_dir is not a directory; build one there with build_index (python -m "
+            f"tfmetric.search build). Received: index_dir={directory}"
+        )
     if not INDEX_MANIFEST.exists(directory):
-        raise FileNotFoundError(f"index_dir has no {MANIFEST_NAME}; not an index directory, or its build did "
-                                f"not finish. Received: index_dir={directory}")
+        raise FileNotFoundError(
+            f"index_dir has no {MANIFEST_NAME}; not an index directory, or its build did "
+            f"not finish. Received: index_dir={directory}"
+        )
     manifest = INDEX_MANIFEST.read(directory)
     if manifest.get("kind") not in kinds.KINDS:
-        raise ValueError(f"Not an index manifest of this tfmetric (kind {manifest.get('kind')!r}; known: "
-                         f"{', '.join(kinds.KINDS)}). Received: index_dir={directory}")
+        raise ValueError(
+            f"Not an index manifest of this tfmetric (kind {manifest.get('kind')!r}; known: "
+            f"{', '.join(kinds.KINDS)}). Received: index_dir={directory}"
+        )
     return manifest
 
 

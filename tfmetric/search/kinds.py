@@ -21,9 +21,10 @@ Float vectors are L2-normalised, so every float kind ranks by cosine similarity;
 with L2 distance (its graph heuristics assume a metric) and its scores are converted back with
 ``cos = 1 - d^2 / 2``. Binary kinds rank by Hamming distance of the packed sign bits.
 """
+
 import dataclasses
 import math
-from typing import Callable, Optional, Tuple
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -78,11 +79,11 @@ class IndexKind:
 
     binary: bool
     empty: Callable
-    params: Tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
     defaults: Callable = lambda n, nlist=None: {}
     configure: Callable = lambda index, params: None
     holds_vectors: bool = False
-    to_score: Optional[Callable] = None
+    to_score: Callable | None = None
 
     @property
     def metric(self):
@@ -100,12 +101,15 @@ _HNSW = dict(params=("m", "ef_construction", "ef_search"), defaults=_hnsw_defaul
 KINDS = {
     FLAT: IndexKind(False, lambda d, p: faiss.IndexFlatIP(d), holds_vectors=True),
     BINARY: IndexKind(True, lambda b, p: faiss.IndexBinaryFlat(b * 8)),
-    IVF: IndexKind(False, lambda d, p: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, p["nlist"],
-                                                          faiss.METRIC_INNER_PRODUCT), **_IVF),
-    HNSW: IndexKind(False, lambda d, p: _hnsw(faiss.IndexHNSWFlat(d, p["m"], faiss.METRIC_L2), p),
-                    to_score=_l2_to_cosine, **_HNSW),
-    BINARY_IVF: IndexKind(True, lambda b, p: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(b * 8), b * 8, p["nlist"]),
-                          **_IVF),
+    IVF: IndexKind(
+        False, lambda d, p: faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, p["nlist"], faiss.METRIC_INNER_PRODUCT), **_IVF
+    ),
+    HNSW: IndexKind(
+        False, lambda d, p: _hnsw(faiss.IndexHNSWFlat(d, p["m"], faiss.METRIC_L2), p), to_score=_l2_to_cosine, **_HNSW
+    ),
+    BINARY_IVF: IndexKind(
+        True, lambda b, p: faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(b * 8), b * 8, p["nlist"]), **_IVF
+    ),
     BINARY_HNSW: IndexKind(True, lambda b, p: _hnsw(faiss.IndexBinaryHNSW(b * 8, p["m"]), p), **_HNSW),
 }
 # Parameters each kind accepts; nprobe and ef_search are search-time ones (changeable after loading).
@@ -140,8 +144,9 @@ def default_params(kind, n, nlist=None):
 def _check(kind, name, value):
     if name not in PARAMS[kind]:
         takes = ", ".join(PARAMS[kind]) or "no parameters"
-        raise ValueError(f"{name} does not apply to kind {kind} (it takes: {takes}). "
-                         f"Received: {name}={value}, kind={kind!r}")
+        raise ValueError(
+            f"{name} does not apply to kind {kind} (it takes: {takes}). Received: {name}={value}, kind={kind!r}"
+        )
     if int(value) < 1:
         raise ValueError(f"{name} must be a positive integer. Received: {name}={value}")
     return int(value)
@@ -209,5 +214,7 @@ def read(kind, path):
         return get_kind(kind).read(path)
     except RuntimeError as e:  # faiss names the C++ function, not the file, for a truncated index
         lines = [line for line in str(e).splitlines() if line.strip()]
-        raise ValueError(f"{path} cannot be read as a faiss index ({lines[-1].strip() if lines else e!r}); it may "
-                         f"be truncated: rebuild it with python -m tfmetric.search build.") from None
+        raise ValueError(
+            f"{path} cannot be read as a faiss index ({lines[-1].strip() if lines else e!r}); it may "
+            f"be truncated: rebuild it with python -m tfmetric.search build."
+        ) from None

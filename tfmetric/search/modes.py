@@ -14,6 +14,7 @@ arrays; scores are cosine (float, rescore) or Hamming distance (binary).
     searcher = ModeSearcher(load_index("indexes/products/3"))
     searcher.neighbours(embedding, bits, k=10, mode="rescore")
 """
+
 import faiss
 import numpy as np
 
@@ -61,18 +62,29 @@ class ModeSearcher:
         if self._float is None and embeddings is not None:
             self._float = faiss.IndexFlatIP(index.dim)
             self._float.add(np.ascontiguousarray(embeddings, np.float32))
-        self.modes = tuple(m for m, ok in ((FLOAT, self._float is not None), (BINARY, self._binary is not None),
-                                           (RESCORE, self._binary is not None and self._vectors is not None)) if ok)
-        self._kind = {FLOAT: index.kind if not index.binary else kinds.FLAT,
-                      BINARY: index.kind if index.binary else kinds.BINARY}
+        self.modes = tuple(
+            m
+            for m, ok in (
+                (FLOAT, self._float is not None),
+                (BINARY, self._binary is not None),
+                (RESCORE, self._binary is not None and self._vectors is not None),
+            )
+            if ok
+        )
+        self._kind = {
+            FLOAT: index.kind if not index.binary else kinds.FLAT,
+            BINARY: index.kind if index.binary else kinds.BINARY,
+        }
 
     def search(self, embedding, bits, k, mode):
         """(scores [m], rows [m]) of one query, best first; ``embedding`` float [D] (None for
         ``binary``), ``bits`` uint8 [B] (None for ``float``)."""
         check_mode(mode)
         if mode not in self.modes:
-            raise ValueError(f"mode {mode!r} needs {'float embeddings' if mode != BINARY else 'sign bits'} "
-                             f"that index kind {self.index.kind} does not hold (it answers: {', '.join(self.modes)}).")
+            raise ValueError(
+                f"mode {mode!r} needs {'float embeddings' if mode != BINARY else 'sign bits'} "
+                f"that index kind {self.index.kind} does not hold (it answers: {', '.join(self.modes)})."
+            )
         if int(k) < 1:
             raise ValueError(f"k must be >= 1. Received: k={k}")
         k = min(int(k), self.index.count)
@@ -100,5 +112,7 @@ class ModeSearcher:
         """``Neighbour(rank, id, score, source)`` of one query, best first."""
         scores, rows = self.search(embedding, bits, k, mode)
         cast = int if mode == BINARY else float
-        return [index_lib.Neighbour(rank + 1, self.index.ids[row], cast(score), self.index.sources[row])
-                for rank, (score, row) in enumerate(zip(scores, rows))]
+        return [
+            index_lib.Neighbour(rank + 1, self.index.ids[row], cast(score), self.index.sources[row])
+            for rank, (score, row) in enumerate(zip(scores, rows))
+        ]

@@ -7,6 +7,7 @@ source recorded; a moved file; an undecodable one) is drawn as a grey
 placeholder naming its id, so the figure is always complete. matplotlib's object API with the Agg
 canvas is used (no pyplot state, no display needed).
 """
+
 import io
 import math
 
@@ -43,7 +44,7 @@ def thumbnail(encoded, size=THUMBNAIL):
 
 def _short(text):
     text = str(text)
-    return text if len(text) <= _TITLE_CHARS else "…" + text[-(_TITLE_CHARS - 1):]
+    return text if len(text) <= _TITLE_CHARS else "…" + text[-(_TITLE_CHARS - 1) :]
 
 
 def _score(score, metric):
@@ -53,8 +54,9 @@ def _score(score, metric):
 def _draw(ax, image, title, frame=None):
     if image is None:
         ax.set_facecolor("0.85")
-        ax.text(0.5, 0.5, "image\nunavailable", ha="center", va="center", color="0.35",
-                fontsize=9, transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "image\nunavailable", ha="center", va="center", color="0.35", fontsize=9, transform=ax.transAxes
+        )
     else:
         ax.imshow(image)
     ax.set_title(title, fontsize=8)
@@ -91,7 +93,10 @@ def plot_neighbours(query_encoded, neighbours, output, metric="cosine", query_la
     _draw(figure.add_subplot(grid[0, 0]), query_image, f"{_short(query_label)}\n(query)", frame="tab:red")
     for i, neighbour in enumerate(neighbours):
         ax = figure.add_subplot(grid[i // MAX_COLUMNS, 1 + i % MAX_COLUMNS])
-        _draw(ax, load_thumbnail(neighbour.source),
-              f"{neighbour.rank}. {_short(neighbour.id)}\n{_score(neighbour.score, metric)}")
+        _draw(
+            ax,
+            load_thumbnail(neighbour.source),
+            f"{neighbour.rank}. {_short(neighbour.id)}\n{_score(neighbour.score, metric)}",
+        )
     figure.savefig(output, dpi=dpi)
     return output

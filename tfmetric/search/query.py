@@ -4,8 +4,9 @@ Before anything is embedded the index's manifest is compared with the query mode
 fingerprint: embeddings of a different model (or dimension) are not comparable, so a mismatch is
 an error, not a list of meaningless neighbours.
 """
+
 import os
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -17,9 +18,9 @@ from tfmetric.search import index as index_lib
 
 
 class QueryResult(NamedTuple):
-    image: str                              # the query's path
-    encoded: bytes                          # the bytes the model embedded
-    neighbours: List[index_lib.Neighbour]   # best first
+    image: str  # the query's path
+    encoded: bytes  # the bytes the model embedded
+    neighbours: list[index_lib.Neighbour]  # best first
     index: index_lib.CatalogIndex
 
 
@@ -42,16 +43,20 @@ def check_compatible(index, index_dir, identity):
     built_with = index.model
     dim = identity["embedding_dim"]
     if int(dim) != index.dim:
-        raise ValueError(f"The model {embedder_lib.describe(identity)} gives {dim}-dimensional embeddings, but "
-                         f"the index holds {index.dim}-dimensional ones of {embedder_lib.describe(built_with)}; "
-                         f"query with that model or rebuild the index. "
-                         f"Received: model_dir={identity.get('path')}, index_dir={index_dir}")
+        raise ValueError(
+            f"The model {embedder_lib.describe(identity)} gives {dim}-dimensional embeddings, but "
+            f"the index holds {index.dim}-dimensional ones of {embedder_lib.describe(built_with)}; "
+            f"query with that model or rebuild the index. "
+            f"Received: model_dir={identity.get('path')}, index_dir={index_dir}"
+        )
     if built_with and not embedder_lib.same_model(built_with, identity):
-        raise ValueError(f"The index was built from embeddings of {embedder_lib.describe(built_with)}, "
-                         f"but the model is {embedder_lib.describe(identity)}, a different model (other "
-                         f"SavedModel fingerprint); embeddings of different models are not comparable. Query "
-                         f"with the index's model, or embed the catalog with this one and rebuild the index. "
-                         f"Received: model_dir={identity.get('path')}, index_dir={index_dir}")
+        raise ValueError(
+            f"The index was built from embeddings of {embedder_lib.describe(built_with)}, "
+            f"but the model is {embedder_lib.describe(identity)}, a different model (other "
+            f"SavedModel fingerprint); embeddings of different models are not comparable. Query "
+            f"with the index's model, or embed the catalog with this one and rebuild the index. "
+            f"Received: model_dir={identity.get('path')}, index_dir={index_dir}"
+        )
 
 
 def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef_search=None):
@@ -70,12 +75,15 @@ def query_index(index_dir, model_dir, image, k=10, binary=False, nprobe=None, ef
         raise ValueError(f"k must be a positive integer. Received: k={k}")
     index = index_lib.load_index(index_dir, nprobe=nprobe, ef_search=ef_search)
     if binary and not index.binary:
-        raise ValueError(f"binary search needs a binary index, and index_dir holds a float one (kind "
-                         f"{index.kind}); build one of kind binary, binary-ivf or binary-hnsw. "
-                         f"Received: binary=True, index_dir={index_dir}")
+        raise ValueError(
+            f"binary search needs a binary index, and index_dir holds a float one (kind "
+            f"{index.kind}); build one of kind binary, binary-ivf or binary-hnsw. "
+            f"Received: binary=True, index_dir={index_dir}"
+        )
     if not tf.io.gfile.isdir(model_dir):
-        raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
-                                 f"Received: model_dir={model_dir}")
+        raise NotADirectoryError(
+            f"model_dir is not a directory; pass saved_models/<name>/<version>. Received: model_dir={model_dir}"
+        )
     card = model_card.read_model_card(model_dir)
     identity = embedder_lib.model_identity(model_dir, card=card)
     check_compatible(index, index_dir, identity)

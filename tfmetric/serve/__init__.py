@@ -13,11 +13,16 @@ One process holds the SavedModel and the index and answers over HTTP (FastAPI on
 
 Names are imported lazily so that ``python -m tfmetric.serve --help`` answers before TensorFlow loads.
 """
+
 from tfmetric.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "ServeConfig": "config", "SearchEngine": "engine", "IndexVersions": "versions", "RequestError": "requests",
-    "create_app": "app", "serve": "server",
+    "ServeConfig": "config",
+    "SearchEngine": "engine",
+    "IndexVersions": "versions",
+    "RequestError": "requests",
+    "create_app": "app",
+    "serve": "server",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

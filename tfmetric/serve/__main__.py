@@ -7,6 +7,7 @@ Examples:
 Then open http://127.0.0.1:8080/ or:
   curl -s -H 'Content-Type: image/jpeg' --data-binary @query.jpg 'http://127.0.0.1:8080/v1/search?k=5&mode=rescore'
 """
+
 import argparse
 import sys
 
@@ -25,6 +26,7 @@ def _int(minimum):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
         return value
+
     return parse
 
 
@@ -41,23 +43,46 @@ def _seconds(text):
 def parse_args(argv=None):
     defaults = config_lib.ServeConfig("", "")
     p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--index", required=True,
-                   help="index directory (python -m tfmetric.search build), or a directory of integer versions "
-                        "of one: the highest complete version is served and newer ones are switched to")
+    p.add_argument(
+        "--index",
+        required=True,
+        help="index directory (python -m tfmetric.search build), or a directory of integer versions "
+        "of one: the highest complete version is served and newer ones are switched to",
+    )
     p.add_argument("--model", required=True, help="saved_models/<name>/<version> that embedded the catalog")
     p.add_argument("--host", default=defaults.host, help="address to listen on (default %(default)s)")
     p.add_argument("--port", type=_int(0), default=defaults.port, help="port; 0 picks a free one (default %(default)s)")
-    p.add_argument("--workers", type=_int(1), default=defaults.workers,
-                   help="requests searched at once, threads sharing one model and index (default %(default)s)")
-    p.add_argument("--queue", type=_int(0), default=defaults.queue,
-                   help="requests that may wait for a worker; more get 503 (default %(default)s)")
-    p.add_argument("--max-body-bytes", type=_int(1), default=defaults.max_body_bytes,
-                   help="larger request bodies get 413 (default %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=_int(1),
+        default=defaults.workers,
+        help="requests searched at once, threads sharing one model and index (default %(default)s)",
+    )
+    p.add_argument(
+        "--queue",
+        type=_int(0),
+        default=defaults.queue,
+        help="requests that may wait for a worker; more get 503 (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_int(1),
+        default=defaults.max_body_bytes,
+        help="larger request bodies get 413 (default %(default)s)",
+    )
     p.add_argument("--max-k", type=_int(1), default=defaults.max_k, help="largest k (default %(default)s)")
-    p.add_argument("--rescore-factor", type=_int(1), default=defaults.rescore_factor,
-                   help="mode rescore re-ranks a Hamming shortlist of this many times k (default %(default)s)")
-    p.add_argument("--poll-seconds", type=_seconds, default=defaults.poll_seconds,
-                   help="how often a directory of versions is checked for a new one (default %(default)s)")
+    p.add_argument(
+        "--rescore-factor",
+        type=_int(1),
+        default=defaults.rescore_factor,
+        help="mode rescore re-ranks a Hamming shortlist of this many times k (default %(default)s)",
+    )
+    p.add_argument(
+        "--poll-seconds",
+        type=_seconds,
+        default=defaults.poll_seconds,
+        help="how often a directory of versions is checked for a new one (default %(default)s)",
+    )
     return p.parse_args(argv)
 
 

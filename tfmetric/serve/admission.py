@@ -3,6 +3,7 @@
 A service that queued without limit would answer everything eventually, too late to be useful,
 while its memory grows; refusing early lets a load balancer send the request elsewhere.
 """
+
 import asyncio
 
 from tfmetric.serve.requests import RequestError
@@ -23,8 +24,11 @@ class Admission:
 
     async def __aenter__(self):
         if self.admitted >= self.workers + self.queue:
-            raise RequestError(503, f"busy: {self.workers} requests running and {self.queue} queued "
-                                    f"(--workers {self.workers}, --queue {self.queue}); retry later.")
+            raise RequestError(
+                503,
+                f"busy: {self.workers} requests running and {self.queue} queued "
+                f"(--workers {self.workers}, --queue {self.queue}); retry later.",
+            )
         self.admitted += 1
         try:
             await self._running.acquire()

@@ -9,6 +9,7 @@
 Every error is ``{"error": "..."}`` with a 4xx status (``tfmetric.serve.requests``) or, for a
 bug, 500; the service stays up. Searches run on ``workers`` threads behind ``Admission``.
 """
+
 import asyncio
 import concurrent.futures
 import logging

@@ -1,4 +1,5 @@
 """ServeConfig: what ``python -m tfmetric.serve`` was asked to serve and its limits."""
+
 import dataclasses
 
 DEFAULT_PORT = 8080
@@ -41,5 +42,7 @@ class ServeConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
         if self.queue < 0 or not 0 <= self.port <= 65535 or self.poll_seconds <= 0:
-            raise ValueError(f"queue must be >= 0, port in 0..65535 and poll_seconds > 0. Received: "
-                             f"queue={self.queue}, port={self.port}, poll_seconds={self.poll_seconds}")
+            raise ValueError(
+                f"queue must be >= 0, port in 0..65535 and poll_seconds > 0. Received: "
+                f"queue={self.queue}, port={self.port}, poll_seconds={self.poll_seconds}"
+            )

@@ -8,6 +8,7 @@ is allocated and every refusal names its reason. The model's own serving graph c
 SavedModel's signatures (``serving_default`` for float and rescore, ``serving_binary`` for binary),
 as ``python -m tfmetric.search`` embeds it, so both give the same neighbours for the same image.
 """
+
 import io
 import time
 
@@ -59,8 +60,9 @@ class SearchEngine:
     def __init__(self, config):
         self.config = config
         if not tf.io.gfile.isdir(config.model):
-            raise NotADirectoryError(f"model_dir is not a directory; pass saved_models/<name>/<version>. "
-                                     f"Received: model_dir={config.model}")
+            raise NotADirectoryError(
+                f"model_dir is not a directory; pass saved_models/<name>/<version>. Received: model_dir={config.model}"
+            )
         card = model_card.read_model_card(config.model)
         self.identity = embedder_lib.model_identity(config.model, card=card)
         self.max_pixels = model_card.card_max_pixels(card)
@@ -75,9 +77,11 @@ class SearchEngine:
         index = index_lib.load_index(directory)
         check_compatible(index, directory, self.identity)
         if self._float.output_width != index.dim:
-            raise ValueError(f"The model gives {self._float.output_width}-dimensional embeddings, the index holds "
-                             f"{index.dim}-dimensional ones. Received: model_dir={self.config.model}, "
-                             f"index_dir={directory}")
+            raise ValueError(
+                f"The model gives {self._float.output_width}-dimensional embeddings, the index holds "
+                f"{index.dim}-dimensional ones. Received: model_dir={self.config.model}, "
+                f"index_dir={directory}"
+            )
         rows = {}
         for row, item in enumerate(index.ids):
             rows.setdefault(item, row)
@@ -93,11 +97,17 @@ class SearchEngine:
         searcher = snapshot.searcher
         limit = self.k_limit(snapshot)
         if not 1 <= request.k <= limit:
-            raise RequestError(422, f"k must be between 1 and {limit} (the index holds {searcher.index.count} "
-                                    f"items, --max-k {self.config.max_k}). Received: k={request.k}")
+            raise RequestError(
+                422,
+                f"k must be between 1 and {limit} (the index holds {searcher.index.count} "
+                f"items, --max-k {self.config.max_k}). Received: k={request.k}",
+            )
         if request.mode not in searcher.modes:
-            raise RequestError(422, f"mode {request.mode!r} is not available on this index (kind "
-                                    f"{searcher.index.kind}); it answers: {', '.join(searcher.modes)}.")
+            raise RequestError(
+                422,
+                f"mode {request.mode!r} is not available on this index (kind "
+                f"{searcher.index.kind}); it answers: {', '.join(searcher.modes)}.",
+            )
         check_image(request.image, self.max_pixels)
         model = self._binary if request.mode == modes_lib.BINARY else self._float
         (result,) = model.embed([request.image])
@@ -111,8 +121,13 @@ class SearchEngine:
             if rule:
                 item["match"] = bool(rule(n.score))
             neighbours.append(item)
-        return {"neighbours": neighbours, "mode": request.mode, "model": self.model_info(),
-                "index": self.index_info(snapshot), "took_ms": round(1000 * (time.perf_counter() - start), 3)}
+        return {
+            "neighbours": neighbours,
+            "mode": request.mode,
+            "model": self.model_info(),
+            "index": self.index_info(snapshot),
+            "took_ms": round(1000 * (time.perf_counter() - start), 3),
+        }
 
     @staticmethod
     def _match_rule(index, mode):
@@ -131,17 +146,32 @@ class SearchEngine:
     def index_info(snapshot):
         index = snapshot.searcher.index
         match = index.manifest.get("match")
-        return {"version": snapshot.version, "path": snapshot.directory, "kind": index.kind,
-                "count": index.count, "dim": index.dim, "modes": list(snapshot.searcher.modes),
-                "match": {m: match[m]["threshold"] for m in ("cosine", "hamming")} if match else None}
+        return {
+            "version": snapshot.version,
+            "path": snapshot.directory,
+            "kind": index.kind,
+            "count": index.count,
+            "dim": index.dim,
+            "modes": list(snapshot.searcher.modes),
+            "match": {m: match[m]["threshold"] for m in ("cosine", "hamming")} if match else None,
+        }
 
     def info(self):
         snapshot = self.versions.current
         config = self.config
-        return {"model": self.model_info(), "index": self.index_info(snapshot),
-                "modes": list(snapshot.searcher.modes), "rescore_factor": config.rescore_factor,
-                "limits": {"max_k": self.k_limit(snapshot), "max_body_bytes": config.max_body_bytes,
-                           "max_pixels": self.max_pixels, "workers": config.workers, "queue": config.queue}}
+        return {
+            "model": self.model_info(),
+            "index": self.index_info(snapshot),
+            "modes": list(snapshot.searcher.modes),
+            "rescore_factor": config.rescore_factor,
+            "limits": {
+                "max_k": self.k_limit(snapshot),
+                "max_body_bytes": config.max_body_bytes,
+                "max_pixels": self.max_pixels,
+                "workers": config.workers,
+                "queue": config.queue,
+            },
+        }
 
     def source_of(self, item):
         """The catalog source (path or URI) of id ``item`` in the served index; RequestError when none."""

@@ -10,6 +10,7 @@ in the query string (``?k=10&mode=rescore``); the JSON fields win. Status codes:
     422  a well-formed request with a bad value: k, mode, an image that does not decode
     503  the service is busy (every worker busy and the queue full): retry later
 """
+
 import base64
 import binascii
 import json
@@ -69,15 +70,18 @@ def parse_search(content_type, body, params):
     """A SearchRequest from the Content-Type header, the body bytes and the query parameters."""
     media = (content_type or "").split(";")[0].strip().lower()
     if not body:
-        raise RequestError(400, "empty request body: send the image's bytes (Content-Type image/jpeg or "
-                                'image/png) or JSON {"b64": ...}.')
+        raise RequestError(
+            400,
+            'empty request body: send the image\'s bytes (Content-Type image/jpeg or image/png) or JSON {"b64": ...}.',
+        )
     if media == JSON_TYPE:
         image, fields = _json_image(body)
     elif media in IMAGE_TYPES or media in ("", "application/octet-stream"):
         image, fields = body, {}
     else:
-        raise RequestError(415, f"Content-Type {media!r} is not accepted: send {', '.join(IMAGE_TYPES)} bytes "
-                                f"or {JSON_TYPE}.")
+        raise RequestError(
+            415, f"Content-Type {media!r} is not accepted: send {', '.join(IMAGE_TYPES)} bytes or {JSON_TYPE}."
+        )
     if not image:
         raise RequestError(400, 'empty image: "b64" decodes to zero bytes.')
     k = _k(fields.get("k", params.get("k", DEFAULT_K)))

@@ -4,6 +4,7 @@ uvicorn handles SIGINT and SIGTERM with a graceful shutdown (requests in flight 
 then the process exits); afterwards it re-raises the signal to the handlers it found, which here
 only note it, so the process ends with status 0 and a last line saying why it stopped.
 """
+
 import logging
 import signal
 
@@ -39,14 +40,28 @@ def serve(config, out=print):
     where = f"{snapshot.directory}" + (f" (version {snapshot.version})" if snapshot.version is not None else "")
 
     def ready(url):
-        out(f"Serving {index.count} items of {where} with model {engine.identity.get('name')}/"
-            f"{engine.identity.get('version')}, modes {', '.join(snapshot.searcher.modes)}, at {url}", flush=True)
+        out(
+            f"Serving {index.count} items of {where} with model {engine.identity.get('name')}/"
+            f"{engine.identity.get('version')}, modes {', '.join(snapshot.searcher.modes)}, at {url}",
+            flush=True,
+        )
 
     received = []
-    previous = {sig: signal.signal(sig, lambda s, frame: received.append(signal.Signals(s).name))
-                for sig in STOP_SIGNALS}
-    server = _Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
-                                    access_log=False, lifespan="off", timeout_graceful_shutdown=30), ready)
+    previous = {
+        sig: signal.signal(sig, lambda s, frame: received.append(signal.Signals(s).name)) for sig in STOP_SIGNALS
+    }
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=30,
+        ),
+        ready,
+    )
     engine.versions.start()
     try:
         server.run()

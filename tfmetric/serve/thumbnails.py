@@ -4,6 +4,7 @@ Only sources listed in the served index are read (the route takes a catalog id, 
 with ``tfmetric.search.image_source.read_image_bytes`` (image files on any filesystem TensorFlow
 reads, and records of TFRecord catalogs), and each is checked like a query image before it is decoded.
 """
+
 import io
 
 from PIL import Image

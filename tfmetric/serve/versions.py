@@ -14,10 +14,11 @@ Python). A request takes the snapshot once when it starts and uses only it, so r
 finish on the old version, which is freed when the last of them ends. A version that fails to
 load is logged once and skipped; the old one stays served.
 """
+
 import logging
 import os
 import threading
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from tfmetric.search import index as index_lib
 
@@ -27,10 +28,10 @@ _LOG = logging.getLogger(__name__)
 class Snapshot(NamedTuple):
     """One loaded index version: everything a request needs, immutable once published."""
 
-    version: Optional[int]  # None when --index is a single index directory
+    version: int | None  # None when --index is a single index directory
     directory: str
-    searcher: Any           # tfmetric.search.modes.ModeSearcher
-    rows_by_id: dict        # catalog id -> first row, for the thumbnails of neighbours
+    searcher: Any  # tfmetric.search.modes.ModeSearcher
+    rows_by_id: dict  # catalog id -> first row, for the thumbnails of neighbours
 
 
 def is_index(directory):
@@ -58,9 +59,11 @@ class IndexVersions:
 
     def __init__(self, root, load, poll_seconds=2.0):
         if not os.path.isdir(root):
-            raise NotADirectoryError(f"index_dir is not a directory; pass an index directory or a directory of "
-                                     f"integer versions of one (python -m tfmetric.search build --index DIR/1). "
-                                     f"Received: index_dir={root}")
+            raise NotADirectoryError(
+                f"index_dir is not a directory; pass an index directory or a directory of "
+                f"integer versions of one (python -m tfmetric.search build --index DIR/1). "
+                f"Received: index_dir={root}"
+            )
         self.root, self._load, self.poll_seconds = root, load, poll_seconds
         self.versioned = not is_index(root)
         self._failed = set()
@@ -69,9 +72,11 @@ class IndexVersions:
         if self.versioned:
             versions = complete_versions(root)
             if not versions:
-                raise FileNotFoundError(f"index_dir is neither an index (no {index_lib.MANIFEST_NAME}) nor a "
-                                        f"directory holding a complete integer version (1/, 2/, ... with "
-                                        f"{index_lib.MANIFEST_NAME}). Received: index_dir={root}")
+                raise FileNotFoundError(
+                    f"index_dir is neither an index (no {index_lib.MANIFEST_NAME}) nor a "
+                    f"directory holding a complete integer version (1/, 2/, ... with "
+                    f"{index_lib.MANIFEST_NAME}). Received: index_dir={root}"
+                )
             version, directory = versions[-1]
         else:
             version, directory = None, root
@@ -85,8 +90,9 @@ class IndexVersions:
         """Switches to the highest complete version if it is newer; True when it switched."""
         if not self.versioned:
             return False
-        candidates = [(v, d) for v, d in complete_versions(self.root)
-                      if v > self.current.version and v not in self._failed]
+        candidates = [
+            (v, d) for v, d in complete_versions(self.root) if v > self.current.version and v not in self._failed
+        ]
         if not candidates:
             return False
         version, directory = candidates[-1]

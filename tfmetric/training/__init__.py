@@ -8,11 +8,14 @@ Training uses data/, models/ and metrics/ and never export/: ``python -m tfmetri
 the export as a function (``export=``). Names are imported lazily so that ``python -m
 tfmetric.train --help`` answers before TensorFlow loads.
 """
+
 from tfmetric.lazy_exports import lazy_exports
 
 _EXPORTS = {
-    "train_and_evaluate": "trainer", "StopRequested": "run_state",
-    "run_ablations": "ablation", "remove_run": "workdir",
+    "train_and_evaluate": "trainer",
+    "StopRequested": "run_state",
+    "run_ablations": "ablation",
+    "remove_run": "workdir",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -10,6 +10,7 @@ averages a 7x7 map; half, on the 1x1 map of 32x32 inputs: see the README). A bia
 with zero-mean random weights centres the features too, so the last two rows drop the projection
 (``embedding_dim`` = the backbone's width, ``{width}``) and toggle only the LayerNorm.
 """
+
 import json
 import os
 import re
@@ -32,18 +33,29 @@ def ablations(base_config):
     model = base_config.model
     width = BACKBONES[model.backbone].output_dim
     head = f"{model.embedding_dim}-d" + (" pool5" if model.embedding_dim == width else "")
-    rows = [(f"baseline (T={model.temperature:g}, {'LayerNorm' if model.layer_norm else 'no LayerNorm'}, "
-             f"{'class-balanced' if base_config.data.class_balanced else 'random batches'}, {head})", ())]
-    rows += [(f"temperature {t:g}", (f"model.temperature={t}",))
-             for t in TEMPERATURES if t != model.temperature]
-    rows.append(("no LayerNorm" if model.layer_norm else "LayerNorm",
-                 (f"model.layer_norm={str(not model.layer_norm).lower()}",)))
-    rows.append(("random batches" if base_config.data.class_balanced else "class-balanced batches",
-                 (f"data.class_balanced={str(not base_config.data.class_balanced).lower()}",)))
+    rows = [
+        (
+            f"baseline (T={model.temperature:g}, {'LayerNorm' if model.layer_norm else 'no LayerNorm'}, "
+            f"{'class-balanced' if base_config.data.class_balanced else 'random batches'}, {head})",
+            (),
+        )
+    ]
+    rows += [(f"temperature {t:g}", (f"model.temperature={t}",)) for t in TEMPERATURES if t != model.temperature]
+    rows.append(
+        (
+            "no LayerNorm" if model.layer_norm else "LayerNorm",
+            (f"model.layer_norm={str(not model.layer_norm).lower()}",),
+        )
+    )
+    rows.append(
+        (
+            "random batches" if base_config.data.class_balanced else "class-balanced batches",
+            (f"data.class_balanced={str(not base_config.data.class_balanced).lower()}",),
+        )
+    )
     rows += [(f"dim {d}", (f"model.embedding_dim={d}",)) for d in DIMENSIONS if d != model.embedding_dim]
     if model.embedding_dim != width:
-        rows.append((f"pool5 (no projection: dim = backbone width, {width})",
-                     (f"model.embedding_dim={width}",)))
+        rows.append((f"pool5 (no projection: dim = backbone width, {width})", (f"model.embedding_dim={width}",)))
         rows.append(("pool5, no LayerNorm", (f"model.embedding_dim={width}", "model.layer_norm=false")))
     return rows
 
@@ -75,8 +87,15 @@ def run_ablations(base_config, workdir, only=None, verbose=0):
             print(f"== {name}", flush=True)
             result = train_and_evaluate(config, run_dir, verbose=verbose)
         test = result["test"]
-        rows.append({"name": name, "overrides": list(overrides), "recall@1": test["recall@1"],
-                     "binary/recall@1": test.get("binary/recall@1"), "map@r": test["map@r"]})
+        rows.append(
+            {
+                "name": name,
+                "overrides": list(overrides),
+                "recall@1": test["recall@1"],
+                "binary/recall@1": test.get("binary/recall@1"),
+                "map@r": test["map@r"],
+            }
+        )
     write_table(rows, workdir)
     return rows
 
@@ -86,8 +105,9 @@ def markdown(rows):
     for r in rows:
         b = r["binary/recall@1"]
         gap = f"{b - r['recall@1']:+.4f}" if b is not None else "—"
-        lines.append(f"| {r['name']} | {r['recall@1']:.4f} | {b if b is None else f'{b:.4f}'} | {gap} "
-                     f"| {r['map@r']:.4f} |")
+        lines.append(
+            f"| {r['name']} | {r['recall@1']:.4f} | {b if b is None else f'{b:.4f}'} | {gap} | {r['map@r']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -98,6 +118,7 @@ def write_table(rows, workdir):
     with open(os.path.join(workdir, "ablation.md"), "w") as f:
         f.write(markdown(rows) + "\n")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np

@@ -1,4 +1,5 @@
 """Mixed precision and the distribution strategy a config asks for."""
+
 import contextlib
 import json
 import os
@@ -71,7 +72,8 @@ def global_batch_size(batch_size, replicas, per_replica_batch=False):
             f"data.batch_size ({batch_size}) is the global batch and cannot be split evenly across "
             f"{replicas} replicas. Use a number of replicas that divides it, set data.batch_size "
             f"to a multiple of {replicas} (the recipe changes), or set train.per_replica_batch=true "
-            f"to give every replica data.batch_size images with local BatchNorm statistics.")
+            f"to give every replica data.batch_size images with local BatchNorm statistics."
+        )
     return batch_size
 
 

@@ -6,6 +6,7 @@ is framed green, any other red, and each carries its score. The query itself is 
 neighbour (self-retrieval excludes it by index, as the metrics do). Training writes the grid as
 ``retrieval.png`` in the workdir and logs it to TensorBoard at every evaluation.
 """
+
 import io
 
 import numpy as np
@@ -42,8 +43,10 @@ def neighbours(query_ids, query, gallery=None, k=5):
         hamming[rows, query_ids] = np.iinfo(np.int64).max
     by_cosine = np.argsort(-cosine, axis=1, kind="stable")[:, :k]
     by_hamming = np.argsort(hamming, axis=1, kind="stable")[:, :k]
-    return ((by_cosine, np.take_along_axis(cosine, by_cosine, 1)),
-            (by_hamming, np.take_along_axis(hamming, by_hamming, 1)))
+    return (
+        (by_cosine, np.take_along_axis(cosine, by_cosine, 1)),
+        (by_hamming, np.take_along_axis(hamming, by_hamming, 1)),
+    )
 
 
 def _tile(image, colour, caption, size, font):
@@ -54,8 +57,7 @@ def _tile(image, colour, caption, size, font):
     return tile
 
 
-def render(query_images, query_labels, float_hits, binary_hits, gallery_images, gallery_labels,
-           size=64):
+def render(query_images, query_labels, float_hits, binary_hits, gallery_images, gallery_labels, size=64):
     """The grid as uint8 ``[H, W, 3]``.
 
     Args:
@@ -108,13 +110,15 @@ def grid_for_source(source, module, embedded, num_queries=8, k=5):
     float_hits, binary_hits = neighbours(ids, query, gallery, k)
     hits = np.concatenate([float_hits[0].ravel(), binary_hits[0].ravel()])
     if gallery is None:
-        gallery_images = query_images = decode_records(source.raw_dataset(module.QUERY_SPLIT),
-                                                       np.concatenate([ids, hits]))
+        gallery_images = query_images = decode_records(
+            source.raw_dataset(module.QUERY_SPLIT), np.concatenate([ids, hits])
+        )
     else:
         query_images = decode_records(source.raw_dataset(module.QUERY_SPLIT), ids)
         gallery_images = decode_records(source.raw_dataset(module.GALLERY_SPLIT), hits)
-    return render([query_images[int(i)] for i in ids], query_labels[ids], float_hits, binary_hits,
-                  gallery_images, gallery_labels)
+    return render(
+        [query_images[int(i)] for i in ids], query_labels[ids], float_hits, binary_hits, gallery_images, gallery_labels
+    )
 
 
 def encode_png(grid):

@@ -1,4 +1,5 @@
 """Model, optimizers and checkpointed progress of one training run; resumable at any step."""
+
 import logging
 import os
 import signal
@@ -25,9 +26,15 @@ class RunState:
         m, t = config.model, config.train
         with strategy.scope(), dtype_policy(t.precision):
             self.embedding_model = build_embedding_model(
-                m.backbone, m.embedding_dim, config.data.image_size, m.weights, m.layer_norm,
-                m.bn_momentum, data_dir=config.data.data_dir or None,
-                sync_batch_norm=sync_batch_norm(strategy.num_replicas_in_sync, t.per_replica_batch))
+                m.backbone,
+                m.embedding_dim,
+                config.data.image_size,
+                m.weights,
+                m.layer_norm,
+                m.bn_momentum,
+                data_dir=config.data.data_dir or None,
+                sync_batch_norm=sync_batch_norm(strategy.num_replicas_in_sync, t.per_replica_batch),
+            )
             self.model = build_training_model(self.embedding_model, num_classes, m.temperature)
             self.head_vars = head_variables(self.model)
             self.all_vars = self.model.trainable_variables
@@ -38,12 +45,19 @@ class RunState:
         # Bookkeeping, host-side: outside the strategy scope so they are plain (not mirrored) variables.
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, warmup_optimizer=self.warmup_opt,
-                                              optimizer=self.main_opt, epoch=self.epoch, step=self.step)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"),
-                                                  max_to_keep=2)
-        self._saver = self.manager if save_dir is None else tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(save_dir, "checkpoints"), max_to_keep=1)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            warmup_optimizer=self.warmup_opt,
+            optimizer=self.main_opt,
+            epoch=self.epoch,
+            step=self.step,
+        )
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(workdir, "checkpoints"), max_to_keep=2)
+        self._saver = (
+            self.manager
+            if save_dir is None
+            else tf.train.CheckpointManager(self.checkpoint, os.path.join(save_dir, "checkpoints"), max_to_keep=1)
+        )
 
     @staticmethod
     def _optimizer(train_config, lr, name):
@@ -63,18 +77,29 @@ class RunState:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:
                 if _is_mismatch(e):  # the checkpoint is intact but of another model: no fallback
-                    raise ValueError(f"Checkpoint {path} does not match the configured model ({_first_line(e)}). "
-                                     f"Resume with the run's own config.json or use another workdir.") from None
+                    raise ValueError(
+                        f"Checkpoint {path} does not match the configured model ({_first_line(e)}). "
+                        f"Resume with the run's own config.json or use another workdir."
+                    ) from None
                 failures.append(f"{path} ({_first_line(e)})")
                 continue
             if failures or path != self.manager.latest_checkpoint:
-                print(f"Resuming from {path}: " + ("; ".join(failures) + " unreadable" if failures else
-                      f"the index {self.manager.directory}/checkpoint is damaged or stale"), flush=True)
+                print(
+                    f"Resuming from {path}: "
+                    + (
+                        "; ".join(failures) + " unreadable"
+                        if failures
+                        else f"the index {self.manager.directory}/checkpoint is damaged or stale"
+                    ),
+                    flush=True,
+                )
             log.info("Resumed from %s", path)
             return int(self.epoch), int(self.step)
         if candidates:
-            raise ValueError(f"No checkpoint in {self.manager.directory} reads back: {'; '.join(failures)}. "
-                             f"Delete the directory (or --overwrite) to start again.")
+            raise ValueError(
+                f"No checkpoint in {self.manager.directory} reads back: {'; '.join(failures)}. "
+                f"Delete the directory (or --overwrite) to start again."
+            )
         return int(self.epoch), int(self.step)
 
     def save(self, epoch, step):

@@ -11,7 +11,7 @@ def learning_rate_at(epoch, train_config):
     if epoch < t.warmup_epochs:
         return t.lr * t.lr_mult
     step = (epoch - t.warmup_epochs) // t.epochs_per_step
-    return t.lr * t.gamma ** step
+    return t.lr * t.gamma**step
 
 
 def total_epochs(train_config):

@@ -4,8 +4,10 @@ The same code runs on one device and under ``tf.distribute`` strategies: the los
 its examples' normalized softmax loss (``tfmetric.losses``) summed and divided by the *global*
 batch size, so summing the replicas' losses gives the mean over the global batch, as one device
 would compute it. With synchronized BatchNorm (statistics over the global batch) the forward pass
-itself all-reduces across replicas, so it runs inside the step's tf.function rather than in a nested (XLA-compilable) one.
+itself all-reduces across replicas, so it runs inside the step's tf.function rather than in a
+nested (XLA-compilable) one.
 """
+
 import keras
 import tensorflow as tf
 
@@ -31,13 +33,15 @@ def make_train_step(strategy, model, optimizer, variables, global_batch_size, ji
     """
     scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     cross_replica_forward = strategy.num_replicas_in_sync > 1 and any(
-        isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
-        for layer in walk_layers(model))
+        isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized for layer in walk_layers(model)
+    )
     if cross_replica_forward and jit_compile:
-        raise ValueError("train.jit_compile cannot compile synchronized BatchNorm (its statistics "
-                         "are all-reduced across replicas inside the forward pass). Set "
-                         "train.jit_compile=false, or train.per_replica_batch=true for local "
-                         "BatchNorm statistics.")
+        raise ValueError(
+            "train.jit_compile cannot compile synchronized BatchNorm (its statistics "
+            "are all-reduced across replicas inside the forward pass). Set "
+            "train.jit_compile=false, or train.per_replica_batch=true for local "
+            "BatchNorm statistics."
+        )
 
     def loss_and_grads(images, labels):
         with tf.GradientTape() as tape:

@@ -1,4 +1,5 @@
 """TensorBoard logs of a run: scalars while training and the embedding projector of the test split."""
+
 import os
 
 import numpy as np
@@ -94,7 +95,7 @@ def write_projector(log_dir, embeddings, labels, raw_records, thumb_size=32, max
     sprite = np.full((side * thumb_size, side * thumb_size, 3), 255, np.uint8)
     for slot, i in enumerate(chosen):
         r, c = divmod(slot, side)
-        sprite[r * thumb_size:(r + 1) * thumb_size, c * thumb_size:(c + 1) * thumb_size] = thumbs[i]
+        sprite[r * thumb_size : (r + 1) * thumb_size, c * thumb_size : (c + 1) * thumb_size] = thumbs[i]
     tf.io.write_file(os.path.join(log_dir, "sprite.png"), tf.io.encode_png(sprite))
 
     variable = tf.Variable(np.asarray(embeddings[chosen], np.float32), name="test_embedding")

@@ -6,13 +6,14 @@ train with a fresh optimizer for ``epochs_per_step * num_steps`` epochs, the lr 
 ``gamma`` every ``epochs_per_step`` epochs. Checkpoints are written every epoch, every
 ``checkpoint_every_n_steps`` steps and on SIGINT/SIGTERM; rerunning with the same workdir resumes.
 """
+
 import dataclasses
 import json
 import os
 import shutil
 import tempfile
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import keras
 import numpy as np
@@ -40,8 +41,10 @@ def _evaluate(embed_fn, data, eval_config, verbose=0):
     Returns:
       (scores, embedded) with ``embedded[split] = (embeddings, labels)`` for each evaluated split.
     """
-    embedded = {split: evaluation.embed(embed_fn, ds, f"embedding {split}", data.source.num_images(split), verbose)
-                for split, ds in data.eval.items()}
+    embedded = {
+        split: evaluation.embed(embed_fn, ds, f"embedding {split}", data.source.num_images(split), verbose)
+        for split, ds in data.eval.items()
+    }
     query, qlabels = embedded[data.module.QUERY_SPLIT]
     gallery, glabels = embedded.get(data.module.GALLERY_SPLIT, (None, None))
     return evaluation.score(query, qlabels, gallery, glabels, eval_config), embedded
@@ -52,10 +55,15 @@ def _check_recall_ks(ks, source, module):
     query = source.num_images(module.QUERY_SPLIT)
     available = source.num_images(module.GALLERY_SPLIT) if module.GALLERY_SPLIT else query - 1
     if max(ks) > available:
-        where = (f"the {module.GALLERY_SPLIT} split" if module.GALLERY_SPLIT
-                 else f"the {module.QUERY_SPLIT} split minus the query")
-        raise config_lib.ConfigError(f"eval.recall_ks asks for {max(ks)} neighbours but {where} holds only "
-                                     f"{available} images. Received: recall_ks={tuple(ks)}.")
+        where = (
+            f"the {module.GALLERY_SPLIT} split"
+            if module.GALLERY_SPLIT
+            else f"the {module.QUERY_SPLIT} split minus the query"
+        )
+        raise config_lib.ConfigError(
+            f"eval.recall_ks asks for {max(ks)} neighbours but {where} holds only "
+            f"{available} images. Received: recall_ks={tuple(ks)}."
+        )
 
 
 class _Data:
@@ -85,8 +93,9 @@ class _Data:
         if self.replicas == 1 or not self.config.train.per_replica_batch:
             # The global batches one device trains on; under a strategy each is split evenly
             # across the replicas (every worker of a cluster makes them all and keeps its part).
-            batches = serve(self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps,
-                                                      seed)).skip(skip_steps)
+            batches = serve(self.source.train_dataset(self.split, d, self.normalization, epoch, self.steps, seed)).skip(
+                skip_steps
+            )
             if self.replicas == 1:
                 return batches
             options = tf.data.Options()
@@ -94,8 +103,7 @@ class _Data:
             return self.strategy.experimental_distribute_dataset(batches.with_options(options))
         d = dataclasses.replace(d, batch_size=self.global_batch)  # whole classes per replica
         fn = self.source.distribute_dataset_fn(self.split, d, self.normalization, epoch, self.steps, seed)
-        return self.strategy.distribute_datasets_from_function(
-            lambda ctx: serve(fn(ctx)).skip(skip_steps))
+        return self.strategy.distribute_datasets_from_function(lambda ctx: serve(fn(ctx)).skip(skip_steps))
 
 
 def train_and_evaluate(config, workdir, verbose="auto", export=None):
@@ -130,8 +138,9 @@ def train_and_evaluate(config, workdir, verbose="auto", export=None):
     keras.utils.set_random_seed(config.train.seed)
     strategy = make_strategy(config.train.distribute)
     if strategy.extended.should_checkpoint:  # one device, one host, or the chief of a cluster
-        return _train_and_evaluate(config, strategy, workdir, out_dir=workdir, is_chief=True, verbose=verbose,
-                                   export=export)
+        return _train_and_evaluate(
+            config, strategy, workdir, out_dir=workdir, is_chief=True, verbose=verbose, export=export
+        )
     # Another worker of a multi-worker cluster: it restores from the chief's workdir (shared storage)
     # and takes part in every step and save, but writes into a scratch directory deleted at the end.
     # It does not evaluate: BatchNorm moving statistics are per replica and the model the chief
@@ -162,6 +171,7 @@ class _Run:
       export: called by the chief with ``out_dir`` once the Keras models are saved, returning the
         exported SavedModel's path (None: no export).
     """
+
     config: config_lib.ExperimentConfig
     strategy: tf.distribute.Strategy
     workdir: str
@@ -173,7 +183,7 @@ class _Run:
     train_steps: dict
     embedder: Callable
     logger: tensorboard.Logger
-    export: Optional[Callable] = None
+    export: Callable | None = None
 
     @property
     def epochs(self):
@@ -203,13 +213,28 @@ def _train_and_evaluate(config, strategy, workdir, *, out_dir, is_chief, verbose
     os.makedirs(out_dir, exist_ok=True)
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     t = config.train
-    train_steps = {"warmup": make_train_step(strategy, state.model, state.warmup_opt, state.head_vars,
-                                             data.global_batch, t.jit_compile),
-                   "main": make_train_step(strategy, state.model, state.main_opt, state.all_vars,
-                                           data.global_batch, t.jit_compile)}
-    run = _Run(config, strategy, workdir, out_dir, is_chief, verbose, data, state, train_steps,
-               evaluation.compiled_embedder(state.embedding_model),
-               tensorboard.Logger(out_dir, t.log_every_n_steps), export)
+    train_steps = {
+        "warmup": make_train_step(
+            strategy, state.model, state.warmup_opt, state.head_vars, data.global_batch, t.jit_compile
+        ),
+        "main": make_train_step(
+            strategy, state.model, state.main_opt, state.all_vars, data.global_batch, t.jit_compile
+        ),
+    }
+    run = _Run(
+        config,
+        strategy,
+        workdir,
+        out_dir,
+        is_chief,
+        verbose,
+        data,
+        state,
+        train_steps,
+        evaluation.compiled_embedder(state.embedding_model),
+        tensorboard.Logger(out_dir, t.log_every_n_steps),
+        export,
+    )
     history, report = _train(run, start_epoch, start_step)
     if run.is_chief and report is None:  # resumed after the last epoch: evaluate once more
         report = _report(run, run.epochs * data.steps)
@@ -228,11 +253,13 @@ def _train(run, start_epoch, start_step):
         with open(os.path.join(run.workdir, "history.json")) as f:
             history = json.load(f)
     if run.verbose:
-        print(f"Training {run.config.model.backbone} on {run.config.data.dataset}: "
-              f"{data.source.num_images(data.split)} images, {data.num_classes} classes, {data.steps} steps/epoch "
-              f"x {run.epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {run.workdir}"
-              + (f" (resuming at epoch {start_epoch + 1}, step {start_step})" if start_epoch or start_step else ""),
-              flush=True)
+        print(
+            f"Training {run.config.model.backbone} on {run.config.data.dataset}: "
+            f"{data.source.num_images(data.split)} images, {data.num_classes} classes, {data.steps} steps/epoch "
+            f"x {run.epochs} epochs, {data.replicas} replica(s), global batch {data.global_batch} -> {run.workdir}"
+            + (f" (resuming at epoch {start_epoch + 1}, step {start_step})" if start_epoch or start_step else ""),
+            flush=True,
+        )
     report = None  # the last evaluation: (scores, embeddings, grid), reused at the end
     with InterruptGuard() as guard:
         for epoch in range(start_epoch, run.epochs):
@@ -243,9 +270,11 @@ def _train(run, start_epoch, start_step):
                 report = _report(run, (epoch + 1) * data.steps)
                 record["test"] = report[0]
                 if run.verbose and not last:  # the final scores are the run's result, shown once
-                    print(f"  test after epoch {epoch + 1}:\n"
-                          + evaluation.format_scores(record["test"], run.config.eval.recall_ks, indent="    "),
-                          flush=True)
+                    print(
+                        f"  test after epoch {epoch + 1}:\n"
+                        + evaluation.format_scores(record["test"], run.config.eval.recall_ks, indent="    "),
+                        flush=True,
+                    )
             history.append(record)
             run.state.save(epoch + 1, 0)
             write_json(run.path("history.json"), history)
@@ -270,14 +299,16 @@ def _train_epoch(run, epoch, skip, guard):
             raise FloatingPointError(
                 f"Loss became {loss} at epoch {epoch + 1}, step {i}. Stopped; "
                 + (f"the last good checkpoint {kept} is kept" if kept else "no checkpoint had been written yet")
-                + ". Lower train.lr or check the data.")
+                + ". Lower train.lr or check the data."
+            )
         losses.append(loss)
         run.logger.loss(epoch * data.steps + i, loss)
         bar.update(i, [("loss", loss)])
         if guard.requested:
             path = state.save(epoch, i)
-            raise StopRequested(f"Interrupted at epoch {epoch + 1}, step {i}; checkpoint {path}. "
-                                f"Rerun the same command to resume.")
+            raise StopRequested(
+                f"Interrupted at epoch {epoch + 1}, step {i}; checkpoint {path}. Rerun the same command to resume."
+            )
         if t.checkpoint_every_n_steps and i % t.checkpoint_every_n_steps == 0 and i < data.steps:
             state.save(epoch, i)
     mean_loss = float(np.mean(losses)) if losses else float("nan")
@@ -285,8 +316,14 @@ def _train_epoch(run, epoch, skip, guard):
     if run.verbose == 2:
         print(f"{title}: loss {mean_loss:.4f}, {seconds:.1f} s", flush=True)
     run.logger.epoch((epoch + 1) * data.steps, lr, mean_loss)
-    return {"epoch": epoch + 1, "phase": phase, "lr": lr, "loss": mean_loss,
-            "seconds": round(seconds, 2), "resumed_at_step": skip}
+    return {
+        "epoch": epoch + 1,
+        "phase": phase,
+        "lr": lr,
+        "loss": mean_loss,
+        "seconds": round(seconds, 2),
+        "resumed_at_step": skip,
+    }
 
 
 def _report(run, step):
@@ -300,8 +337,13 @@ def _report(run, step):
 def _finish(run, history, report):
     """The run's result, built here only; the chief also writes its outputs, ``metrics.json`` last."""
     config, data = run.config, run.data
-    result = {"dataset": config.data.dataset, "backbone": config.model.backbone, "epochs": run.epochs,
-              "test": report[0] if run.is_chief else None, "history": history}
+    result = {
+        "dataset": config.data.dataset,
+        "backbone": config.model.backbone,
+        "epochs": run.epochs,
+        "test": report[0] if run.is_chief else None,
+        "history": history,
+    }
     if not run.is_chief:
         return dict(result, worker=True)
     _, embedded, grid = report
@@ -312,9 +354,13 @@ def _finish(run, history, report):
     if config.eval.projector:
         split = data.module.QUERY_SPLIT
         query, labels = embedded[split]
-        tensorboard.write_projector(run.logger.dir, query, labels,
-                                    data.source.raw_dataset(split, names=True).as_numpy_iterator(),
-                                    max_items=config.eval.projector_max_items)
+        tensorboard.write_projector(
+            run.logger.dir,
+            query,
+            labels,
+            data.source.raw_dataset(split, names=True).as_numpy_iterator(),
+            max_items=config.eval.projector_max_items,
+        )
     result["retrieval_grid"] = run.path("retrieval.png")
     with open(result["retrieval_grid"] + ".tmp", "wb") as f:
         f.write(retrieval_grid.encode_png(grid))

@@ -4,21 +4,43 @@ A workdir is recognisably a tfmetric run when its ``config.json`` parses as an E
 every entry in it is one the trainer writes. Only such a directory (or an empty one) is deleted by
 ``--overwrite``; a folder of someone's files never is.
 """
+
 import os
 import shutil
 
-from tfmetric.json_file import read_json
 from tfmetric import config as config_lib
+from tfmetric.json_file import read_json
 
 # Every top-level entry train_and_evaluate writes into a workdir (".tmp" files are atomic writes cut short).
-RUN_ENTRIES = frozenset({"config.json", "checkpoints", "history.json", "metrics.json", "tensorboard",
-                         "model.keras", "embedding_model.keras", "retrieval.png"})
+RUN_ENTRIES = frozenset(
+    {
+        "config.json",
+        "checkpoints",
+        "history.json",
+        "metrics.json",
+        "tensorboard",
+        "model.keras",
+        "embedding_model.keras",
+        "retrieval.png",
+    }
+)
 
 # Fields that say where the data is or how fast the run goes, not what it learns: a resume may change
 # them, and config.json then records the new values.
-RESUMABLE_FIELDS = frozenset({"data.data_dir", "data.raw_dir", "data.cache", "data.eval_batch_size",
-                              "train.jit_compile", "train.checkpoint_every_n_steps", "train.log_every_n_steps",
-                              "train.distribute", "eval.projector", "eval.projector_max_items"})
+RESUMABLE_FIELDS = frozenset(
+    {
+        "data.data_dir",
+        "data.raw_dir",
+        "data.cache",
+        "data.eval_batch_size",
+        "train.jit_compile",
+        "train.checkpoint_every_n_steps",
+        "train.log_every_n_steps",
+        "train.distribute",
+        "eval.projector",
+        "eval.projector_max_items",
+    }
+)
 
 
 def read_run_config(workdir):
@@ -51,16 +73,19 @@ def remove_run(workdir):
         except ValueError as e:
             refuse = str(e)
     if refuse:
-        raise ValueError(f"Refusing to delete {os.path.abspath(workdir)}: it is not a tfmetric run ({refuse}). "
-                         f"Delete it yourself or choose another workdir; nothing was deleted.")
+        raise ValueError(
+            f"Refusing to delete {os.path.abspath(workdir)}: it is not a tfmetric run ({refuse}). "
+            f"Delete it yourself or choose another workdir; nothing was deleted."
+        )
     shutil.rmtree(workdir)
 
 
 def has_weights(workdir):
     """Whether ``workdir`` holds checkpoints or saved models that its config.json describes."""
     checkpoints = os.path.join(workdir, "checkpoints")
-    return (any(os.path.exists(os.path.join(workdir, m)) for m in ("model.keras", "embedding_model.keras"))
-            or (os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))))
+    return any(os.path.exists(os.path.join(workdir, m)) for m in ("model.keras", "embedding_model.keras")) or (
+        os.path.isdir(checkpoints) and bool(os.listdir(checkpoints))
+    )
 
 
 def _flatten(d, prefix=""):
@@ -97,5 +122,6 @@ def check_resume(workdir, config):
             f"{os.path.join(workdir, 'config.json')} holds the run being resumed, and this config differs: "
             f"{listed}{' ...' if len(fixed) > 4 else ''}. Resume with the same settings "
             f"(--config {os.path.join(workdir, 'config.json')}), choose another workdir, or --overwrite; "
-            f"nothing was changed.")
+            f"nothing was changed."
+        )
     return changes

@@ -16,8 +16,8 @@ def test_every_batch_has_exact_classes_and_images(seed, batch_size, ipc):
     assert batches.shape == (40, batch_size)
     for b in labels[batches]:
         groups = b.reshape(batch_size // ipc, ipc)
-        assert np.all(groups == groups[:, :1])                       # consecutive images share a class
-        assert len(np.unique(groups[:, 0])) == batch_size // ipc      # distinct classes
+        assert np.all(groups == groups[:, :1])  # consecutive images share a class
+        assert len(np.unique(groups[:, 0])) == batch_size // ipc  # distinct classes
 
 
 def test_without_replacement_never_repeats_an_image_in_a_big_enough_class():
@@ -42,7 +42,7 @@ def test_without_replacement_cycles_through_all_images_of_a_class():
 
 def test_classes_are_used_equally_over_an_epoch():
     labels = _labels([7] * 50)
-    batches = class_balanced_batches(labels, 10, 2, num_batches=100, seed=3)   # 500 class slots
+    batches = class_balanced_batches(labels, 10, 2, num_batches=100, seed=3)  # 500 class slots
     usage = np.bincount(labels[batches[:, ::2]].ravel(), minlength=50)
     assert usage.min() == usage.max() == 10
 
@@ -54,10 +54,14 @@ def test_deterministic_for_a_seed_and_different_across_seeds():
     assert not np.array_equal(a, class_balanced_batches(labels, 12, 3, 10, seed=6))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(batch_size=12, images_per_class=0), "images_per_class"),
-    (dict(batch_size=10, images_per_class=3), "multiple"),
-    (dict(batch_size=40, images_per_class=2), "only 5")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(batch_size=12, images_per_class=0), "images_per_class"),
+        (dict(batch_size=10, images_per_class=3), "multiple"),
+        (dict(batch_size=40, images_per_class=2), "only 5"),
+    ],
+)
 def test_errors_name_the_problem(kwargs, match):
     with pytest.raises(ValueError, match=match):
         class_balanced_batches(_labels([4] * 5), num_batches=1, **kwargs)

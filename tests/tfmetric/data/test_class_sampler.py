@@ -1,5 +1,6 @@
 """The streaming class-balanced sampler: batch invariant, replacement rules, coverage, determinism,
 bounded buffering, clear errors on bad shards, and the keyed randomness it is built on."""
+
 import collections
 import os
 
@@ -22,31 +23,37 @@ def write_split(directory, sizes, num_shards, image=None, order=None):
     os.makedirs(directory, exist_ok=True)
     image = image or (lambda c, k: f"{c}:{k}".encode())
     if order is None:
-        order = [[c for c in range(len(sizes)) if c % num_shards == s for _ in range(sizes[c])]
-                 for s in range(num_shards)]
+        order = [
+            [c for c in range(len(sizes)) if c % num_shards == s for _ in range(sizes[c])] for s in range(num_shards)
+        ]
     paths, seen = [], collections.Counter()
     for s, labels in enumerate(order):
         path = os.path.join(directory, f"train-{s:05d}-of-{len(order):05d}.tfrecord")
         with tf.io.TFRecordWriter(path) as writer:
             for c in labels:
-                writer.write(schema.make_example(image(c, seen[c]), "jpeg", 1, 1, c, f"class_{c}",
-                                                 f"{c}/{seen[c]}").SerializeToString())
+                writer.write(
+                    schema.make_example(
+                        image(c, seen[c]), "jpeg", 1, 1, c, f"class_{c}", f"{c}/{seen[c]}"
+                    ).SerializeToString()
+                )
                 seen[c] += 1
         paths.append(path)
     return paths
 
 
 def collect(sampler, epoch, steps):
-    return [(np.array([int(x.split(b":")[1]) for x in images]), labels)
-            for images, labels in sampler.batches(epoch, steps).as_numpy_iterator()]
+    return [
+        (np.array([int(x.split(b":")[1]) for x in images]), labels)
+        for images, labels in sampler.batches(epoch, steps).as_numpy_iterator()
+    ]
 
 
 def assert_balanced(batches, batch_size, k):
     for images, labels in batches:
         assert labels.shape == images.shape == (batch_size,)
         groups = labels.reshape(batch_size // k, k)
-        assert np.all(groups == groups[:, :1])                       # K consecutive images per class
-        assert len(np.unique(groups[:, 0])) == batch_size // k      # P distinct classes
+        assert np.all(groups == groups[:, :1])  # K consecutive images per class
+        assert len(np.unique(groups[:, 0])) == batch_size // k  # P distinct classes
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +103,7 @@ def test_without_replacement_uses_a_class_s_images_uniformly(tmp_path):
     batches = collect(sampler, 0, 50)
     drawn = np.concatenate([images for images, _ in batches])
     groups = drawn.reshape(-1, 4)
-    assert all(len(set(g)) == 4 for g in groups)                 # 4 distinct images per group
+    assert all(len(set(g)) == 4 for g in groups)  # 4 distinct images per group
     counts = np.bincount(drawn + 10 * np.concatenate([labels for _, labels in batches]), minlength=30)
     chi2 = ((counts - counts.mean()) ** 2 / counts.mean()).sum()  # 400 draws over 30 images
     assert chi2 < 29 + 5 * np.sqrt(2 * 29)
@@ -111,8 +118,12 @@ C, P, K, STEPS = 50, 5, 2, 400
 def label_sorted(tmp_path_factory):
     """50 classes in 5 label-sorted shards (the converter's layout), and their sampler's labels."""
     sizes = np.random.default_rng(1).integers(2, 9, size=C)
-    paths = write_split(str(tmp_path_factory.mktemp("sorted")), sizes, num_shards=5,
-                        order=[[c for c in range(C) if c * 5 // C == s for _ in range(sizes[c])] for s in range(5)])
+    paths = write_split(
+        str(tmp_path_factory.mktemp("sorted")),
+        sizes,
+        num_shards=5,
+        order=[[c for c in range(C) if c * 5 // C == s for _ in range(sizes[c])] for s in range(5)],
+    )
     index = ClassIndex.scan(paths)
     sampler = ClassBalancedSampler(index, P * K, K, seed=11)
     classes = sampler.batch_labels(0, STEPS)[:, ::K]
@@ -189,7 +200,9 @@ def test_a_batch_is_a_function_of_seed_epoch_and_step(ragged):
     index, _ = ragged
 
     def run(seed, epoch, steps):
-        return np.concatenate([np.stack(b) for b in collect(ClassBalancedSampler(index, 12, 3, seed=seed), epoch, steps)])
+        return np.concatenate(
+            [np.stack(b) for b in collect(ClassBalancedSampler(index, 12, 3, seed=seed), epoch, steps)]
+        )
 
     a = run(5, 0, 10)
     np.testing.assert_array_equal(a, run(5, 0, 10))
@@ -209,10 +222,12 @@ def test_reads_only_the_chosen_classes_up_to_their_last_chosen_image(tmp_path):
         def count(record):
             with tf.control_dependencies([reads.assign_add(1)]):
                 return tf.identity(record)
+
         return class_reader(path, offset).map(count)
 
-    sampler = ClassBalancedSampler(ClassIndex.scan(paths), classes_per_batch * k, k, seed=0,
-                                   cycle_length=4, reader=counting_reader)
+    sampler = ClassBalancedSampler(
+        ClassIndex.scan(paths), classes_per_batch * k, k, seed=0, cycle_length=4, reader=counting_reader
+    )
     per_batch = classes_per_batch * size
     iterator = iter(sampler.batches(0, 50))
     for b in range(50):
@@ -247,8 +262,13 @@ def test_scanned_offsets_are_where_each_class_starts(ragged):
     index, _ = ragged
     for c in (0, 5, 22):
         # Inside a tf.data function, as the sampler uses it (its op cannot be serialized eagerly).
-        first = next(iter(tf.data.Dataset.from_tensors(0).interleave(
-            lambda _: class_reader(index.paths[index.runs[c, 0]], index.offsets[c]))))
+        first = next(
+            iter(
+                tf.data.Dataset.from_tensors(0).interleave(
+                    lambda _, c=c: class_reader(index.paths[index.runs[c, 0]], index.offsets[c])
+                )
+            )
+        )
         example = tf.train.Example.FromString(first.numpy())
         assert example.features.feature[schema.ENCODED].bytes_list.value == [f"{c}:0".encode()]
 
@@ -279,8 +299,7 @@ def test_labels_must_be_contiguous(tmp_path):
         ClassIndex.scan(paths)
 
 
-@pytest.mark.parametrize("batch_size,k,match", [
-    (12, 0, "images_per_class"), (10, 3, "multiple"), (40, 2, "only 5")])
+@pytest.mark.parametrize("batch_size,k,match", [(12, 0, "images_per_class"), (10, 3, "multiple"), (40, 2, "only 5")])
 def test_clear_errors_for_impossible_batches(tmp_path, batch_size, k, match):
     index = ClassIndex.scan(write_split(str(tmp_path), [4] * 5, num_shards=2))
     with pytest.raises(ValueError, match=match):
@@ -299,8 +318,11 @@ def test_a_subset_of_shards_yields_only_its_classes(ragged):
 def test_plain_batches_read_every_record_once_per_round(tmp_path):
     index = ClassIndex.scan(write_split(str(tmp_path), [3, 5, 4, 6, 2, 4], num_shards=3))
     sampler = ShuffledSampler(index, 6, seed=0)
-    records = [(int(label), bytes(x)) for images, labels in sampler.batches(0, 8).as_numpy_iterator()
-               for x, label in zip(images, labels)]
+    records = [
+        (int(label), bytes(x))
+        for images, labels in sampler.batches(0, 8).as_numpy_iterator()
+        for x, label in zip(images, labels)
+    ]
     assert len(records) == 48 and len(set(records[:24])) == len(set(records[24:])) == 24  # 2 rounds
     assert records[:24] != records[24:]
     np.testing.assert_array_equal(sampler.batch_labels(0, 8).ravel(), [r[0] for r in records])
@@ -315,7 +337,7 @@ def test_plain_batches_hold_as_many_classes_as_a_true_shuffle(tmp_path):
     ours = [len(np.unique(b)) for b in sampler.batch_labels(0, 40)]
     split = np.repeat(np.arange(100), sizes)
     rng = np.random.default_rng(0)
-    reference = [len(np.unique(b)) for _ in range(10) for b in rng.permutation(split)[:75 * 40].reshape(40, 75)]
+    reference = [len(np.unique(b)) for _ in range(10) for b in rng.permutation(split)[: 75 * 40].reshape(40, 75)]
     assert abs(np.mean(ours) - np.mean(reference)) < 1.0 and np.mean(reference) > 50
     streamed = [labels for _, labels in sampler.batches(0, 2).as_numpy_iterator()]
     np.testing.assert_array_equal(np.stack(streamed), sampler.batch_labels(0, 2))

@@ -1,4 +1,5 @@
 """tf.distribute: every replica receives whole classes; input pipelines (hosts) read disjoint shards."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,7 +9,9 @@ from tests.tfmetric.data.test_class_sampler import write_split
 from tfmetric.config import DataConfig
 from tfmetric.data.tfrecord_source import TFRecordSource
 
-MIRRORED = fixtures.TWO_LOGICAL_CPUS + r"""
+MIRRORED = (
+    fixtures.TWO_LOGICAL_CPUS
+    + r"""
 from tests import fixtures
 from tests.tfmetric.data.test_class_sampler import write_split
 from tfmetric.config import DataConfig
@@ -55,6 +58,7 @@ with strategy.scope():
         result["error"] = str(e)
 print("RESULT " + json.dumps(result))
 """
+)
 
 
 def _whole_classes(labels, k):
@@ -82,8 +86,7 @@ def test_input_pipelines_read_disjoint_shards_and_classes(tmp_path):
     fn = source.distribute_dataset_fn("train", config, "imagenet_mean_std", epoch=0, steps=3, seed=0)
     seen = []
     for pipeline in (0, 1):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline,
-                                             num_replicas_in_sync=2)
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
         batches = [y.numpy() for _, y in fn(context)]
         labels = np.concatenate(batches)
         assert len(labels) == 3 * 2  # 3 steps x 1 replica on this host x per-replica batch of 2
@@ -95,7 +98,8 @@ def test_input_pipelines_read_disjoint_shards_and_classes(tmp_path):
 
 def test_more_pipelines_than_shards_is_an_error(tmp_path):
     source = TFRecordSource({"train": write_split(str(tmp_path), [3] * 4, 1)})
-    fn = source.distribute_dataset_fn("train", DataConfig(batch_size=4, images_per_class=2),
-                                      "imagenet_mean_std", 0, 1, 0)
+    fn = source.distribute_dataset_fn(
+        "train", DataConfig(batch_size=4, images_per_class=2), "imagenet_mean_std", 0, 1, 0
+    )
     with pytest.raises(ValueError, match="1 shards for 2 input pipelines; .* --num-shards 2"):
         fn(tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0, num_replicas_in_sync=2))

@@ -1,4 +1,5 @@
 """Format sniffing, sizes from headers, the pixel limit, and what inspect_image keeps or rejects."""
+
 import io
 
 import pytest
@@ -10,13 +11,14 @@ from tfmetric.data import image_header as ih
 
 def progressive_jpeg(size):
     out = io.BytesIO()
-    Image.new("RGB", size, (10, 20, 30)).save(out, "JPEG", progressive=True,
-                                              exif=Image.Exif().tobytes())
+    Image.new("RGB", size, (10, 20, 30)).save(out, "JPEG", progressive=True, exif=Image.Exif().tobytes())
     return out.getvalue()
 
 
-@pytest.mark.parametrize("fmt, expected", [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"),
-                                           ("BMP", "bmp"), ("WEBP", "webp"), ("TIFF", "tiff")])
+@pytest.mark.parametrize(
+    "fmt, expected",
+    [("JPEG", "jpeg"), ("PNG", "png"), ("GIF", "gif"), ("BMP", "bmp"), ("WEBP", "webp"), ("TIFF", "tiff")],
+)
 def test_sniffs_and_sizes_formats(fmt, expected):
     data = fx.image_bytes(fmt, size=(7, 5))
     assert ih.sniff_format(data) == expected
@@ -61,6 +63,7 @@ def test_pixel_limit():
 def test_bombs_are_rejected_before_any_decode(monkeypatch):
     def no_decode(*args):
         raise AssertionError("decoded an image over the pixel limit")
+
     monkeypatch.setattr(ih, "_decode", no_decode)
     png = bytearray(fx.png_bytes())
     png[16:24] = (100000).to_bytes(4, "big") * 2  # IHDR claims 100000 x 100000
@@ -74,12 +77,14 @@ def test_bombs_are_rejected_before_any_decode(monkeypatch):
 
 
 def test_jpeg_and_png_keep_their_bytes():
-    for data, fmt in ((fx.jpeg_bytes((9, 4)), "jpeg"), (fx.png_bytes((9, 4)), "png"),
-                      (progressive_jpeg((9, 4)), "jpeg"),
-                      (fx.image_bytes("JPEG", (9, 4), mode="L"), "jpeg")):
+    for data, fmt in (
+        (fx.jpeg_bytes((9, 4)), "jpeg"),
+        (fx.png_bytes((9, 4)), "png"),
+        (progressive_jpeg((9, 4)), "jpeg"),
+        (fx.image_bytes("JPEG", (9, 4), mode="L"), "jpeg"),
+    ):
         info = ih.inspect_image(data)
-        assert (info.format, info.height, info.width, info.encoded, info.reencoded) == (
-            fmt, 4, 9, data, False)
+        assert (info.format, info.height, info.width, info.encoded, info.reencoded) == (fmt, 4, 9, data, False)
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP", "TIFF"])
@@ -98,14 +103,17 @@ def test_transparency_is_composited_on_white():
     assert min(Image.open(io.BytesIO(info.encoded)).getpixel((1, 1))) > 240
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty"),
-    (fx.truncated_jpeg_bytes(), "truncated"),
-    (fx.corrupt_jpeg_bytes(), "corrupt"),
-    (fx.png_bytes((40, 40))[:-30], "truncated"),
-    (b"%PDF-1.4 not an image", "unsupported_format"),
-    (b"GIF89a" + b"\x00" * 3, "corrupt"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty"),
+        (fx.truncated_jpeg_bytes(), "truncated"),
+        (fx.corrupt_jpeg_bytes(), "corrupt"),
+        (fx.png_bytes((40, 40))[:-30], "truncated"),
+        (b"%PDF-1.4 not an image", "unsupported_format"),
+        (b"GIF89a" + b"\x00" * 3, "corrupt"),
+    ],
+)
 def test_unusable_images_are_rejected_with_a_reason(data, reason):
     with pytest.raises(ih.ImageError) as e:
         ih.inspect_image(data)

@@ -1,4 +1,5 @@
 """Keyed stateless randomness: bijective permutations, uniform draws, distinct keys give distinct streams."""
+
 import math
 
 import numpy as np

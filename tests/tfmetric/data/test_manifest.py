@@ -1,4 +1,5 @@
 """manifest.json: atomic writes, validation, completeness, shard paths."""
+
 import json
 import os
 
@@ -11,12 +12,20 @@ from tfmetric.datasets import DatasetNotFoundError, tfrecord_dir
 
 
 def sample_manifest():
-    shards = [{"path": f"train/train-0000{i}-of-00002.tfrecord", "num_images": 3, "num_classes": 1}
-              for i in range(2)]
-    return {"schema_version": SCHEMA_VERSION, "dataset": "cub200",
-            "splits": {"train": {"num_images": 6, "num_classes": 2, "shards": shards, "skipped": []},
-                       "test": {"num_images": 0, "num_classes": 0, "shards": [], "skipped": [
-                           {"image_id": "x.jpg", "path": "/raw/x.jpg", "reason": "missing"}]}}}
+    shards = [{"path": f"train/train-0000{i}-of-00002.tfrecord", "num_images": 3, "num_classes": 1} for i in range(2)]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": "cub200",
+        "splits": {
+            "train": {"num_images": 6, "num_classes": 2, "shards": shards, "skipped": []},
+            "test": {
+                "num_images": 0,
+                "num_classes": 0,
+                "shards": [],
+                "skipped": [{"image_id": "x.jpg", "path": "/raw/x.jpg", "reason": "missing"}],
+            },
+        },
+    }
 
 
 @pytest.fixture
@@ -38,8 +47,7 @@ def test_load_manifest_and_shard_paths(tmp_path, complete_dir):
     manifest = manifest_lib.load_manifest(str(tmp_path), "cub200")
     assert manifest["dataset"] == "cub200"
     paths = manifest_lib.shard_paths(str(tmp_path), "cub200", "train")
-    assert paths == [os.path.join(complete_dir, "train", f"train-0000{i}-of-00002.tfrecord")
-                     for i in range(2)]
+    assert paths == [os.path.join(complete_dir, "train", f"train-0000{i}-of-00002.tfrecord") for i in range(2)]
     assert manifest_lib.shard_paths(str(tmp_path), "cub200", "test", manifest) == []
     with pytest.raises(ValueError, match="Allowed values: train, test"):
         manifest_lib.shard_paths(str(tmp_path), "cub200", "val", manifest)
@@ -59,16 +67,23 @@ def test_missing_shard_is_invalid(tmp_path, complete_dir):
         manifest_lib.load_manifest(str(tmp_path), "cub200")
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
-    (lambda m: m.update(splits={}), "splits"),
-    (lambda m: m["splits"]["train"].pop("skipped"), "lacks skipped"),
-    (lambda m: m["splits"]["train"].update(num_images=7), "shards hold 6"),
-    (lambda m: m["splits"]["train"]["shards"][1].update(class_runs=[[1, 2]]),
-     "class_runs describe 1 classes and 2 records, not 1 and 3"),
-    (lambda m: m["splits"]["train"]["shards"][0].update(class_runs=[[0, 1], [1, 2]]),
-     "class_runs describe 2 classes and 3 records, not 1 and 3"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(schema_version=SCHEMA_VERSION + 1), "schema_version"),
+        (lambda m: m.update(splits={}), "splits"),
+        (lambda m: m["splits"]["train"].pop("skipped"), "lacks skipped"),
+        (lambda m: m["splits"]["train"].update(num_images=7), "shards hold 6"),
+        (
+            lambda m: m["splits"]["train"]["shards"][1].update(class_runs=[[1, 2]]),
+            "class_runs describe 1 classes and 2 records, not 1 and 3",
+        ),
+        (
+            lambda m: m["splits"]["train"]["shards"][0].update(class_runs=[[0, 1], [1, 2]]),
+            "class_runs describe 2 classes and 3 records, not 1 and 3",
+        ),
+    ],
+)
 def test_validation_names_the_problem(change, message):
     manifest = sample_manifest()
     change(manifest)

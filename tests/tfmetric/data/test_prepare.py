@@ -1,4 +1,5 @@
 """ensure_tfrecords: existing, built by the converter subprocess, or a clear error."""
+
 import json
 import os
 import sys
@@ -19,10 +20,18 @@ def no_subprocess(*args, **kwargs):
 def write_complete_output(data_dir, dataset="cub200", **arguments):
     directory = datasets.tfrecord_dir(data_dir, dataset)
     fx.write_bytes(os.path.join(directory, "train", "train-00000-of-00001.tfrecord"), b"")
-    manifest = {"schema_version": SCHEMA_VERSION, "dataset": dataset, "splits": {"train": {
-        "num_images": 0, "num_classes": 0, "skipped": [],
-        "shards": [{"path": "train/train-00000-of-00001.tfrecord", "num_images": 0,
-                    "num_classes": 0}]}}}
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": dataset,
+        "splits": {
+            "train": {
+                "num_images": 0,
+                "num_classes": 0,
+                "skipped": [],
+                "shards": [{"path": "train/train-00000-of-00001.tfrecord", "num_images": 0, "num_classes": 0}],
+            }
+        },
+    }
     if arguments:
         manifest["arguments"] = arguments
     manifest_lib.write_manifest(directory, manifest)
@@ -30,14 +39,26 @@ def write_complete_output(data_dir, dataset="cub200", **arguments):
 
 
 def test_build_command_maps_arguments():
-    command = prepare.build_command("imagefolder", "/d", "/r", dict(
-        num_shards=4, train_classes="t.txt", download=True, max_pixels=None,
-        direct_num_workers=2, direct_running_mode="multi_processing"))
+    command = prepare.build_command(
+        "imagefolder",
+        "/d",
+        "/r",
+        dict(
+            num_shards=4,
+            train_classes="t.txt",
+            download=True,
+            max_pixels=None,
+            direct_num_workers=2,
+            direct_running_mode="multi_processing",
+        ),
+    )
     assert command[:3] == [sys.executable, "-m", "pipelines.build_tfrecords"]
     flat = " ".join(command[3:])
-    assert flat == ("--dataset imagefolder --data-dir /d --raw-dir /r --direct_num_workers 2 "
-                    "--direct_running_mode multi_processing --download --num-shards 4 "
-                    "--train-classes t.txt")
+    assert flat == (
+        "--dataset imagefolder --data-dir /d --raw-dir /r --direct_num_workers 2 "
+        "--direct_running_mode multi_processing --download --num-shards 4 "
+        "--train-classes t.txt"
+    )
     with pytest.raises(ValueError, match="runner"):
         prepare.build_command("cub200", "/d", None, {"runner": "DataflowRunner"})
 
@@ -64,8 +85,10 @@ def test_stale_generated_dataset_is_rebuilt(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(prepare, "_run_streaming", converter)
     manifest = prepare.ensure_tfrecords("synthetic", data)
     assert len(calls) == 1 and manifest["arguments"]["generator_version"] == current
-    assert (f"built by version {current - 1} of the synthetic generator, which is now version {current}"
-            in capsys.readouterr().err)
+    assert (
+        f"built by version {current - 1} of the synthetic generator, which is now version {current}"
+        in capsys.readouterr().err
+    )
     assert prepare.ensure_tfrecords("synthetic", data) == manifest and len(calls) == 1  # now current
 
 
@@ -110,14 +133,17 @@ def converter_writing(status, result):
             with open(command[command.index(prepare.RESULT_FLAG) + 1], "w") as f:
                 json.dump(result, f)
         return status, ["INFO reading\n", "Traceback (most recent call last):\n", "  boom\n"]
+
     return converter, calls
 
 
-@pytest.mark.parametrize("status, result, error", [
-    (3, {"status": "not_found", "message": "/r/images.txt:3: bad\n  second line"},
-     datasets.DatasetNotFoundError),
-    (4, {"status": "format", "message": "/r/images.txt:3: bad\n  second line"}, datasets.DatasetFormatError),
-])
+@pytest.mark.parametrize(
+    "status, result, error",
+    [
+        (3, {"status": "not_found", "message": "/r/images.txt:3: bad\n  second line"}, datasets.DatasetNotFoundError),
+        (4, {"status": "format", "message": "/r/images.txt:3: bad\n  second line"}, datasets.DatasetFormatError),
+    ],
+)
 def test_converter_failures_become_errors(tmp_path, monkeypatch, status, result, error):
     fx.make_cub200(datasets.raw_dir(str(tmp_path), "cub200"))
     converter, calls = converter_writing(status, result)
@@ -148,7 +174,8 @@ def test_result_file_round_trip(tmp_path):
 
 def test_run_streaming_copies_the_log(capsys):
     status, tail = prepare._run_streaming(
-        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(5)"])
+        [sys.executable, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(5)"]
+    )
     assert status == 5 and sorted(tail) == ["err\n", "out\n"]
     assert "out" in capsys.readouterr().err
 

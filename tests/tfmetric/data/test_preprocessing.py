@@ -1,5 +1,6 @@
 """Preprocessing against an independent numpy/PIL reference, and the fused JPEG crop against the
 unfused path it replaces."""
+
 import io
 
 import numpy as np
@@ -16,8 +17,7 @@ def photo(height, width, seed=0, fmt="PNG", mode="RGB", **save):
     """An encoded image with gradients, stripes and noise (something resampling can get wrong)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    pixels = np.stack([np.sin(xx / 9.0 + seed) * 90 + 128, np.cos(yy / 13.0) * 90 + 128,
-                       (xx * 3 + yy) % 256], -1)
+    pixels = np.stack([np.sin(xx / 9.0 + seed) * 90 + 128, np.cos(yy / 13.0) * 90 + 128, (xx * 3 + yy) % 256], -1)
     pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
     out = io.BytesIO()
     Image.fromarray(pixels).convert(mode).save(out, fmt, **save)
@@ -29,7 +29,7 @@ def pil_reference(data, image_size, resize_size, offset=None, flip=False):
     image = Image.open(io.BytesIO(data)).convert("RGB").resize((resize_size, resize_size), Image.BILINEAR)
     x = np.asarray(image, np.float32)
     top, left = offset if offset is not None else [int(round((resize_size - image_size) / 2.0))] * 2
-    x = x[top:top + image_size, left:left + image_size]
+    x = x[top : top + image_size, left : left + image_size]
     if flip:
         x = x[:, ::-1]
     return (x / 255.0 - np.array(pp.IMAGENET_MEAN)) / np.array(pp.IMAGENET_STD)
@@ -96,8 +96,11 @@ def test_fused_jpeg_crop_equals_resize_then_crop(name):
 def test_non_jpeg_takes_the_same_window_path():
     data = tf.constant(photo(120, 90, fmt="PNG"))
     offset = tf.constant([5, 3])
-    np.testing.assert_allclose(pp.decode_resize_and_crop(data, offset, 64, 72).numpy(),
-                               pp.resize_and_crop(pp.decode_image(data), offset, 64, 72).numpy(), atol=0.01)
+    np.testing.assert_allclose(
+        pp.decode_resize_and_crop(data, offset, 64, 72).numpy(),
+        pp.resize_and_crop(pp.decode_image(data), offset, 64, 72).numpy(),
+        atol=0.01,
+    )
 
 
 def test_train_preprocess_in_a_parallel_dataset_is_deterministic():
@@ -105,8 +108,11 @@ def test_train_preprocess_in_a_parallel_dataset_is_deterministic():
 
     def run():
         ds = tf.data.Dataset.from_tensor_slices((data, tf.range(8, dtype=tf.int64)))
-        ds = ds.map(lambda b, i: pp.train_preprocess(b, tf.stack([tf.constant(1, tf.int64), i]), 32, 36),
-                    num_parallel_calls=4, deterministic=True)
+        ds = ds.map(
+            lambda b, i: pp.train_preprocess(b, tf.stack([tf.constant(1, tf.int64), i]), 32, 36),
+            num_parallel_calls=4,
+            deterministic=True,
+        )
         return np.stack(list(ds.as_numpy_iterator()))
 
     np.testing.assert_array_equal(run(), run())
@@ -114,10 +120,14 @@ def test_train_preprocess_in_a_parallel_dataset_is_deterministic():
 
 def test_normalizations():
     pixel = tf.constant([[[255, 128, 0]]], tf.uint8)
-    np.testing.assert_allclose(pp.normalize(pixel, "imagenet_mean_std")[0, 0],
-                               (np.array([1.0, 128 / 255, 0.0]) - pp.IMAGENET_MEAN) / pp.IMAGENET_STD, rtol=1e-6)
-    np.testing.assert_allclose(pp.normalize(pixel, "caffe")[0, 0],
-                               np.array([0.0, 128, 255]) - pp.CAFFE_BGR_MEAN, rtol=1e-6)  # BGR
+    np.testing.assert_allclose(
+        pp.normalize(pixel, "imagenet_mean_std")[0, 0],
+        (np.array([1.0, 128 / 255, 0.0]) - pp.IMAGENET_MEAN) / pp.IMAGENET_STD,
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        pp.normalize(pixel, "caffe")[0, 0], np.array([0.0, 128, 255]) - pp.CAFFE_BGR_MEAN, rtol=1e-6
+    )  # BGR
     np.testing.assert_allclose(pp.normalize(pixel, "inception")[0, 0], [1.0, 128 / 127.5 - 1, -1.0], atol=1e-6)
     with pytest.raises(ValueError, match="Allowed values: imagenet_mean_std, caffe, inception"):
         pp.normalize(pixel, "torch")

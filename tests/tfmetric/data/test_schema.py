@@ -1,4 +1,5 @@
 """The TFRecord schema: exact feature names, round trip through tf.data, argument checks."""
+
 import pytest
 import tensorflow as tf
 
@@ -7,16 +8,31 @@ from tfmetric.data import schema
 
 
 def example_args(**overrides):
-    args = dict(encoded=fx.jpeg_bytes((6, 4)), image_format="jpeg", height=4, width=6, label=3,
-                class_name="017", image_id="017/a.jpg")
+    args = dict(
+        encoded=fx.jpeg_bytes((6, 4)),
+        image_format="jpeg",
+        height=4,
+        width=6,
+        label=3,
+        class_name="017",
+        image_id="017/a.jpg",
+    )
     args.update(overrides)
     return args
 
 
 def test_feature_names_follow_the_contract():
-    assert sorted(schema.FEATURE_SPEC) == sorted([
-        "image/encoded", "image/format", "image/height", "image/width", "image/class/label",
-        "image/class/name", "image/id"])
+    assert sorted(schema.FEATURE_SPEC) == sorted(
+        [
+            "image/encoded",
+            "image/format",
+            "image/height",
+            "image/width",
+            "image/class/label",
+            "image/class/name",
+            "image/id",
+        ]
+    )
     assert isinstance(schema.SCHEMA_VERSION, int)
 
 
@@ -24,16 +40,17 @@ def test_round_trip_through_a_tfrecord_file(tmp_path):
     path = str(tmp_path / "x.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         writer.write(schema.serialize_example(**example_args()))
-        writer.write(schema.make_example(**example_args(label=4, image_format="png",
-                                                        image_id="b")).SerializeToString())
+        writer.write(schema.make_example(**example_args(label=4, image_format="png", image_id="b")).SerializeToString())
     rows = list(tf.data.TFRecordDataset(path).map(schema.parse_example))
     assert len(rows) == 2
     first = rows[0]
     assert first["image/encoded"].numpy() == example_args()["encoded"]
-    assert (first["image/format"].numpy(), first["image/class/name"].numpy(),
-            first["image/id"].numpy()) == (b"jpeg", b"017", b"017/a.jpg")
-    assert (int(first["image/height"]), int(first["image/width"]),
-            int(first["image/class/label"])) == (4, 6, 3)
+    assert (first["image/format"].numpy(), first["image/class/name"].numpy(), first["image/id"].numpy()) == (
+        b"jpeg",
+        b"017",
+        b"017/a.jpg",
+    )
+    assert (int(first["image/height"]), int(first["image/width"]), int(first["image/class/label"])) == (4, 6, 3)
     assert tf.io.decode_image(first["image/encoded"]).shape == (4, 6, 3)
     assert int(rows[1]["image/class/label"]) == 4
 
@@ -50,11 +67,14 @@ def test_serialization_is_deterministic():
     assert schema.serialize_example(**example_args()) == schema.serialize_example(**example_args())
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(image_format="gif"), "image_format"),
-    (dict(height=0), "height"),
-    (dict(label=-1), "label"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(image_format="gif"), "image_format"),
+        (dict(height=0), "height"),
+        (dict(label=-1), "label"),
+    ],
+)
 def test_rejects_bad_arguments(overrides, message):
     with pytest.raises(ValueError, match=message):
         schema.make_example(**example_args(**overrides))

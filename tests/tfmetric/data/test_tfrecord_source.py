@@ -1,4 +1,5 @@
 """TFRecordSource over class-grouped shards, and open_source."""
+
 import dataclasses
 import os
 
@@ -11,8 +12,8 @@ from tests.tfmetric.data.test_class_sampler import assert_balanced, write_split
 from tfmetric import datasets
 from tfmetric.config import DataConfig
 from tfmetric.data import preprocessing
-from tfmetric.data.sources import open_source
 from tfmetric.data.class_index import ClassIndex
+from tfmetric.data.sources import open_source
 from tfmetric.data.tfrecord_source import TFRecordSource, augmentation_key
 
 CONFIG = DataConfig(image_size=32, resize_size=36, batch_size=8, images_per_class=2, eval_batch_size=5)
@@ -26,8 +27,10 @@ def jpeg(c, k):
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("shards"))
-    return {"train": write_split(os.path.join(root, "train"), TRAIN_SIZES, 3, image=jpeg),
-            "test": write_split(os.path.join(root, "test"), TEST_SIZES, 2, image=jpeg)}
+    return {
+        "train": write_split(os.path.join(root, "train"), TRAIN_SIZES, 3, image=jpeg),
+        "test": write_split(os.path.join(root, "test"), TEST_SIZES, 2, image=jpeg),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +60,12 @@ def test_train_batches_are_balanced_augmented_images(source):
 
 def test_train_dataset_is_deterministic_per_seed_and_epoch(source):
     def run(seed, epoch):
-        return np.concatenate([x.numpy() for x, _ in source.train_dataset(
-            "train", CONFIG, "imagenet_mean_std", epoch, steps=3, seed=seed)])
+        return np.concatenate(
+            [
+                x.numpy()
+                for x, _ in source.train_dataset("train", CONFIG, "imagenet_mean_std", epoch, steps=3, seed=seed)
+            ]
+        )
 
     a = run(1, 0)
     np.testing.assert_array_equal(a, run(1, 0))
@@ -108,10 +115,20 @@ def test_too_few_classes_for_a_batch(source):
 def test_from_manifest_reads_counts_without_scanning(tmp_path):
     directory = datasets.tfrecord_dir(str(tmp_path), "toy")
     paths = write_split(os.path.join(directory, "train"), [2, 3], 2)
-    manifest = {"dataset": "toy", "splits": {"train": {
-        "num_images": 5, "num_classes": 2, "skipped": [],
-        "shards": [{"path": os.path.relpath(p, directory), "num_images": n, "num_classes": 1}
-                   for p, n in zip(paths, (2, 3))]}}}
+    manifest = {
+        "dataset": "toy",
+        "splits": {
+            "train": {
+                "num_images": 5,
+                "num_classes": 2,
+                "skipped": [],
+                "shards": [
+                    {"path": os.path.relpath(p, directory), "num_images": n, "num_classes": 1}
+                    for p, n in zip(paths, (2, 3))
+                ],
+            }
+        },
+    }
     source = TFRecordSource.from_manifest(manifest, str(tmp_path))
     assert source.num_images("train") == 5 and source.num_classes("train") == 2
     assert not source._indexes  # nothing read yet
@@ -123,12 +140,26 @@ def test_class_runs_in_the_manifest_replace_the_label_scan(tmp_path, monkeypatch
     paths = write_split(os.path.join(directory, "train"), [2, 3, 4, 1, 2], 2)  # classes 0,2,4 | 1,3
     scanned = ClassIndex.scan(paths)
     runs = [[[0, 2], [2, 4], [4, 2]], [[1, 3], [3, 1]]]
-    manifest = {"dataset": "toy", "splits": {"train": {
-        "num_images": 12, "num_classes": 5, "skipped": [],
-        "shards": [{"path": os.path.relpath(p, directory), "num_images": sum(n for _, n in r),
-                    "num_classes": len(r), "class_runs": r,
-                    "class_offsets": [int(scanned.offsets[label]) for label, _ in r]}
-                   for p, r in zip(paths, runs)]}}}
+    manifest = {
+        "dataset": "toy",
+        "splits": {
+            "train": {
+                "num_images": 12,
+                "num_classes": 5,
+                "skipped": [],
+                "shards": [
+                    {
+                        "path": os.path.relpath(p, directory),
+                        "num_images": sum(n for _, n in r),
+                        "num_classes": len(r),
+                        "class_runs": r,
+                        "class_offsets": [int(scanned.offsets[label]) for label, _ in r],
+                    }
+                    for p, r in zip(paths, runs)
+                ],
+            }
+        },
+    }
 
     def no_scan(*args, **kwargs):
         raise AssertionError("the labels must not be read")
@@ -150,8 +181,15 @@ def test_open_source_without_data_names_the_files_to_get(tmp_path):
 
 @pytest.mark.slow
 def test_open_source_converts_digits_with_beam_then_streams(tmp_path):
-    config = DataConfig(dataset="digits", data_dir=str(tmp_path), image_size=32, resize_size=36,
-                        batch_size=50, images_per_class=10, eval_batch_size=256)
+    config = DataConfig(
+        dataset="digits",
+        data_dir=str(tmp_path),
+        image_size=32,
+        resize_size=36,
+        batch_size=50,
+        images_per_class=10,
+        eval_batch_size=256,
+    )
     source, module = open_source(config)  # runs pipelines.build_tfrecords in a subprocess
     assert isinstance(source, TFRecordSource)
     assert os.path.exists(os.path.join(datasets.tfrecord_dir(str(tmp_path), "digits"), "manifest.json"))
@@ -160,8 +198,9 @@ def test_open_source_converts_digits_with_beam_then_streams(tmp_path):
     images, labels = next(iter(source.train_dataset(train, config, "imagenet_mean_std", 0, 2, 0)))
     assert images.shape == (50, 32, 32, 3)
     assert_balanced([(np.zeros(50), labels.numpy())], 50, 10)
-    labels = np.concatenate([y.numpy() for _, y in source.eval_dataset(module.QUERY_SPLIT, config,
-                                                                        "imagenet_mean_std")])
+    labels = np.concatenate(
+        [y.numpy() for _, y in source.eval_dataset(module.QUERY_SPLIT, config, "imagenet_mean_std")]
+    )
     np.testing.assert_array_equal(labels, source.labels(module.QUERY_SPLIT))
     again, _ = open_source(config)  # the manifest is there: no second conversion
     assert again.num_images(train) == source.num_images(train)

@@ -1,4 +1,5 @@
 """Cars196: cars_annos.mat (MATLAB struct array) -> classes 1-98 train, 99-196 test."""
+
 import os
 
 import numpy as np
@@ -12,14 +13,25 @@ from tfmetric.datasets import DatasetFormatError, DatasetNotFoundError, cars196,
 def test_module_contract():
     assert get_dataset("cars196") is cars196
     assert (cars196.SPLITS, cars196.TRAIN_SPLIT, cars196.QUERY_SPLIT, cars196.GALLERY_SPLIT) == (
-        ("train", "test"), "train", "test", None)
+        ("train", "test"),
+        "train",
+        "test",
+        None,
+    )
 
 
 def test_fake_matches_the_real_file_structure(tmp_path):
     root = fx.make_cars196(str(tmp_path))
     mat = scipy.io.loadmat(os.path.join(root, "cars_annos.mat"), squeeze_me=True)
-    assert mat["annotations"].dtype.names == ("relative_im_path", "bbox_x1", "bbox_y1", "bbox_x2",
-                                              "bbox_y2", "class", "test")
+    assert mat["annotations"].dtype.names == (
+        "relative_im_path",
+        "bbox_x1",
+        "bbox_y1",
+        "bbox_x2",
+        "bbox_y2",
+        "class",
+        "test",
+    )
     assert mat["class_names"].shape == (196,)
 
 
@@ -30,7 +42,10 @@ def test_split_by_class_ignoring_the_test_flag(tmp_path):
     assert [(r.label, r.class_name) for r in splits["test"]] == [(0, "99")] * 2 + [(1, "196")] * 3
     first = splits["train"][0]
     assert (first.image_id, first.split, first.path) == (
-        "car_ims/000001.jpg", "train", os.path.join(root, "car_ims", "000001.jpg"))
+        "car_ims/000001.jpg",
+        "train",
+        os.path.join(root, "car_ims", "000001.jpg"),
+    )
     assert all(os.path.exists(r.path) for rs in splits.values() for r in rs)
 
 

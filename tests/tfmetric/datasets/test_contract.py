@@ -1,4 +1,5 @@
 """Every dataset module declares what the converter and the data loader look up, instead of names."""
+
 import inspect
 
 import pytest
@@ -23,4 +24,5 @@ def test_which_modules_are_generated_or_take_class_lists():
     modules = [datasets.get_dataset(n) for n in datasets.DATASET_NAMES]
     assert [m.NAME for m in modules if m.GENERATED] == ["synthetic", "digits"]
     assert {m.NAME: m.LOAD_OPTIONS for m in modules if m.LOAD_OPTIONS} == {
-        "imagefolder": ("train_classes", "test_classes")}
+        "imagefolder": ("train_classes", "test_classes")
+    }

@@ -1,4 +1,5 @@
 """CUB-200-2011: CUB_200_2011/*.txt -> classes 1-100 train, 101-200 test."""
+
 import os
 import urllib.error
 
@@ -52,6 +53,7 @@ def test_bad_lines_name_file_and_line(tmp_path):
 def test_download_offline_says_what_to_get(tmp_path, monkeypatch):
     def offline(url, timeout=None):
         raise urllib.error.URLError("network is unreachable")
+
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError) as e:
         cub200.download(str(tmp_path))

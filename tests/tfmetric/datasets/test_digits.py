@@ -1,4 +1,5 @@
 """scikit-learn's digits as a dataset module: splits, labels, ids, and exact upsampled pixels."""
+
 import io
 import re
 
@@ -42,7 +43,7 @@ def test_counts_match_sklearn(records, sklearn_digits):
     assert len(records["test"]) == per_digit[5:].sum()
     for split, first_digit in (("train", 0), ("test", 5)):
         labels = np.array([r.label for r in records[split]])
-        np.testing.assert_array_equal(np.bincount(labels), per_digit[first_digit:first_digit + 5])
+        np.testing.assert_array_equal(np.bincount(labels), per_digit[first_digit : first_digit + 5])
 
 
 def test_labels_contiguous_and_class_names(records):

@@ -1,4 +1,5 @@
 """fetch_archive: the first reachable URL, verified by MD5, extracted; offline, the instructions."""
+
 import hashlib
 import io
 import os
@@ -38,6 +39,7 @@ def test_fetch_archive_verifies_and_extracts(tmp_path):
 def test_fetch_archive_offline(tmp_path, monkeypatch):
     def offline(url, timeout=None):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(datasets.DatasetNotFoundError) as e:
         download.fetch_archive(["https://a/x.zip", "ftp://b/x.zip"], "0" * 32, str(tmp_path), "HOWTO")

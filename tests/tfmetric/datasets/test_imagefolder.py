@@ -1,4 +1,5 @@
 """imagefolder: <root>/<class>/<image>, split by sorted class name or by class lists."""
+
 import os
 
 import pytest
@@ -26,7 +27,10 @@ def test_default_split_is_first_half_of_sorted_names(tmp_path):
     assert classes(splits["train"]) == [(0, "a"), (1, "b"), (2, "c")]  # 5 classes: 3 train
     assert classes(splits["test"]) == [(0, "d"), (1, "e")]
     assert [r.image_id for r in splits["train"] if r.class_name == "b"] == [
-        "b/img_0.jpg", "b/img_1.jpg", "b/nested/deep.jpg"]
+        "b/img_0.jpg",
+        "b/img_1.jpg",
+        "b/nested/deep.jpg",
+    ]
     assert splits["train"][0].path == os.path.join(root, "a", "img_0.jpg")
 
 

@@ -1,4 +1,5 @@
 """Stanford Online Products: Ebay_train.txt / Ebay_test.txt -> train / test."""
+
 import os
 import urllib.error
 
@@ -17,8 +18,7 @@ def test_splits_as_listed(tmp_path):
     root = fx.make_sop(str(tmp_path), train={5: 2, 2: 1}, test={11400: 1, 11319: 2})
     splits = sop.load(root)
     assert [(r.label, r.class_name) for r in splits["train"]] == [(0, "2"), (1, "5"), (1, "5")]
-    assert [(r.label, r.class_name) for r in splits["test"]] == [(0, "11319"), (0, "11319"),
-                                                                  (1, "11400")]
+    assert [(r.label, r.class_name) for r in splits["test"]] == [(0, "11319"), (0, "11319"), (1, "11400")]
     first = splits["train"][0]
     assert first.image_id == "bicycle_final/100000000002_0.JPG"
     assert first.path == os.path.join(root, "Stanford_Online_Products", first.image_id)
@@ -52,6 +52,7 @@ def test_download_offline_tries_every_mirror(tmp_path, monkeypatch):
     def offline(url, timeout=None):
         tried.append(url)
         raise urllib.error.URLError("Name or service not known")
+
     monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DatasetNotFoundError) as e:
         sop.download(str(tmp_path))

@@ -3,6 +3,7 @@
 The full default dataset (4,800 JPEGs of 32x32) is generated once per module in about a second or
 two; the other tests use a handful of classes and images.
 """
+
 import io
 import re
 
@@ -95,8 +96,10 @@ def test_class_appearance_depends_only_on_seed_and_class_id():
     larger, ids = synthetic.generate([2, 3, 4], seed=5, images_per_class=3)
     np.testing.assert_array_equal(small[6:], larger[:6])
     np.testing.assert_array_equal(ids, np.repeat([2, 3, 4], 3))
-    assert synthetic.load(num_classes=4, images_per_class=3)["test"][0].data == \
-        synthetic.load(num_classes=6, images_per_class=3)["train"][6].data
+    assert (
+        synthetic.load(num_classes=4, images_per_class=3)["test"][0].data
+        == synthetic.load(num_classes=6, images_per_class=3)["train"][6].data
+    )
 
 
 def test_images_vary_within_a_class_and_differ_across_classes():
@@ -114,8 +117,9 @@ def test_raw_pixels_retrieve_test_classes_poorly(records):
     assert chance < recall < RAW_PIXEL_RECALL_AT_1_BOUND
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_classes=3), dict(num_classes=0),
-                                    dict(images_per_class=1), dict(image_size=8), dict(seed=-1)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(num_classes=3), dict(num_classes=0), dict(images_per_class=1), dict(image_size=8), dict(seed=-1)]
+)
 def test_invalid_arguments_name_the_value(kwargs):
     with pytest.raises(ValueError, match="Received"):
         synthetic.load(**kwargs)

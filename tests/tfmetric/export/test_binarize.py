@@ -1,4 +1,5 @@
 """pack_sign_bits against numpy.packbits, the documented contract of serving_binary."""
+
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,6 +1,7 @@
 """The checks on untrusted bytes: each bad input is an InvalidArgument naming the problem, raised
 from the header before the decoder could allocate the declared pixels; good inputs get exactly
 the evaluation preprocessing."""
+
 import struct
 import zlib
 
@@ -32,7 +33,7 @@ def jpeg_declaring(height, width):
     """A real JPEG whose SOF0 header is patched to declare height x width."""
     data = bytearray(_jpeg())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -45,8 +46,11 @@ def png_declaring(height, width):
 
 @pytest.fixture(scope="module")
 def guarded():
-    fn = tf.function(lambda b: image_guard.guarded_eval_preprocess(b, SIZE, RESIZE, NORM, max_pixels=10_000),
-                     input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
+    fn = tf.function(
+        lambda b: image_guard.guarded_eval_preprocess(b, SIZE, RESIZE, NORM, max_pixels=10_000),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+        autograph=False,
+    )
     return fn
 
 
@@ -88,8 +92,12 @@ BAD = [
     # Declared sizes far beyond memory: rejected from the header, never decoded.
     ("jpeg_bomb", jpeg_declaring(65000, 65000), r"declares 65000x65000 = 4225000000 pixels, more than the limit"),
     ("png_bomb", png_declaring(2_000_000_000, 2_000_000_000), r"declares 2000000000x2000000000"),
-    ("over_limit", _png(101, 100), r"image 1 of the batch: declares 100x101 = 10100 pixels, more than the "
-                                   r"limit of 10000 \(max_pixels\)"),
+    (
+        "over_limit",
+        _png(101, 100),
+        r"image 1 of the batch: declares 100x101 = 10100 pixels, more than the "
+        r"limit of 10000 \(max_pixels\)",
+    ),
 ]
 
 

@@ -1,4 +1,5 @@
 """tfmetric.export.loader: the one SavedModel loader, its signatures, and the errors naming the directory."""
+
 import os
 
 import numpy as np
@@ -33,8 +34,11 @@ def test_loads_and_calls_a_signature(model_dir):
 
 def test_missing_signature_names_the_model_and_its_signatures(model_dir):
     loaded = loader.load_saved_model(model_dir)
-    with pytest.raises(ValueError, match=f"The SavedModel has no 'serving_binary' signature "
-                                         r"\(has: serving_default\)"):
+    with pytest.raises(
+        ValueError,
+        match="The SavedModel has no 'serving_binary' signature "
+        r"\(has: serving_default\)",
+    ):
         loader.signature(loaded, "serving_binary", model_dir)
 
 
@@ -51,9 +55,11 @@ def test_truncated_variables(tmp_path, model_dir):
             source = os.path.join(root, name)
             data = open(source, "rb").read()
             if name.startswith("variables.data"):
-                data = data[:len(data) // 2]
+                data = data[: len(data) // 2]
             target = os.path.join(cut, os.path.relpath(source, model_dir))
             tf.io.gfile.makedirs(os.path.dirname(target))
             open(target, "wb").write(data)
-    with pytest.raises(ValueError, match=f"The SavedModel cannot be loaded .*export it again. Received: model_dir={cut}$"):
+    with pytest.raises(
+        ValueError, match=f"The SavedModel cannot be loaded .*export it again. Received: model_dir={cut}$"
+    ):
         loader.load_saved_model(cut)

@@ -1,4 +1,5 @@
 """model_card.json is a versioned artifact like the three manifests, each under its own name."""
+
 import json
 
 import pytest
@@ -21,8 +22,11 @@ def test_card_round_trip_and_version_check(tmp_path):
     assert card == {"card_version": model_card.CARD_VERSION, "name": "tiny", "embedding_dim": 8}
     assert model_card.read_model_card(str(tmp_path)) == card
     (tmp_path / "model_card.json").write_text(json.dumps(dict(card, card_version=2)))
-    with pytest.raises(ArtifactError, match=f"{tmp_path / 'model_card.json'}: model card of card_version 2; "
-                                            "this tfmetric reads 1. Export the model again"):
+    with pytest.raises(
+        ArtifactError,
+        match=f"{tmp_path / 'model_card.json'}: model card of card_version 2; "
+        "this tfmetric reads 1. Export the model again",
+    ):
         model_card.read_model_card(str(tmp_path))
 
 

@@ -1,6 +1,7 @@
 """The serving contract as tested API: a training workdir exported with the CLI, reloaded with
 tf.saved_model.load and with the TF1 loader TF Serving uses (in-process and via saved_model_cli),
 each signature compared with the in-memory Keras model."""
+
 import base64
 import http.server
 import importlib.util
@@ -39,8 +40,11 @@ def _config():
 def _images():
     rng = np.random.default_rng(0)
     arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((40, 30), (32, 32), (57, 64))]
-    encoded = [tf.io.encode_jpeg(arrays[0], quality=90).numpy(), tf.io.encode_png(arrays[1]).numpy(),
-               tf.io.encode_png(arrays[2]).numpy()]
+    encoded = [
+        tf.io.encode_jpeg(arrays[0], quality=90).numpy(),
+        tf.io.encode_png(arrays[1]).numpy(),
+        tf.io.encode_png(arrays[2]).numpy(),
+    ]
     return arrays, encoded
 
 
@@ -75,8 +79,14 @@ def expected(exported):
 
 def test_layout(exported):
     path = exported[1]
-    assert sorted(os.listdir(path)) == ["assets", "assets.extra", "fingerprint.pb", "model_card.json", "saved_model.pb",
-                                        "variables"]
+    assert sorted(os.listdir(path)) == [
+        "assets",
+        "assets.extra",
+        "fingerprint.pb",
+        "model_card.json",
+        "saved_model.pb",
+        "variables",
+    ]
     assert os.listdir(os.path.dirname(path)) == ["1"]  # no temporary directory left behind
 
 
@@ -84,8 +94,11 @@ def test_each_variable_is_stored_once(exported, tmp_path):
     """variables/ holds the model's weights once: as many entries as the model has variables, and
     about the size of the same model saved as .keras (ExportArchive.track would double both)."""
     model, path = exported
-    stored = [name for name, _ in tf.train.list_variables(os.path.join(path, "variables", "variables"))
-              if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    stored = [
+        name
+        for name, _ in tf.train.list_variables(os.path.join(path, "variables", "variables"))
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+    ]
     assert len(stored) == len(model.weights)
     variables_dir = os.path.join(path, "variables")
     size = sum(os.path.getsize(os.path.join(variables_dir, f)) for f in os.listdir(variables_dir))
@@ -121,17 +134,21 @@ def test_batch_dimension_is_dynamic(loaded, expected):
     _, encoded = _images()
     fn = loaded.signatures["serving_default"]
     for n in (1, 2):
-        np.testing.assert_allclose(fn(image_bytes=tf.constant(encoded[:n]))["embedding"].numpy(), expected[:n],
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            fn(image_bytes=tf.constant(encoded[:n]))["embedding"].numpy(), expected[:n], atol=1e-5
+        )
     assert fn(image_bytes=tf.constant(encoded * 3))["embedding"].shape == (9, DIM)
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"", "empty image bytes"),
-    (b"GIF89a" + b"\x00" * 40, r"unsupported image format \(gif\)"),
-    (b"not an image", "unsupported image format"),
-    (b"\xff\xd8\xff" + b"\x00" * 20, "Invalid JPEG data"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"", "empty image bytes"),
+        (b"GIF89a" + b"\x00" * 40, r"unsupported image format \(gif\)"),
+        (b"not an image", "unsupported image format"),
+        (b"\xff\xd8\xff" + b"\x00" * 20, "Invalid JPEG data"),
+    ],
+)
 def test_bad_input_through_the_signature(loaded, data, message):
     _, encoded = _images()
     for name in ("serving_default", "serving_binary"):
@@ -191,8 +208,11 @@ def test_saved_model_cli_show_lists_the_signatures(exported):
     for name, inputs, outputs in [
         ("serving_default", [("image_bytes", "DT_STRING", "(-1)")], [("embedding", "DT_FLOAT", f"(-1, {DIM})")]),
         ("serving_binary", [("image_bytes", "DT_STRING", "(-1)")], [("embedding_bits", "DT_UINT8", "(-1, 2)")]),
-        ("serving_images", [("images", "DT_UINT8", "(-1, -1, -1, 3)")],
-         [("embedding", "DT_FLOAT", f"(-1, {DIM})"), ("embedding_bits", "DT_UINT8", "(-1, 2)")]),
+        (
+            "serving_images",
+            [("images", "DT_UINT8", "(-1, -1, -1, 3)")],
+            [("embedding", "DT_FLOAT", f"(-1, {DIM})"), ("embedding_bits", "DT_UINT8", "(-1, 2)")],
+        ),
     ]:
         block = blocks[name]
         for key, dtype, shape in inputs + outputs:
@@ -206,8 +226,19 @@ def test_saved_model_cli_run_on_serialized_bytes(exported, expected, tmp_path):
     npy = tmp_path / "image_bytes.npy"
     np.save(npy, np.array(encoded, dtype=object), allow_pickle=True)
     out_dir = tmp_path / "out"
-    _cli("run", "--dir", exported[1], "--tag_set", "serve", "--signature_def", "serving_binary",
-         "--inputs", f"image_bytes={npy}", "--outdir", str(out_dir))
+    _cli(
+        "run",
+        "--dir",
+        exported[1],
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_binary",
+        "--inputs",
+        f"image_bytes={npy}",
+        "--outdir",
+        str(out_dir),
+    )
     np.testing.assert_array_equal(np.load(out_dir / "embedding_bits.npy"), np.packbits(expected > 0, axis=-1))
 
 
@@ -224,6 +255,7 @@ def test_export_cli_user_errors(tmp_path, capsys):
 
 def test_export_errors_name_arguments_not_flags(tmp_path):
     from tfmetric.export import export_from_workdir
+
     with pytest.raises(NotADirectoryError, match=f"^workdir is not a directory. Received: workdir={tmp_path / 'x'}$"):
         export_from_workdir(str(tmp_path / "x"))
     with pytest.raises(FileNotFoundError, match="config.json not found: workdir must be a finished training run") as e:
@@ -242,6 +274,7 @@ def _load_example_client():
 @pytest.fixture
 def rest_server(loaded):
     """A stand-in for TF Serving's REST predict API (row format) in front of the loaded SavedModel."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -290,8 +323,12 @@ def test_example_client_over_rest(rest_server, expected, tmp_path, capsys):
     assert client.main(["--url", rest_server, "--model", "tiny", "--json", *paths]) == 0
     rows = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose([rows[p] for p in paths], expected, atol=1e-5)
-    assert client.main(["--url", rest_server, "--model", "tiny", "--version", "1", "--signature",
-                        "serving_binary", *paths]) == 0
+    assert (
+        client.main(
+            ["--url", rest_server, "--model", "tiny", "--version", "1", "--signature", "serving_binary", *paths]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     codes = np.packbits(expected > 0, axis=-1)
     assert lines == [f"{p}: 16-bit code {bytes(c).hex()}" for p, c in zip(paths, codes)]
@@ -313,4 +350,3 @@ def test_example_client_over_grpc(loaded, expected, tmp_path, capsys):
         bad.write_bytes(b"")
         assert client.main(["--grpc", target, "--model", "tiny", "--signature", "serving_binary", str(bad)]) == 1
         assert "INVALID_ARGUMENT" in capsys.readouterr().err
-

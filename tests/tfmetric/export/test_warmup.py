@@ -1,5 +1,6 @@
 """The warmup file: TFRecord of tensorflow.serving.PredictionLog, checked against a hand-encoded
 reference of the wire format (field numbers of tensorflow_serving/apis/*.proto)."""
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,12 +23,13 @@ def _field(number, payload):
 
 def test_serialization_matches_the_proto_field_numbers():
     tensor = tf.make_tensor_proto(np.array([b"\xff\xd8\xffjpeg"], dtype=object))
-    model_spec = _field(1, b"products") + _field(3, b"serving_binary")       # ModelSpec
+    model_spec = _field(1, b"products") + _field(3, b"serving_binary")  # ModelSpec
     entry = _field(1, b"image_bytes") + _field(2, tensor.SerializeToString())  # map entry
-    request = _field(1, model_spec) + _field(2, entry)                          # PredictRequest
-    expected = _field(6, _field(1, request))                                    # PredictionLog.predict_log
-    log = warmup.make_prediction_log("products", "serving_binary",
-                                     {"image_bytes": np.array([b"\xff\xd8\xffjpeg"], dtype=object)})
+    request = _field(1, model_spec) + _field(2, entry)  # PredictRequest
+    expected = _field(6, _field(1, request))  # PredictionLog.predict_log
+    log = warmup.make_prediction_log(
+        "products", "serving_binary", {"image_bytes": np.array([b"\xff\xd8\xffjpeg"], dtype=object)}
+    )
     assert log.SerializeToString() == expected
 
 
@@ -36,7 +38,10 @@ def test_file_round_trip(tmp_path):
     warmup.write_warmup_requests(path, "m", warmup.default_requests(32))
     requests = warmup.read_warmup_requests(path)
     assert [(name, sig) for name, sig, _ in requests] == [
-        ("m", "serving_default"), ("m", "serving_binary"), ("m", "serving_images")]
+        ("m", "serving_default"),
+        ("m", "serving_binary"),
+        ("m", "serving_images"),
+    ]
     jpeg = requests[0][2]["image_bytes"]
     assert jpeg.shape == (1,) and jpeg[0][:3] == b"\xff\xd8\xff"
     assert tf.io.decode_jpeg(jpeg[0]).shape == (32, 32, 3)

@@ -1,4 +1,5 @@
 """Versioning and the atomic rename: TF Serving's watcher only ever sees complete integer versions."""
+
 import os
 
 import pytest
@@ -16,6 +17,7 @@ def _write(files):
         assert writer.versions(root) == files["before"]
         with open(os.path.join(tmp, "saved_model.pb"), "w") as f:
             f.write("x")
+
     return write
 
 

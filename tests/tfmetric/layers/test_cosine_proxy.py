@@ -32,9 +32,14 @@ def test_proxies_initialised_uniform_in_official_range():
     assert len(layer.trainable_weights) == 1  # no bias
 
 
-@pytest.mark.parametrize("kwargs,match", [({"num_classes": 0}, "num_classes"),
-                                          ({"num_classes": 3, "temperature": 0}, "temperature"),
-                                          ({"num_classes": 3, "temperature": -1.0}, "temperature")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"num_classes": 0}, "num_classes"),
+        ({"num_classes": 3, "temperature": 0}, "temperature"),
+        ({"num_classes": 3, "temperature": -1.0}, "temperature"),
+    ],
+)
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CosineProxy(**kwargs)
@@ -67,8 +72,11 @@ def test_plain_keras_compile_fit_learns_separable_classes():
     inputs = keras.Input((16,))
     emb = keras.layers.UnitNormalization()(keras.layers.Dense(8, use_bias=False)(inputs))
     model = keras.Model(inputs, CosineProxy(4, temperature=0.05)(emb))
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss=NormalizedSoftmaxLoss(),
-                  metrics=["sparse_categorical_accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=NormalizedSoftmaxLoss(),
+        metrics=["sparse_categorical_accuracy"],
+    )
     before = model.evaluate(x, labels, verbose=0)[0]
     # Class-balanced batches of in-memory arrays, as the README shows: 2 classes x 16 images.
     idx = class_balanced_batches(labels, batch_size=32, images_per_class=16, num_batches=8, seed=0)

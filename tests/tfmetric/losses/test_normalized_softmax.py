@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmetric.losses import (NormalizedSoftmaxLoss, cosine_logits, cross_entropy_from_cosine_logits,
-                             normalized_softmax_loss)
+from tfmetric.losses import (
+    NormalizedSoftmaxLoss,
+    cosine_logits,
+    cross_entropy_from_cosine_logits,
+    normalized_softmax_loss,
+)
 
 
 def naive_loss(labels, embeddings, proxies, temperature):
@@ -68,7 +72,8 @@ def test_keras_loss_on_cosine_logits_equals_function():
     labels = rng.integers(0, 3, size=5)
     logits = cosine_logits(emb, prox, 0.05)
     assert float(NormalizedSoftmaxLoss()(labels, logits)) == pytest.approx(
-        float(normalized_softmax_loss(labels, emb, prox, 0.05)), rel=1e-6)
+        float(normalized_softmax_loss(labels, emb, prox, 0.05)), rel=1e-6
+    )
 
 
 def test_per_example_cross_entropy_matches_naive_reference_row_by_row():
@@ -77,7 +82,7 @@ def test_per_example_cross_entropy_matches_naive_reference_row_by_row():
     labels = rng.integers(0, 3, size=6)
     got = cross_entropy_from_cosine_logits(labels, cosine_logits(emb, prox, 0.1).numpy().astype(np.float16))
     assert got.dtype == tf.float32 and got.shape == (6,)
-    expected = [naive_loss(labels[i:i + 1], emb[i:i + 1], prox, 0.1) for i in range(6)]
+    expected = [naive_loss(labels[i : i + 1], emb[i : i + 1], prox, 0.1) for i in range(6)]
     assert got.numpy() == pytest.approx(expected, rel=2e-3)  # float16 logits: 3 significant digits
 
 

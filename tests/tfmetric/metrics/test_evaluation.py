@@ -1,4 +1,5 @@
 """The one evaluation: embed batches, score float / binary / NMI, and the one score formatter."""
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -27,18 +28,24 @@ def test_score_is_retrieval_metrics_float_then_binary_plus_nmi():
     float_ref = retrieval_metrics(embeddings, labels, ks=(1, 2))
     binary_ref = retrieval_metrics(embeddings, labels, ks=(1, 2), binary=True)
     assert {k: scores[k] for k in float_ref} == pytest.approx({k: float(v) for k, v in float_ref.items()})
-    assert {k: scores[f"binary/{k}"] for k in binary_ref} == pytest.approx(
-        {k: float(v) for k, v in binary_ref.items()})
+    assert {k: scores[f"binary/{k}"] for k in binary_ref} == pytest.approx({k: float(v) for k, v in binary_ref.items()})
     assert 0.0 <= scores["nmi"] <= 1.0
     only_float = evaluation.score(embeddings, labels, eval_config=EvalConfig(recall_ks=(1,), binary=False, nmi=False))
     assert set(only_float) == set(retrieval_metrics(embeddings, labels, ks=(1,)))
 
 
 def test_format_scores_prints_float_then_binary():
-    scores = {"recall@1": 0.5, "recall@2": 0.75, "map@r": 0.25, "nmi": 0.6,
-              "binary/recall@1": 0.4, "binary/recall@2": 0.6, "binary/map@r": 0.2}
+    scores = {
+        "recall@1": 0.5,
+        "recall@2": 0.75,
+        "map@r": 0.25,
+        "nmi": 0.6,
+        "binary/recall@1": 0.4,
+        "binary/recall@2": 0.6,
+        "binary/map@r": 0.2,
+    }
     assert evaluation.format_scores(scores, (1, 2)) == (
-        "  float : R@1 0.5000  R@2 0.7500  MAP@R 0.2500  NMI 0.6000\n"
-        "  binary: R@1 0.4000  R@2 0.6000  MAP@R 0.2000")
+        "  float : R@1 0.5000  R@2 0.7500  MAP@R 0.2500  NMI 0.6000\n  binary: R@1 0.4000  R@2 0.6000  MAP@R 0.2000"
+    )
     binary_only = {k: v for k, v in scores.items() if k.startswith("binary/")}
     assert evaluation.format_scores(binary_only, (1, 2), indent="") == "binary: R@1 0.4000  R@2 0.6000  MAP@R 0.2000"

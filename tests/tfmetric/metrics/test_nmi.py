@@ -1,4 +1,5 @@
 """NMI: perfect clusterings score 1, clusterings unrelated to the labels score about 0."""
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -80,11 +81,14 @@ def test_kmeans_recovers_separated_blobs_and_redos_pick_the_best_objective():
     assert objective(clusters) <= min(single) + 1e-3  # separated blobs: every seed finds the optimum
 
 
-@pytest.mark.parametrize("embeddings, labels, argument", [
-    (np.ones((4, 2)), [0, 1, 2], "labels"),
-    (np.ones(4), [0, 1, 2, 3], "embeddings"),
-    (np.full((4, 2), np.inf), [0, 1, 2, 3], "embeddings"),
-])
+@pytest.mark.parametrize(
+    "embeddings, labels, argument",
+    [
+        (np.ones((4, 2)), [0, 1, 2], "labels"),
+        (np.ones(4), [0, 1, 2, 3], "embeddings"),
+        (np.full((4, 2), np.inf), [0, 1, 2, 3], "embeddings"),
+    ],
+)
 def test_bad_input_names_the_argument(embeddings, labels, argument):
     with pytest.raises(ValueError, match=argument):
         metrics.nmi(embeddings, labels)

@@ -5,6 +5,7 @@ documents, and removes the query itself by index in self-retrieval. Float data t
 compared exactly uses rows with four entries of +-1 (norm 2), so every cosine is a multiple of 1/4
 computed without rounding by faiss and numpy alike; that also makes ties everywhere.
 """
+
 import faiss
 import numpy as np
 import pytest
@@ -24,8 +25,7 @@ def one_faiss_thread():
     faiss.omp_set_num_threads(threads)
 
 
-def naive_metrics(query, query_labels, gallery=None, gallery_labels=None, ks=KS, binary=False,
-                  check_near_ties=False):
+def naive_metrics(query, query_labels, gallery=None, gallery_labels=None, ks=KS, binary=False, check_near_ties=False):
     query = np.asarray(query, np.float64)
     self_retrieval = gallery is None
     if self_retrieval:
@@ -35,8 +35,10 @@ def naive_metrics(query, query_labels, gallery=None, gallery_labels=None, ks=KS,
         dist = (query[:, None, :] > 0) != (gallery[None, :, :] > 0)
         dist = dist.sum(axis=-1)
     else:
+
         def unit(x):
             return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+
         dist = -unit(query) @ unit(gallery).T
 
     hits = dict.fromkeys(ks, 0)
@@ -107,8 +109,9 @@ def test_query_gallery_matches_reference_with_ties(binary, block_size):
         x = rng.standard_normal((200, 20)).astype(np.float32)
     # Some query classes are missing from the gallery (R = 0).
     query, query_labels, gallery, gallery_labels = x[:60], labels[:60], x[60:], labels[60:]
-    result = metrics.retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=KS,
-                                       binary=binary, block_size=block_size)
+    result = metrics.retrieval_metrics(
+        query, query_labels, gallery, gallery_labels, ks=KS, binary=binary, block_size=block_size
+    )
     assert_same(result, naive_metrics(query, query_labels, gallery, gallery_labels, binary=binary))
 
 
@@ -143,9 +146,9 @@ def test_block_size_does_not_change_results():
 
 
 def test_hand_worked_query_gallery():
-    gallery = np.array([[1, .1], [1, .2], [1, .3], [1, .4], [0, 1]], np.float32)
+    gallery = np.array([[1, 0.1], [1, 0.2], [1, 0.3], [1, 0.4], [0, 1]], np.float32)
     gallery_labels = np.array([1, 0, 1, 0, 0])
-    query = np.array([[1, 0], [0, 1], [1, 1], [1, .05]], np.float32)
+    query = np.array([[1, 0], [0, 1], [1, 1], [1, 0.05]], np.float32)
     query_labels = np.array([0, 1, 7, 1])
     # Rankings (cosine): q0, q3 -> g0..g4; q1 -> g4..g0. Relevance in rank order:
     # q0 (R=3): 0 1 0 1 1 -> first hit 2, R-prec 1/3, AP@R (1/2)/3
@@ -153,9 +156,15 @@ def test_hand_worked_query_gallery():
     # q2 (R=0): no label-7 item: a miss for recall, left out of map@r and r_precision
     # q3 (R=2): 1 0 1 0 0 -> first hit 1, R-prec 1/2, AP@R (1/1)/2
     result = metrics.retrieval_metrics(query, query_labels, gallery, gallery_labels, ks=(1, 2, 4))
-    assert result == pytest.approx({"recall@1": 1 / 4, "recall@2": 2 / 4, "recall@4": 3 / 4,
-                                    "map@r": (1 / 6 + 0 + 1 / 2) / 3,
-                                    "r_precision": (1 / 3 + 0 + 1 / 2) / 3})
+    assert result == pytest.approx(
+        {
+            "recall@1": 1 / 4,
+            "recall@2": 2 / 4,
+            "recall@4": 3 / 4,
+            "map@r": (1 / 6 + 0 + 1 / 2) / 3,
+            "r_precision": (1 / 3 + 0 + 1 / 2) / 3,
+        }
+    )
 
 
 def test_hand_worked_self_retrieval_with_duplicates_ties_and_singleton():
@@ -165,8 +174,9 @@ def test_hand_worked_self_retrieval_with_duplicates_ties_and_singleton():
     # x2 ties at cosine 0.707 with x0, x1, x3: index order puts its relevant x3 third.
     # x3: x2 first; x4 is a singleton (R = 0).
     result = metrics.retrieval_metrics(x, labels, ks=(1, 2, 3))
-    assert result == pytest.approx({"recall@1": 3 / 5, "recall@2": 3 / 5, "recall@3": 4 / 5,
-                                    "map@r": 3 / 4, "r_precision": 3 / 4})
+    assert result == pytest.approx(
+        {"recall@1": 3 / 5, "recall@2": 3 / 5, "recall@3": 4 / 5, "map@r": 3 / 4, "r_precision": 3 / 4}
+    )
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -189,12 +199,12 @@ def test_tie_group_crossing_the_cut_keeps_lowest_indices(binary):
     # keep any members of a tie group that crosses the k-th position.
     gallery = np.tile(np.array([[0.0, 1.0]], np.float32), (300, 1))
     query = np.array([[1.0, 0.0]] * 30, np.float32)
-    for relevant_at, expected in ((0, (1.0, 1.0, 1.0)), (150, (0.0, 0.0, 1.0)),
-                                  (299, (0.0, 0.0, 0.0))):
+    for relevant_at, expected in ((0, (1.0, 1.0, 1.0)), (150, (0.0, 0.0, 1.0)), (299, (0.0, 0.0, 0.0))):
         labels = np.ones(300, int)
         labels[relevant_at] = 0
-        result = metrics.retrieval_metrics(query, np.zeros(30, int), gallery, labels,
-                                           ks=(1, 150, 151), binary=binary, block_size=8)
+        result = metrics.retrieval_metrics(
+            query, np.zeros(30, int), gallery, labels, ks=(1, 150, 151), binary=binary, block_size=8
+        )
         assert (result["recall@1"], result["recall@150"], result["recall@151"]) == expected
 
 
@@ -211,8 +221,7 @@ def test_binary_blocks_search_only_as_deep_as_their_own_r(monkeypatch):
     x = rng.standard_normal((160, 8)).astype(np.float32)
     labels = np.concatenate([np.zeros(60, int), np.arange(1, 101)])
     depths, search = [], retrieval.knn.search
-    monkeypatch.setattr(retrieval.knn, "search",
-                        lambda q, g, k, **kw: depths.append(k) or search(q, g, k, **kw))
+    monkeypatch.setattr(retrieval.knn, "search", lambda q, g, k, **kw: depths.append(k) or search(q, g, k, **kw))
     metrics.retrieval_metrics(x, labels, ks=(1, 4), binary=True, block_size=40)
     assert depths == [4, 4, 59, 59]
 
@@ -224,8 +233,7 @@ def test_float_keeps_r_plus_one_candidates_whatever_k(monkeypatch):
     x = rng.standard_normal((160, 8)).astype(np.float32)
     labels = np.concatenate([np.zeros(60, int), np.arange(1, 101)])
     depths, top = [], retrieval.ranks._top
-    monkeypatch.setattr(retrieval.ranks, "_top",
-                        lambda scores, k: depths.append(k) or top(scores, k))
+    monkeypatch.setattr(retrieval.ranks, "_top", lambda scores, k: depths.append(k) or top(scores, k))
     monkeypatch.setattr(retrieval.knn, "search", None)
     result = metrics.retrieval_metrics(x, labels, ks=(1, 4, 150), block_size=40)
     assert depths == [60, 60]  # the two blocks of singletons keep nothing
@@ -257,21 +265,24 @@ def test_pack_bits_equals_numpy_packbits():
     np.testing.assert_array_equal(metrics.pack_bits([1.0, -1.0, 1.0]), [0b10100000])
 
 
-@pytest.mark.parametrize("kwargs, argument", [
-    (dict(query_labels=[0, 1]), "query_labels"),
-    (dict(gallery=np.ones((4, 3), np.float32)), "gallery_labels"),
-    (dict(gallery_labels=[0, 1, 2, 3]), "gallery"),
-    (dict(gallery=np.ones((4, 3), np.float32), gallery_labels=[0, 1]), "gallery_labels"),
-    (dict(gallery=np.ones((4, 2), np.float32), gallery_labels=[0, 1, 2, 3]), "gallery"),
-    (dict(ks=(1, 5)), "ks"),  # self-retrieval: 5 queries leave 4 neighbours
-    (dict(gallery=np.ones((4, 3), np.float32), gallery_labels=[0, 1, 2, 3], ks=(5,)), "ks"),
-    (dict(ks=()), "ks"),
-    (dict(ks=(0, 1)), "ks"),
-    (dict(block_size=0), "block_size"),
-    (dict(query=np.ones(5, np.float32)), "query"),
-    (dict(query=np.full((5, 3), np.nan, np.float32)), "query"),
-    (dict(query=np.ones((5, 1), np.uint8), binary=True), "query"),
-])
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(query_labels=[0, 1]), "query_labels"),
+        (dict(gallery=np.ones((4, 3), np.float32)), "gallery_labels"),
+        (dict(gallery_labels=[0, 1, 2, 3]), "gallery"),
+        (dict(gallery=np.ones((4, 3), np.float32), gallery_labels=[0, 1]), "gallery_labels"),
+        (dict(gallery=np.ones((4, 2), np.float32), gallery_labels=[0, 1, 2, 3]), "gallery"),
+        (dict(ks=(1, 5)), "ks"),  # self-retrieval: 5 queries leave 4 neighbours
+        (dict(gallery=np.ones((4, 3), np.float32), gallery_labels=[0, 1, 2, 3], ks=(5,)), "ks"),
+        (dict(ks=()), "ks"),
+        (dict(ks=(0, 1)), "ks"),
+        (dict(block_size=0), "block_size"),
+        (dict(query=np.ones(5, np.float32)), "query"),
+        (dict(query=np.full((5, 3), np.nan, np.float32)), "query"),
+        (dict(query=np.ones((5, 1), np.uint8), binary=True), "query"),
+    ],
+)
 def test_bad_input_names_the_argument(kwargs, argument):
     args = dict(query=np.ones((5, 3), np.float32), query_labels=[0, 0, 1, 1, 2], ks=(1,))
     args.update(kwargs)

@@ -1,4 +1,5 @@
 """The embedding head's projection starts as the official bias-free nn.Linear does."""
+
 import math
 
 import keras
@@ -21,7 +22,7 @@ def test_projection_init_is_torch_linear_uniform():
     assert np.abs(values).max() > 0.999 * bound
     n = values.size
     assert abs(values.mean()) < 4 * bound / math.sqrt(3 * n)
-    assert values.var() == pytest.approx(bound ** 2 / 3, rel=4 * math.sqrt(0.8 / n))
+    assert values.var() == pytest.approx(bound**2 / 3, rel=4 * math.sqrt(0.8 / n))
     # Uniform: every tenth of [-b, b] holds a tenth of the weights (chi-square, 9 dof, p ~ 1e-4).
     counts, _ = np.histogram(values, bins=10, range=(-bound, bound))
     chi2 = ((counts - n / 10) ** 2 / (n / 10)).sum()

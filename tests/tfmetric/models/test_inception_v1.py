@@ -1,11 +1,11 @@
 """InceptionV1 against the TF-Slim definition (research/slim/nets/inception_v1.py)."""
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmetric.models import backbones
-from tfmetric.models import inception_v1
+from tfmetric.models import backbones, inception_v1
 from tfmetric.models.inception_v1 import InceptionV1
 
 # Written out independently of the implementation, from slim's inception_v1_base:
@@ -22,7 +22,7 @@ SLIM_MIXED = [
     ("Mixed_5c", 384, 192, 384, 48, 128, 128),
 ]
 # Derived from SLIM_MIXED by `slim_conv_shapes` below; stated here so a change to either shows.
-SLIM_TOTAL_PARAMS = 5_607_184      # conv weights + BN beta, moving_mean, moving_variance
+SLIM_TOTAL_PARAMS = 5_607_184  # conv weights + BN beta, moving_mean, moving_variance
 SLIM_TRAINABLE_PARAMS = 5_592_624  # conv weights + BN beta
 
 
@@ -37,14 +37,16 @@ def slim_conv_shapes():
     for end_point, b0, b1a, b1b, b2a, b2b, b3 in SLIM_MIXED:
         # The released checkpoint (and slim's code) call this conv Conv2d_0a_3x3 in Mixed_5b.
         b2_3x3 = "Conv2d_0a_3x3" if end_point == "Mixed_5b" else "Conv2d_0b_3x3"
-        shapes.update({
-            f"{end_point}/Branch_0/Conv2d_0a_1x1": (1, 1, channels, b0),
-            f"{end_point}/Branch_1/Conv2d_0a_1x1": (1, 1, channels, b1a),
-            f"{end_point}/Branch_1/Conv2d_0b_3x3": (3, 3, b1a, b1b),
-            f"{end_point}/Branch_2/Conv2d_0a_1x1": (1, 1, channels, b2a),
-            f"{end_point}/Branch_2/{b2_3x3}": (3, 3, b2a, b2b),
-            f"{end_point}/Branch_3/Conv2d_0b_1x1": (1, 1, channels, b3),
-        })
+        shapes.update(
+            {
+                f"{end_point}/Branch_0/Conv2d_0a_1x1": (1, 1, channels, b0),
+                f"{end_point}/Branch_1/Conv2d_0a_1x1": (1, 1, channels, b1a),
+                f"{end_point}/Branch_1/Conv2d_0b_3x3": (3, 3, b1a, b1b),
+                f"{end_point}/Branch_2/Conv2d_0a_1x1": (1, 1, channels, b2a),
+                f"{end_point}/Branch_2/{b2_3x3}": (3, 3, b2a, b2b),
+                f"{end_point}/Branch_3/Conv2d_0b_1x1": (1, 1, channels, b3),
+            }
+        )
         channels = b0 + b1b + b2b + b3
     assert channels == 1024
     return shapes
@@ -101,15 +103,17 @@ def test_parameter_count_equals_slim(model):
 
 
 def test_every_conv_has_batchnorm_without_gamma_then_relu(model):
-    for conv in (l for l in model.layers if isinstance(l, keras.layers.Conv2D)):
+    for conv in (layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)):
         bn = model.get_layer(conv.name + "__BatchNorm")
         assert isinstance(bn, keras.layers.BatchNormalization)
         assert not bn.scale and bn.center
         assert bn.epsilon == pytest.approx(inception_v1.SLIM_BATCH_NORM_EPSILON)
         assert sorted(w.name for w in bn.weights) == ["beta", "moving_mean", "moving_variance"]
         assert isinstance(model.get_layer(conv.name + "__Relu"), keras.layers.ReLU)
-    assert InceptionV1(input_shape=(32, 32, 3), bn_momentum=0.9997).get_layer(
-        "Conv2d_1a_7x7__BatchNorm").momentum == inception_v1.SLIM_BATCH_NORM_DECAY
+    assert (
+        InceptionV1(input_shape=(32, 32, 3), bn_momentum=0.9997).get_layer("Conv2d_1a_7x7__BatchNorm").momentum
+        == inception_v1.SLIM_BATCH_NORM_DECAY
+    )
 
 
 def test_end_points_are_named_like_slim(model):
@@ -128,8 +132,7 @@ def _inputs_of(model, layer_name):
 def test_wiring_follows_slim(model):
     """Each layer's inputs, so branch order in the concat (which fixes the checkpoint's
     channel layout for the next block) and the pools between blocks are checked too."""
-    stem = ["image", "Conv2d_1a_7x7", "MaxPool_2a_3x3", "Conv2d_2b_1x1", "Conv2d_2c_3x3",
-            "MaxPool_3a_3x3"]
+    stem = ["image", "Conv2d_1a_7x7", "MaxPool_2a_3x3", "Conv2d_2b_1x1", "Conv2d_2c_3x3", "MaxPool_3a_3x3"]
 
     def relu(name):
         return name + "__Relu"
@@ -145,15 +148,17 @@ def test_wiring_follows_slim(model):
             previous = pool
         b = end_point + "__Branch_"
         b2_3x3 = "Conv2d_0a_3x3" if end_point == "Mixed_5b" else "Conv2d_0b_3x3"
-        for first in [b + "0__Conv2d_0a_1x1", b + "1__Conv2d_0a_1x1", b + "2__Conv2d_0a_1x1",
-                      b + "3__MaxPool_0a_3x3"]:
+        for first in [b + "0__Conv2d_0a_1x1", b + "1__Conv2d_0a_1x1", b + "2__Conv2d_0a_1x1", b + "3__MaxPool_0a_3x3"]:
             assert _inputs_of(model, first) == [previous]
         assert _inputs_of(model, b + "1__Conv2d_0b_3x3") == [relu(b + "1__Conv2d_0a_1x1")]
         assert _inputs_of(model, b + "2__" + b2_3x3) == [relu(b + "2__Conv2d_0a_1x1")]
         assert _inputs_of(model, b + "3__Conv2d_0b_1x1") == [b + "3__MaxPool_0a_3x3"]
         assert _inputs_of(model, end_point) == [
-            relu(b + "0__Conv2d_0a_1x1"), relu(b + "1__Conv2d_0b_3x3"), relu(b + "2__" + b2_3x3),
-            relu(b + "3__Conv2d_0b_1x1")]
+            relu(b + "0__Conv2d_0a_1x1"),
+            relu(b + "1__Conv2d_0b_3x3"),
+            relu(b + "2__" + b2_3x3),
+            relu(b + "3__Conv2d_0b_1x1"),
+        ]
         previous = end_point
     assert _inputs_of(model, "global_pool") == ["Mixed_5c"]
 
@@ -171,16 +176,19 @@ def test_slim_variable_map_names_every_weight(model):
     expected = set()
     for scope in slim_conv_shapes():
         expected.add(f"InceptionV1/{scope}/weights")
-        expected.update(f"InceptionV1/{scope}/BatchNorm/{v}"
-                        for v in ("beta", "moving_mean", "moving_variance"))
+        expected.update(f"InceptionV1/{scope}/BatchNorm/{v}" for v in ("beta", "moving_mean", "moving_variance"))
     assert set(mapping) == expected
 
 
 def _write_slim_checkpoint(prefix, tensors):
     """A name-based (TF1 Saver-style) checkpoint, the format of slim's ImageNet checkpoints."""
     names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.constant(tensors[n]) for n in names])
+    tf.raw_ops.SaveV2(
+        prefix=prefix,
+        tensor_names=names,
+        shape_and_slices=[""] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
 
 
 def test_slim_checkpoint_loads_by_name(model, tmp_path):
@@ -212,10 +220,15 @@ def test_keras_save_reload_gives_identical_outputs(model, tmp_path):
     np.testing.assert_array_equal(reloaded(images, training=False), model(images, training=False))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"input_shape": (32, 32)}, {"input_shape": (32, 32, None)}, {"bn_momentum": 1.0},
-    {"bn_epsilon": 0.0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_shape": (32, 32)},
+        {"input_shape": (32, 32, None)},
+        {"bn_momentum": 1.0},
+        {"bn_epsilon": 0.0},
+    ],
+)
 def test_invalid_arguments_raise(kwargs):
     with pytest.raises(ValueError, match="Received"):
         InceptionV1(**kwargs)

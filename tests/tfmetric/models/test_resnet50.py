@@ -9,6 +9,7 @@ train mode (batch statistics) on an input of odd and even sizes (61 x 70, where 
 padding would shift every stride-2 layer). resnet50_state_dict.json holds every key and shape of
 torchvision's real resnet50(), which the full Keras ResNet50 must match 1:1.
 """
+
 import json
 import os
 
@@ -63,16 +64,16 @@ def test_train_mode_equals_torchvision(state_dict, reference):
     for name, spatial in (("bn1", (31, 35)), ("layer2.0.bn2", (8, 9)), ("layer4.0.downsample.1", (2, 3))):
         layer = model.get_layer(name)
         # Running means move like torch's (momentum 0.1 there, 0.9 in Keras' convention).
-        np.testing.assert_allclose(layer.moving_mean.numpy(), reference[f"{name}.running_mean_after"],
-                                   rtol=1e-4, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(
+            layer.moving_mean.numpy(), reference[f"{name}.running_mean_after"], rtol=1e-4, atol=1e-5, err_msg=name
+        )
         # torch updates running_var with the unbiased batch variance, Keras with the biased one:
         # undo torch's n / (n - 1) on the batch part (n = batch x H x W, 3 x 2 x 3 = 18 in layer4).
         n = n_batch * spatial[0] * spatial[1]
         old = state_dict[f"{name}.running_var"]
         torch_new = reference[f"{name}.running_var_after"]
         expected = 0.9 * old + (torch_new - 0.9 * old) * (n - 1) / n
-        np.testing.assert_allclose(layer.moving_variance.numpy(), expected, rtol=1e-4, atol=1e-5,
-                                   err_msg=name)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), expected, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def test_keras_same_padding_would_not_match(state_dict, reference):
@@ -127,15 +128,20 @@ def test_keras_save_reload_gives_identical_outputs(state_dict, reference, tmp_pa
     path = str(tmp_path / "tiny.keras")
     model.save(path)
     reloaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(reloaded(nhwc(reference), training=False),
-                                  model(nhwc(reference), training=False))
+    np.testing.assert_array_equal(reloaded(nhwc(reference), training=False), model(nhwc(reference), training=False))
 
 
-@pytest.mark.parametrize("kwargs, needle", [
-    (dict(input_shape=(32, 32, 1)), "input_shape"), (dict(input_shape=(32, 32)), "input_shape"),
-    (dict(blocks=(1, 1, 1)), "blocks"), (dict(blocks=(1, 0, 1, 1)), "blocks"),
-    (dict(width_per_group=12), "width_per_group=12"), (dict(expansion=0), "expansion=0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(input_shape=(32, 32, 1)), "input_shape"),
+        (dict(input_shape=(32, 32)), "input_shape"),
+        (dict(blocks=(1, 1, 1)), "blocks"),
+        (dict(blocks=(1, 0, 1, 1)), "blocks"),
+        (dict(width_per_group=12), "width_per_group=12"),
+        (dict(expansion=0), "expansion=0"),
+    ],
+)
 def test_invalid_arguments_raise(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         resnet50.ResNet(**kwargs)
@@ -152,15 +158,18 @@ def test_registry():
         backbones.backbone_preprocessing("vgg16", None)
 
 
-@pytest.mark.parametrize("name, weights, expected", [
-    ("inception_v1", None, "imagenet_mean_std"),
-    ("resnet50", None, "imagenet_mean_std"),
-    ("resnet50", "imagenet", "imagenet_mean_std"),  # torchvision's weights: the official input
-    ("resnet50", "/weights/resnet50-0676ba61.pth", "imagenet_mean_std"),
-    ("resnet50_keras", None, "imagenet_mean_std"),
-    ("resnet50_keras", "imagenet", "caffe"),
-    ("resnet50_keras", "/weights/resnet50_notop.h5", "caffe"),
-    ("inception_v1", "/ckpt/inception_v1.ckpt", "inception"),
-])
+@pytest.mark.parametrize(
+    "name, weights, expected",
+    [
+        ("inception_v1", None, "imagenet_mean_std"),
+        ("resnet50", None, "imagenet_mean_std"),
+        ("resnet50", "imagenet", "imagenet_mean_std"),  # torchvision's weights: the official input
+        ("resnet50", "/weights/resnet50-0676ba61.pth", "imagenet_mean_std"),
+        ("resnet50_keras", None, "imagenet_mean_std"),
+        ("resnet50_keras", "imagenet", "caffe"),
+        ("resnet50_keras", "/weights/resnet50_notop.h5", "caffe"),
+        ("inception_v1", "/ckpt/inception_v1.ckpt", "inception"),
+    ],
+)
 def test_backbone_preprocessing(name, weights, expected):
     assert backbones.backbone_preprocessing(name, weights) == expected

@@ -1,4 +1,5 @@
 """The resnet50_keras backbone: keras.applications.ResNet50 without its classifier."""
+
 import keras
 import numpy as np
 import pytest

@@ -4,6 +4,7 @@ The real files in data/ were written by torch 2.14.1 (data/make_torchvision_refe
 zip format (tiny_resnet.pth) and the legacy format (legacy_tensors.pth). Nothing from a pickle may
 run: a global other than tensor data is refused before it is called.
 """
+
 import os
 import pickle
 import zipfile
@@ -74,7 +75,7 @@ def test_malicious_global_is_refused_and_not_executed(tmp_path, container):
 
 
 def test_a_pickled_model_class_is_refused(tmp_path):
-    payload = (b"\x80\x02ctorchvision.models.resnet\nResNet\n)\x81.")  # NEWOBJ of a model class
+    payload = b"\x80\x02ctorchvision.models.resnet\nResNet\n)\x81."  # NEWOBJ of a model class
     path = torch_files.write_torch_zip(tmp_path / "model.pth", {}, data_pkl=payload)
     with pytest.raises(ValueError, match=r"torchvision\.models\.resnet\.ResNet.*state_dict"):
         torch_state_dict.read_state_dict(path)

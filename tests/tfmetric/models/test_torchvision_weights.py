@@ -4,6 +4,7 @@ A full-size ResNet50 state_dict with torchvision's keys and shapes (data/resnet5
 is written without torch, every tensor filled with its own index (exact in float16), so that each
 Keras variable shows which state_dict entry it received.
 """
+
 import json
 import os
 
@@ -67,8 +68,7 @@ def test_imagenet_missing_says_what_to_download_and_run(tmp_path, monkeypatch):
         backbones.build_backbone("resnet50", weights="imagenet")
     message = str(info.value)
     assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in message
-    assert (f"python -m tfmetric.weights convert --from torchvision resnet50-0676ba61.pth "
-            f"--to {expected}") in message
+    assert (f"python -m tfmetric.weights convert --from torchvision resnet50-0676ba61.pth --to {expected}") in message
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, ValueError)
 
 

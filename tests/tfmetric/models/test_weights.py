@@ -1,4 +1,5 @@
 """Pretrained weights: resolving --weights, and TF-Slim InceptionV1 checkpoint conversion (offline)."""
+
 import os
 
 import keras
@@ -7,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.tfmetric.models.test_inception_v1 import slim_conv_shapes
-from tfmetric.models import backbones
-from tfmetric.models import inception_v1
+from tfmetric.models import backbones, inception_v1
 from tfmetric.models import weights as weights_lib
 
 LOGITS = "InceptionV1/Logits/Conv2d_0c_1x1/"
@@ -34,8 +34,7 @@ def slim_imagenet_tensors(seed=0):
 def write_slim_checkpoint(path, tensors):
     """A TF1 Saver V1 checkpoint (one file, no .index): the format of inception_v1_2016_08_28."""
     names = sorted(tensors)
-    tf.raw_ops.Save(filename=str(path), tensor_names=names,
-                    data=[tf.constant(tensors[n]) for n in names])
+    tf.raw_ops.Save(filename=str(path), tensor_names=names, data=[tf.constant(tensors[n]) for n in names])
     return str(path)
 
 
@@ -63,8 +62,9 @@ def data_dir(checkpoint, tmp_path_factory):
 
 def test_converted_file_holds_every_checkpoint_tensor(data_dir, tensors):
     # "imagenet" resolves to <data-dir>/weights/inception_v1_imagenet.weights.h5.
-    model, dim = backbones.build_backbone("inception_v1", input_shape=(32, 32, 3),
-                                          weights="imagenet", data_dir=data_dir)
+    model, dim = backbones.build_backbone(
+        "inception_v1", input_shape=(32, 32, 3), weights="imagenet", data_dir=data_dir
+    )
     assert dim == 1024
     mapping = inception_v1.slim_variable_map(model)
     assert len(mapping) == len(model.weights)
@@ -77,14 +77,16 @@ def test_checkpoint_and_converted_file_give_identical_backbones(checkpoint, data
     images = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     from_ckpt, _ = backbones.build_backbone("inception_v1", (32, 32, 3), weights=checkpoint)
     from_file, _ = backbones.build_backbone("inception_v1", (32, 32, 3), weights="imagenet")
-    np.testing.assert_array_equal(from_file(images, training=False),
-                                  from_ckpt(images, training=False))
+    np.testing.assert_array_equal(from_file(images, training=False), from_ckpt(images, training=False))
 
 
-@pytest.mark.parametrize("edit, needle", [
-    ("drop", "InceptionV1/Mixed_5b/Branch_2/Conv2d_0a_3x3/weights"),
-    ("reshape", "InceptionV1/Mixed_4e/Branch_1/Conv2d_0b_3x3/weights"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        ("drop", "InceptionV1/Mixed_5b/Branch_2/Conv2d_0a_3x3/weights"),
+        ("reshape", "InceptionV1/Mixed_4e/Branch_1/Conv2d_0b_3x3/weights"),
+    ],
+)
 def test_missing_or_misshaped_variable_names_it(tensors, tmp_path, edit, needle):
     broken = dict(tensors)
     if edit == "drop":
@@ -135,8 +137,7 @@ def test_inception_imagenet_missing_explains_how_to_get_it(tmp_path, monkeypatch
         backbones.build_backbone("inception_v1", weights="imagenet")
     message = str(info.value)
     assert weights_lib.INCEPTION_V1_SLIM_URL in message
-    assert f"python -m tfmetric.weights convert --from slim-checkpoint inception_v1.ckpt " \
-           f"--to {expected}" in message
+    assert f"python -m tfmetric.weights convert --from slim-checkpoint inception_v1.ckpt --to {expected}" in message
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, ValueError)
 
 
@@ -181,8 +182,7 @@ def test_resnet50_keras_imagenet_from_keras_cache_downloads_nothing(offline_kera
         return FakeModel()
 
     entry = backbones.BACKBONES["resnet50_keras"]
-    monkeypatch.setitem(backbones.BACKBONES, "resnet50_keras",
-                        backbones.dataclasses.replace(entry, build=fake_resnet))
+    monkeypatch.setitem(backbones.BACKBONES, "resnet50_keras", backbones.dataclasses.replace(entry, build=fake_resnet))
     model, dim = backbones.build_backbone("resnet50_keras", (64, 64, 3), weights="imagenet")
     assert isinstance(model, FakeModel) and dim == 2048
     assert built == {"input_shape": (64, 64, 3), "weights": str(cached)}
@@ -196,11 +196,15 @@ def test_none_means_random_initialisation(backbone, value):
     assert backbones.backbone_preprocessing(backbone, value) == "imagenet_mean_std"
 
 
-@pytest.mark.parametrize("backbone, weights, expected", [
-    ("inception_v1", "imagenet", "inception"), ("resnet50_keras", "imagenet", "caffe"),
-    ("resnet50", "imagenet", "imagenet_mean_std"),
-    ("inception_v1", "/w/inception_v1_imagenet.weights.h5", "inception"),
-])
+@pytest.mark.parametrize(
+    "backbone, weights, expected",
+    [
+        ("inception_v1", "imagenet", "inception"),
+        ("resnet50_keras", "imagenet", "caffe"),
+        ("resnet50", "imagenet", "imagenet_mean_std"),
+        ("inception_v1", "/w/inception_v1_imagenet.weights.h5", "inception"),
+    ],
+)
 def test_pretrained_preprocessing(backbone, weights, expected):
     assert backbones.backbone_preprocessing(backbone, weights) == expected
 

@@ -2,14 +2,18 @@
 with the pickle opcodes it emits (``collections.OrderedDict`` of ``torch._utils._rebuild_tensor_v2``
 over ``torch.<Type>Storage`` persistent ids), so any state_dict shape can be made on the fly.
 Checked against real torch files in test_torch_state_dict.py."""
+
 import pickle
 import struct
 import zipfile
 
 import numpy as np
 
-STORAGE_TYPES = {np.dtype("float32"): "FloatStorage", np.dtype("float16"): "HalfStorage",
-                 np.dtype("int64"): "LongStorage"}
+STORAGE_TYPES = {
+    np.dtype("float32"): "FloatStorage",
+    np.dtype("float16"): "HalfStorage",
+    np.dtype("int64"): "LongStorage",
+}
 
 
 def _global(module, name):
@@ -34,11 +38,25 @@ def state_dict_pickle(tensors):
     out = [b"\x80\x02", _global("collections", "OrderedDict"), b")R("]
     for key, (name, array) in enumerate(tensors.items()):
         strides = [s // array.itemsize for s in array.strides] if array.ndim else []
-        out += [_unicode(name), _global("torch._utils", "_rebuild_tensor_v2"), b"(",
-                b"(", _unicode("storage"), _global("torch", STORAGE_TYPES[array.dtype]),
-                _unicode(str(key)), _unicode("cpu"), _int(array.size), b"tQ",
-                _int(0), _tuple(array.shape), _tuple(strides), b"\x89",
-                _global("collections", "OrderedDict"), b")R", b"tR"]
+        out += [
+            _unicode(name),
+            _global("torch._utils", "_rebuild_tensor_v2"),
+            b"(",
+            b"(",
+            _unicode("storage"),
+            _global("torch", STORAGE_TYPES[array.dtype]),
+            _unicode(str(key)),
+            _unicode("cpu"),
+            _int(array.size),
+            b"tQ",
+            _int(0),
+            _tuple(array.shape),
+            _tuple(strides),
+            b"\x89",
+            _global("collections", "OrderedDict"),
+            b")R",
+            b"tR",
+        ]
     out.append(b"u.")
     return b"".join(out)
 

@@ -1,5 +1,6 @@
 """Match thresholds against a naive numpy reference (every cut-off tried in turn), on clustered
 labelled embeddings; the calibrate CLI stores them in the index manifest."""
+
 import json
 
 import numpy as np
@@ -80,8 +81,20 @@ def test_calibrate_cli_stores_thresholds_in_the_manifest(tmp_path, capsys):
     build_index(str(tmp_path / "emb"), str(tmp_path / "index"))
     x, labels = labelled(dim=32)
     np.savez(tmp_path / "held_out.npz", embeddings=x, labels=labels)
-    assert cli.main(["calibrate", "--index", str(tmp_path / "index"), "--labelled", str(tmp_path / "held_out.npz"),
-                     "--precision", "0.8"]) == 0
+    assert (
+        cli.main(
+            [
+                "calibrate",
+                "--index",
+                str(tmp_path / "index"),
+                "--labelled",
+                str(tmp_path / "held_out.npz"),
+                "--precision",
+                "0.8",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     manifest = json.loads((tmp_path / "index" / "index.json").read_text())
     expected = match_thresholds(x, labels, 0.8)
@@ -99,11 +112,30 @@ def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path,
     model_dir = tiny_model(tmp_path_factory)
     paths = noise_images(str(tmp_path / "images"), 4)
     results = SavedModelEmbedder(model_dir).embed([open(p, "rb").read() for p in paths.values()])
-    write_catalog(str(tmp_path / "emb"), list(paths), np.stack([r.embedding for r in results]),
-                  model=model_identity(model_dir))
+    write_catalog(
+        str(tmp_path / "emb"), list(paths), np.stack([r.embedding for r in results]), model=model_identity(model_dir)
+    )
     build_index(str(tmp_path / "emb"), str(tmp_path / "index"))
-    assert cli.main(["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir, "--dataset", "digits",
-                     "--data-dir", digits_data_dir, "--split", "test", "--precision", "0.05"]) == 0
+    assert (
+        cli.main(
+            [
+                "calibrate",
+                "--index",
+                str(tmp_path / "index"),
+                "--model",
+                model_dir,
+                "--dataset",
+                "digits",
+                "--data-dir",
+                digits_data_dir,
+                "--split",
+                "test",
+                "--precision",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     match = json.loads((tmp_path / "index" / "index.json").read_text())["match"]
     embeddings, labels, source = embed_split(model_dir, "test", "digits", digits_data_dir)
     expected = match_thresholds(embeddings, labels, 0.05)
@@ -112,10 +144,25 @@ def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path,
     assert match["cosine"] == expected["cosine"] and match["hamming"] == expected["hamming"]
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        cli.main(["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir, "--dataset", "digits",
-                  "--data-dir", digits_data_dir, "--split", "validation"])
-    assert "error: --split: split must be one of train, test for dataset digits. Received: split='validation'" \
+        cli.main(
+            [
+                "calibrate",
+                "--index",
+                str(tmp_path / "index"),
+                "--model",
+                model_dir,
+                "--dataset",
+                "digits",
+                "--data-dir",
+                digits_data_dir,
+                "--split",
+                "validation",
+            ]
+        )
+    assert (
+        "error: --split: split must be one of train, test for dataset digits. Received: split='validation'"
         in capsys.readouterr().err
+    )
     with pytest.raises(ValueError, match="^split must be one of") as e:  # the library's own words
         embed_split(model_dir, "validation", "digits", digits_data_dir)
     assert "--" not in str(e.value)

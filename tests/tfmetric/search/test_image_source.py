@@ -1,5 +1,6 @@
 """image_source: record offsets against TensorFlow's own TFRecord reader and writer, reading a
 catalog source back (image file, TFRecord, gzip TFRecord), and errors naming file and offset."""
+
 import gzip
 import os
 

@@ -1,5 +1,6 @@
 """Catalog indexes against brute-force numpy: exact kinds agree exactly, ANN kinds reach a stated
 recall@10, and every kind survives save/load; bad catalogs and parameters give clear errors."""
+
 import json
 import os
 import shutil
@@ -11,17 +12,28 @@ from tfmetric.search import build_index, kinds, load_index, read_catalog, write_
 from tfmetric.search.index import write_index_manifest
 from tfmetric.serve.versions import is_index
 
-MODEL = {"path": "/models/tiny/1", "name": "tiny", "version": 1, "embedding_dim": 32,
-         "config_sha256": "abc", "created": "2026-01-01T00:00:00+00:00", "saved_model_checksum": "42"}
+MODEL = {
+    "path": "/models/tiny/1",
+    "name": "tiny",
+    "version": 1,
+    "embedding_dim": 32,
+    "config_sha256": "abc",
+    "created": "2026-01-01T00:00:00+00:00",
+    "saved_model_checksum": "42",
+}
 # recall@10 against exact search of the same codes, on overlapping clusters (trained embeddings
 # cluster by class), that each ANN kind must reach: with its defaults, and with a small search
 # (IVF: 4 of 54 lists, about 7 % of the catalog; HNSW: M 8, ef_search 16). Binary recall counts a
 # result as found when its Hamming distance is within the exact k-th distance (ties are common).
 RECALL_CASES = [
-    ("ivf", {}, 0.98), ("ivf", {"nprobe": 4}, 0.9),
-    ("hnsw", {}, 0.98), ("hnsw", {"m": 8, "ef_search": 16}, 0.9),
-    ("binary-ivf", {}, 0.98), ("binary-ivf", {"nprobe": 4}, 0.85),
-    ("binary-hnsw", {}, 0.98), ("binary-hnsw", {"m": 8, "ef_search": 16}, 0.9),
+    ("ivf", {}, 0.98),
+    ("ivf", {"nprobe": 4}, 0.9),
+    ("hnsw", {}, 0.98),
+    ("hnsw", {"m": 8, "ef_search": 16}, 0.9),
+    ("binary-ivf", {}, 0.98),
+    ("binary-ivf", {"nprobe": 4}, 0.85),
+    ("binary-hnsw", {}, 0.98),
+    ("binary-hnsw", {"m": 8, "ef_search": 16}, 0.9),
 ]
 
 
@@ -47,8 +59,13 @@ def data():
 def embeddings_dir(tmp_path_factory, data):
     catalog, _ = data
     directory = str(tmp_path_factory.mktemp("embeddings"))
-    write_catalog(directory, [f"item-{i:04d}" for i in range(len(catalog))], catalog,
-                  sources=[f"/images/{i}.jpg" for i in range(len(catalog))], model=MODEL)
+    write_catalog(
+        directory,
+        [f"item-{i:04d}" for i in range(len(catalog))],
+        catalog,
+        sources=[f"/images/{i}.jpg" for i in range(len(catalog))],
+        model=MODEL,
+    )
     return directory
 
 
@@ -95,7 +112,7 @@ def test_ann_recall_at_10_against_exact(embeddings_dir, data, kind, params, min_
     if kinds.is_binary(kind):
         codes, qcodes = np.packbits(catalog > 0, axis=-1), np.packbits(queries > 0, axis=-1)
         distances, rows = index.search(qcodes, k)
-        kth = np.sort(hamming(qcodes, codes), axis=1)[:, k - 1:k]
+        kth = np.sort(hamming(qcodes, codes), axis=1)[:, k - 1 : k]
         recall = np.mean((rows >= 0) & (distances <= kth))
     else:
         _, rows = index.search(queries, k)
@@ -150,12 +167,19 @@ def test_search_parameters_can_change_after_loading(tmp_path, embeddings_dir):
         index.set_search_params(ef_search=10)
 
 
-@pytest.mark.parametrize("kind, params, message", [
-    ("flat", {"nlist": 4}, "nlist does not apply to kind flat .it takes: no parameters.. Received: nlist=4, kind='flat'"),
-    ("ivf", {"nprobe": 0}, "nprobe must be a positive integer. Received: nprobe=0"),
-    ("ivf", {"nlist": 5000}, "nlist exceeds the 2900 items to index. Received: nlist=5000"),
-    ("annoy", {}, "kind must be one of flat, binary, ivf, hnsw, binary-ivf, binary-hnsw. Received: kind='annoy'"),
-])
+@pytest.mark.parametrize(
+    "kind, params, message",
+    [
+        (
+            "flat",
+            {"nlist": 4},
+            "nlist does not apply to kind flat .it takes: no parameters.. Received: nlist=4, kind='flat'",
+        ),
+        ("ivf", {"nprobe": 0}, "nprobe must be a positive integer. Received: nprobe=0"),
+        ("ivf", {"nlist": 5000}, "nlist exceeds the 2900 items to index. Received: nlist=5000"),
+        ("annoy", {}, "kind must be one of flat, binary, ivf, hnsw, binary-ivf, binary-hnsw. Received: kind='annoy'"),
+    ],
+)
 def test_bad_kind_or_parameters(embeddings_dir, kind, params, message):
     with pytest.raises(ValueError, match=message) as e:
         build_index(embeddings_dir, kind=kind, **params)
@@ -169,19 +193,25 @@ def test_empty_catalog_is_refused(tmp_path):
 
 
 def test_float_kinds_need_float_embeddings(tmp_path):
-    write_catalog(str(tmp_path), ["a", "b"], bits=np.array([[1], [2]], np.uint8), dimension=8,
-                  signature="serving_binary")
+    write_catalog(
+        str(tmp_path), ["a", "b"], bits=np.array([[1], [2]], np.uint8), dimension=8, signature="serving_binary"
+    )
     with pytest.raises(ValueError, match="sign bits only .* use a binary kind .*Received: embeddings_dir="):
         build_index(str(tmp_path), kind="hnsw")
     assert build_index(str(tmp_path), kind="binary").neighbours(np.array([1], np.uint8), k=1)[0].id == "a"
 
 
 def test_incomplete_embedding_output_is_refused(tmp_path, embeddings_dir):
-    with pytest.raises(FileNotFoundError, match="embeddings_dir has no catalog.json; the embedding job did not "
-                       f"finish .*Received: embeddings_dir={tmp_path}$"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="embeddings_dir has no catalog.json; the embedding job did not "
+        f"finish .*Received: embeddings_dir={tmp_path}$",
+    ):
         build_index(str(tmp_path), kind="flat")
-    with pytest.raises(FileNotFoundError, match="index_dir has no index.json; not an index directory.* "
-                       f"Received: index_dir={tmp_path}$"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"index_dir has no index.json; not an index directory.* Received: index_dir={tmp_path}$",
+    ):
         load_index(str(tmp_path))
 
 

@@ -1,5 +1,6 @@
 """Float, binary and rescore search against brute-force numpy, on every index the build writes:
 the default (flat) index answers all three modes, a binary one too when the catalog had floats."""
+
 import numpy as np
 import pytest
 
@@ -24,7 +25,7 @@ def brute(catalog, q, k, mode, factor=10):
     order = np.argsort(hamming(qbits[None], codes)[0], kind="stable")
     if mode == "binary":
         return order[:k]
-    shortlist = np.sort(order[:factor * k])
+    shortlist = np.sort(order[: factor * k])
     return shortlist[np.argsort(-(catalog[shortlist] @ q), kind="stable")[:k]]
 
 
@@ -46,14 +47,16 @@ def test_rescore_with_a_full_shortlist_is_exact_float(data):
     directory, catalog, queries, _ = data
     searcher = ModeSearcher(build_index(directory), rescore_factor=56)  # 56 x 10 = the whole catalog
     for q in queries[:5]:
-        np.testing.assert_array_equal(searcher.search(q, np.packbits(q > 0), 10, "rescore")[1],
-                                      searcher.search(q, None, 10, "float")[1])
+        np.testing.assert_array_equal(
+            searcher.search(q, np.packbits(q > 0), 10, "rescore")[1], searcher.search(q, None, 10, "float")[1]
+        )
 
 
 def test_a_bits_only_catalog_answers_binary_only(tmp_path, data):
     _, catalog, queries, _ = data
-    write_catalog(str(tmp_path / "bits"), [f"i{k}" for k in range(len(catalog))], bits=np.packbits(catalog > 0, 1),
-                  dimension=32)
+    write_catalog(
+        str(tmp_path / "bits"), [f"i{k}" for k in range(len(catalog))], bits=np.packbits(catalog > 0, 1), dimension=32
+    )
     searcher = ModeSearcher(build_index(str(tmp_path / "bits"), kind="binary"))
     assert searcher.modes == ("binary",)
     with pytest.raises(ValueError, match="mode 'rescore' needs float embeddings"):

@@ -1,5 +1,6 @@
 """python -m tfmetric.search end to end on a tiny exported model: build, the issue's query command
 line, the picture, and the errors (bad image, other model, other dimension, empty index)."""
+
 import fcntl
 import io
 import json
@@ -69,11 +70,14 @@ def setup(tmp_path_factory):
     ids = sorted(paths)
     results = SavedModelEmbedder(model_dir).embed([open(paths[i], "rb").read() for i in ids])
     embeddings = np.stack([r.embedding for r in results])
-    write_catalog(str(root / "embeddings"), ids, embeddings, sources=[paths[i] for i in ids],
-                  model=model_identity(model_dir))
+    write_catalog(
+        str(root / "embeddings"), ids, embeddings, sources=[paths[i] for i in ids], model=model_identity(model_dir)
+    )
     for kind in ("flat", "binary"):
-        assert cli.main(["build", "--embeddings", str(root / "embeddings"), "--index",
-                         str(root / kind), "--kind", kind]) == 0
+        assert (
+            cli.main(["build", "--embeddings", str(root / "embeddings"), "--index", str(root / kind), "--kind", kind])
+            == 0
+        )
     return model_dir, paths, str(root / "flat"), str(root / "binary"), str(root / "embeddings")
 
 
@@ -91,8 +95,10 @@ def test_issue_command_line_prints_neighbours_and_plots(setup, tmp_path, capsys)
     model_dir, paths, flat, _, _ = setup
     capsys.readouterr()
     png = tmp_path / "results.png"
-    assert cli.main(["--index", flat, "--model", model_dir, "--image", paths["img-05"], "--k", "4",
-                     "--plot", str(png)]) == 0
+    assert (
+        cli.main(["--index", flat, "--model", model_dir, "--image", paths["img-05"], "--k", "4", "--plot", str(png)])
+        == 0
+    )
     out = capsys.readouterr().out
     rows = _rows(out)
     assert len(rows) == 4 and rows[0][0] == "img-05" and rows[0][1] == pytest.approx(1.0, abs=1e-4)
@@ -107,8 +113,12 @@ def test_issue_command_line_prints_neighbours_and_plots(setup, tmp_path, capsys)
 def test_binary_query_subcommand(setup, capsys):
     model_dir, paths, flat, binary, _ = setup
     capsys.readouterr()
-    assert cli.main(["query", "--index", binary, "--model", model_dir, "--image", paths["img-03"],
-                     "--binary", "--k", "12"]) == 0
+    assert (
+        cli.main(
+            ["query", "--index", binary, "--model", model_dir, "--image", paths["img-03"], "--binary", "--k", "12"]
+        )
+        == 0
+    )
     rows = _rows(capsys.readouterr().out)
     # 12 bits of an untrained model: several images may share a code; equal distances go by row.
     assert len(rows) == 12 and rows[0][1] == 0 and ("img-03", 0.0) in rows
@@ -143,8 +153,9 @@ def test_undecodable_query_image(setup, tmp_path, capsys):
     big = fx.write_jpeg(str(tmp_path / "big.jpg"), size=(80, 80))  # over the model's max_pixels
     assert "too_many_pixels" in _error(capsys, ["--index", flat, "--model", model_dir, "--image", big])
     missing = str(tmp_path / "missing.jpg")
-    assert "error: --image: No such image file" in _error(capsys, ["--index", flat, "--model", model_dir,
-                                                                   "--image", missing])
+    assert "error: --image: No such image file" in _error(
+        capsys, ["--index", flat, "--model", model_dir, "--image", missing]
+    )
 
 
 def test_model_of_another_dimension(setup, tmp_path_factory, capsys):
@@ -178,9 +189,12 @@ def test_empty_or_missing_index(setup, tmp_path, capsys):
 def test_plot_shows_placeholders_for_unreadable_neighbours(setup, tmp_path):
     _, paths, _, _, _ = setup
     query = open(paths["img-00"], "rb").read()
-    neighbours = [Neighbour(1, "img-00", 1.0, paths["img-00"]), Neighbour(2, "gone", 0.5, str(tmp_path / "x.jpg")),
-                  Neighbour(3, "from-a-tfrecord", 0.25, None),
-                  Neighbour(4, "broken", 0.2, fx.write_bytes(str(tmp_path / "b.jpg"), b"not an image"))]
+    neighbours = [
+        Neighbour(1, "img-00", 1.0, paths["img-00"]),
+        Neighbour(2, "gone", 0.5, str(tmp_path / "x.jpg")),
+        Neighbour(3, "from-a-tfrecord", 0.25, None),
+        Neighbour(4, "broken", 0.2, fx.write_bytes(str(tmp_path / "b.jpg"), b"not an image")),
+    ]
     out = plot_neighbours(query, neighbours * 2, str(tmp_path / "grid.png"), query_label="q.jpg")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.height > 300  # 8 neighbours: two rows of up to 5

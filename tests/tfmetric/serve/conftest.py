@@ -1,4 +1,5 @@
 """One tiny exported model and a catalog of 12 noise images, embedded and indexed once per session."""
+
 import json
 import shutil
 import signal
@@ -28,9 +29,17 @@ def catalog(tmp_path_factory):
     build_index(str(root / "embeddings"), str(root / "flat"))
     build_index(str(root / "embeddings"), str(root / "binary"), kind="binary")
     shutil.copytree(root / "flat", root / "versions" / "1")
-    return {"model": model_dir, "paths": paths, "embeddings_dir": str(root / "embeddings"), "flat": str(root / "flat"),
-            "binary": str(root / "binary"), "versions": str(root / "versions"), "root": root,
-            "vectors": embeddings, "labels": np.arange(len(ids)) % 3}
+    return {
+        "model": model_dir,
+        "paths": paths,
+        "embeddings_dir": str(root / "embeddings"),
+        "flat": str(root / "flat"),
+        "binary": str(root / "binary"),
+        "versions": str(root / "versions"),
+        "root": root,
+        "vectors": embeddings,
+        "labels": np.arange(len(ids)) % 3,
+    }
 
 
 def read(path):
@@ -54,8 +63,20 @@ def service(catalog):
     cosines = np.sort(unit @ unit[5])[::-1]
     manifest["match"] = {"cosine": {"threshold": float((cosines[0] + cosines[1]) / 2)}, "hamming": {"threshold": 0}}
     index_lib.write_index_manifest(str(index), manifest)
-    svc = Service("--index", str(index), "--model", catalog["model"], "--workers", "2", "--queue", "4",
-                  "--max-body-bytes", str(MAX_BODY), "--max-k", "12")
+    svc = Service(
+        "--index",
+        str(index),
+        "--model",
+        catalog["model"],
+        "--workers",
+        "2",
+        "--queue",
+        "4",
+        "--max-body-bytes",
+        str(MAX_BODY),
+        "--max-k",
+        "12",
+    )
     yield svc
     status, out = svc.stop(signal.SIGTERM)
     assert status == 0 and out.rstrip().endswith("Stopped (SIGTERM)."), out

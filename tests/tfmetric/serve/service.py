@@ -1,4 +1,5 @@
 """Starts ``python -m tfmetric.serve`` in a subprocess on a free loopback port and talks HTTP to it."""
+
 import json
 import os
 import queue
@@ -20,9 +21,14 @@ class Service:
 
     def __init__(self, *args, timeout=180):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tfmetric.serve", "--host", "127.0.0.1", "--port", "0",
-                                      *args], cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tfmetric.serve", "--host", "127.0.0.1", "--port", "0", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.lines = queue.Queue()
         self.stdout = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -38,7 +44,7 @@ class Service:
                 printed = "".join(self.stdout) + self.proc.stderr.read()[-3000:]
                 raise AssertionError(f"the service did not start: {printed}")
             if READY in line:
-                self.url = line[line.index(READY) + 4:].strip()
+                self.url = line[line.index(READY) + 4 :].strip()
 
     def _read(self):
         for line in self.proc.stdout:

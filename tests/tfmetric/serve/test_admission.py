@@ -1,5 +1,6 @@
 """Admission against its invariant: never more than `workers` running, more than `workers + queue`
 admitted requests are refused at once with 503, and a cancelled waiter frees its place."""
+
 import asyncio
 
 import pytest

@@ -1,5 +1,6 @@
 """The upload page in a real headless browser: Debian's chromium driven by Playwright (never
 ``playwright install``; ``make test`` installs chromium with apt when it is missing)."""
+
 import os
 
 import pytest
@@ -8,8 +9,15 @@ from playwright.sync_api import sync_playwright
 from tests.fixtures import MISSING_SOURCE, NO_SOURCE
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Where the screenshot goes: a temporary file, or the README's picture with
 # TFMETRIC_SCREENSHOT=docs/serve_page.png.
 SCREENSHOT = os.environ.get("TFMETRIC_SCREENSHOT")
@@ -26,11 +34,14 @@ def browser_page(service):
 
 
 def _cards(page):
-    return page.eval_on_selector_all(".card", """cards => cards.map(c => ({
+    return page.eval_on_selector_all(
+        ".card",
+        """cards => cards.map(c => ({
         rank: Number(c.dataset.rank), id: c.querySelector('.id').textContent,
         score: c.querySelector('.score').textContent,
         thumb: (img => img ? img.complete && img.naturalWidth > 0 : null)(c.querySelector('img.thumb')),
-        placeholder: c.querySelector('.placeholder') !== null}))""")
+        placeholder: c.querySelector('.placeholder') !== null}))""",
+    )
 
 
 def test_pick_an_image_see_its_neighbours_switch_mode(browser_page, catalog, tmp_path):

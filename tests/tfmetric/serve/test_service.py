@@ -1,5 +1,6 @@
 """python -m tfmetric.serve over HTTP: the three modes against python -m tfmetric.search and numpy,
 the answer's shape, match marks, info and health, thumbnails, every refused request, and a clean stop."""
+
 import base64
 import io
 import json
@@ -12,10 +13,9 @@ from PIL import Image
 
 from tests import fixtures as fx
 from tests.fixtures import MAX_BODY, MISSING_SOURCE, NO_SOURCE
-from tfmetric.search import query_index
 from tfmetric.search import __main__ as search_cli
+from tfmetric.search import query_index
 from tfmetric.serve import __main__ as serve_cli
-
 
 
 def png_declaring(width, height):
@@ -44,8 +44,22 @@ def test_binary_mode_equals_the_binary_cli(service, catalog, image_of, capsys):
     expected = query_index(catalog["binary"], catalog["model"], catalog["paths"]["img-07"], k=12, binary=True)
     assert [(n["id"], n["score"]) for n in answer["neighbours"]] == [(n.id, n.score) for n in expected.neighbours]
     capsys.readouterr()
-    assert search_cli.main(["--index", catalog["binary"], "--model", catalog["model"], "--image",
-                            catalog["paths"]["img-07"], "--k", "3", "--binary"]) == 0
+    assert (
+        search_cli.main(
+            [
+                "--index",
+                catalog["binary"],
+                "--model",
+                catalog["model"],
+                "--image",
+                catalog["paths"]["img-07"],
+                "--k",
+                "3",
+                "--binary",
+            ]
+        )
+        == 0
+    )
     printed = [line.split()[2] for line in capsys.readouterr().out.splitlines()[2:]]
     assert printed == [n["id"] for n in answer["neighbours"][:3]]
 
@@ -59,7 +73,7 @@ def test_rescore_equals_numpy_rerank_of_the_hamming_shortlist(service, catalog, 
         q = vectors[int(item[-2:])]
         qbits = np.packbits(q > 0)
         hamming = np.unpackbits(bits ^ qbits, axis=1).sum(1)
-        shortlist = np.sort(np.argsort(hamming, kind="stable")[:min(12, 10 * k)])  # --rescore-factor 10
+        shortlist = np.sort(np.argsort(hamming, kind="stable")[: min(12, 10 * k)])  # --rescore-factor 10
         cos = vectors[shortlist] @ q
         best = shortlist[np.argsort(-cos, kind="stable")[:k]]
         assert [n["id"] for n in answer["neighbours"]] == [f"img-{r:02d}" for r in best]
@@ -91,8 +105,11 @@ def test_thumbnails(service, catalog):
     with Image.open(io.BytesIO(data)) as image:
         with Image.open(catalog["paths"]["img-03"]) as original:
             assert image.format == "JPEG" and image.size == original.size  # small already: not enlarged
-    for item, message in ((NO_SOURCE, "has no source"), (MISSING_SOURCE, "cannot read the catalog image"),
-                          ("../../etc/passwd", "no catalog item with id")):
+    for item, message in (
+        (NO_SOURCE, "has no source"),
+        (MISSING_SOURCE, "cannot read the catalog image"),
+        ("../../etc/passwd", "no catalog item with id"),
+    ):
         status, data, _ = service.request(f"/v1/thumbnail?id={item}")
         assert status == 404 and message in data["error"]
 
@@ -117,10 +134,12 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("name, body, content_type, query, status, message", BAD_REQUESTS,
-                         ids=[case[0] for case in BAD_REQUESTS])
-def test_bad_requests_get_a_json_error_and_the_service_stays_up(service, image_of, name, body, content_type,
-                                                                query, status, message):
+@pytest.mark.parametrize(
+    "name, body, content_type, query, status, message", BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS]
+)
+def test_bad_requests_get_a_json_error_and_the_service_stays_up(
+    service, image_of, name, body, content_type, query, status, message
+):
     got, answer = service.search(image_of("img-01") if body is None else body, query, content_type)
     assert got == status and set(answer) == {"error"} and message in answer["error"], answer
     assert service.search(image_of("img-01"), "?k=1")[0] == 200

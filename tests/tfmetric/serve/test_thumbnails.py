@@ -1,4 +1,5 @@
 """Thumbnails read catalog sources as the search does: image files and records of TFRecord catalogs."""
+
 import io
 
 import pytest

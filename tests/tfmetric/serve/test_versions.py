@@ -1,6 +1,7 @@
 """Index versions without downtime: the highest complete version is served, a new one is switched to
 atomically while requests keep being answered, requests in flight finish on their version; bounded
 concurrency answers 503; SIGINT stops the service cleanly."""
+
 import concurrent.futures
 import io
 import os
@@ -40,8 +41,9 @@ def test_snapshots_outlive_a_switch(catalog, tmp_path):
 def test_new_version_is_served_without_downtime(catalog, image_of, tmp_path):
     root = tmp_path / "versions"
     shutil.copytree(catalog["flat"], root / "1")
-    svc = Service("--index", str(root), "--model", catalog["model"], "--poll-seconds", "0.2", "--workers", "2",
-                  "--queue", "8")
+    svc = Service(
+        "--index", str(root), "--model", catalog["model"], "--poll-seconds", "0.2", "--workers", "2", "--queue", "8"
+    )
     answers, stop = [], threading.Event()
 
     def client():
@@ -92,7 +94,7 @@ def test_concurrency_is_bounded_with_503(catalog, tmp_path):
         for _ in range(5):  # bursts of 12 simultaneous requests until one finds the worker busy
             barrier = threading.Barrier(12)
 
-            def one():
+            def one(barrier=barrier):
                 barrier.wait()
                 return svc.search(body, "?k=12&mode=rescore", "image/png")
 

@@ -3,10 +3,10 @@ import os
 
 import pytest
 
+from tests.fixtures import tiny_config
 from tfmetric import ablate
 from tfmetric import config as config_lib
 from tfmetric.training import ablation
-from tests.fixtures import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -57,5 +57,12 @@ def test_ablations_of_the_demo_preset_follow_its_baseline():
     rows = ablation.ablations(base)
     assert rows[0][0] == "baseline (T=0.1, LayerNorm, class-balanced, 1024-d pool5)"
     assert [ablation.slug(n) for n, _ in rows] == [
-        "baseline", "temperature_0_05", "temperature_0_5", "temperature_1", "no_layernorm",
-        "random_batches", "dim_64", "dim_512"]
+        "baseline",
+        "temperature_0_05",
+        "temperature_0_5",
+        "temperature_1",
+        "no_layernorm",
+        "random_batches",
+        "dim_64",
+        "dim_512",
+    ]

@@ -7,6 +7,7 @@ synchronized BatchNorm) against the same model trained on one device; the end-to
 trainer with ``train.distribute=mirrored`` (the global batch split across replicas, or with
 ``train.per_replica_batch`` one batch per replica) and resume it.
 """
+
 import json
 import os
 
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.slow
 
 # Shared by the step scripts: train steps over global batches, through one device or split across
 # a strategy's replicas.
-TRAIN_STEPS = fixtures.TWO_LOGICAL_CPUS + r"""
+TRAIN_STEPS = (
+    fixtures.TWO_LOGICAL_CPUS
+    + r"""
 from tfmetric.training.steps import make_train_step
 
 def train_steps(strategy, model, optimizer, batches):
@@ -41,8 +44,11 @@ def train_steps(strategy, model, optimizer, batches):
         losses.append(float(step(*values)))
     return losses
 """
+)
 
-STEPS = TRAIN_STEPS + r"""
+STEPS = (
+    TRAIN_STEPS
+    + r"""
 import keras
 from tfmetric.models.embedding import build_training_model
 from tfmetric.optimizers import TorchSGD
@@ -78,8 +84,11 @@ print("RESULT " + json.dumps({
                                                                       model.get_weights())),
     "moved": max(float(np.abs(a - b).max()) for a, b in zip(initial, model.get_weights()))}))
 """
+)
 
-SYNC_BN = TRAIN_STEPS + r"""
+SYNC_BN = (
+    TRAIN_STEPS
+    + r"""
 import keras
 from tfmetric.models.embedding import build_training_model, configure_batch_norm
 from tfmetric.optimizers import TorchSGD
@@ -132,14 +141,18 @@ except ValueError as e:
     result["jit_error"] = str(e)
 print("RESULT " + json.dumps(result))
 """
+)
 
-TRAIN = fixtures.TWO_LOGICAL_CPUS + r"""
+TRAIN = (
+    fixtures.TWO_LOGICAL_CPUS
+    + r"""
 from tfmetric import config as config_lib
 from tfmetric.training.trainer import train_and_evaluate
 config = config_lib.ExperimentConfig.from_dict(json.loads(sys.argv[1]))
 result = train_and_evaluate(config, sys.argv[2], verbose=2)
 print("RESULT " + json.dumps(result))
 """
+)
 
 
 def test_two_replicas_take_the_same_steps_as_one_device():
@@ -164,8 +177,9 @@ def test_two_replicas_with_sync_batch_norm_take_one_devices_steps():
 
 
 def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_path):
-    config = config_lib.apply_overrides(tiny_config(digits_data_dir, distribute="mirrored"),
-                                        ["data.batch_size=8", "data.images_per_class=4"])
+    config = config_lib.apply_overrides(
+        tiny_config(digits_data_dir, distribute="mirrored"), ["data.batch_size=8", "data.images_per_class=4"]
+    )
     workdir = str(tmp_path / "run")
     result, out = fixtures.run_script(TRAIN, config.to_json(), workdir)
     assert "2 replica(s), global batch 8" in out  # data.batch_size is the global batch, split
@@ -184,9 +198,10 @@ def test_trainer_runs_and_resumes_under_mirrored_strategy(digits_data_dir, tmp_p
 
 
 def test_trainer_with_per_replica_batches(digits_data_dir, tmp_path):
-    config = config_lib.apply_overrides(tiny_config(digits_data_dir, distribute="mirrored"),
-                                        ["data.batch_size=8", "data.images_per_class=4",
-                                         "train.per_replica_batch=true", "train.num_steps=1"])
+    config = config_lib.apply_overrides(
+        tiny_config(digits_data_dir, distribute="mirrored"),
+        ["data.batch_size=8", "data.images_per_class=4", "train.per_replica_batch=true", "train.num_steps=1"],
+    )
     result, out = fixtures.run_script(TRAIN, config.to_json(), str(tmp_path / "run"))
     assert "2 replica(s), global batch 16" in out
     assert [h["epoch"] for h in result["history"]] == [1, 2]
@@ -232,13 +247,22 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path):
 
     data_dir = str(tmp_path / "data")
     prepare.ensure_tfrecords("digits", data_dir, num_shards=2)  # one shard per worker's input pipeline
-    config = config_lib.apply_overrides(tiny_config(data_dir, distribute="auto"),
-                                        ["data.batch_size=8", "data.images_per_class=4"])
+    config = config_lib.apply_overrides(
+        tiny_config(data_dir, distribute="auto"), ["data.batch_size=8", "data.images_per_class=4"]
+    )
     workdir, scratch = str(tmp_path / "run"), tmp_path / "tmp"
     scratch.mkdir()
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    procs = [fixtures.start_script(WORKER, config.to_json(), workdir, TMPDIR=str(scratch), TF_CONFIG=json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": index}})) for index in range(2)]
+    procs = [
+        fixtures.start_script(
+            WORKER,
+            config.to_json(),
+            workdir,
+            TMPDIR=str(scratch),
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        for index in range(2)
+    ]
     results = []
     for proc in procs:
         result, out = fixtures.script_result(proc)
@@ -252,8 +276,15 @@ def test_two_workers_train_in_sync_and_only_the_chief_writes(tmp_path):
     assert len(chief["non_trainable"]) == len(other["non_trainable"]) > 0
     np.testing.assert_allclose(chief["non_trainable"], other["non_trainable"], rtol=1e-5)
     assert other["test"] is None and 0.0 <= chief["test"]["recall@1"] <= 1.0
-    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "embedding_model.keras",
-                                           "history.json", "metrics.json", "model.keras", "retrieval.png",
-                                           "tensorboard"]
+    assert sorted(os.listdir(workdir)) == [
+        "checkpoints",
+        "config.json",
+        "embedding_model.keras",
+        "history.json",
+        "metrics.json",
+        "model.keras",
+        "retrieval.png",
+        "tensorboard",
+    ]
     assert json.load(open(os.path.join(workdir, "metrics.json")))["test"] == chief["test"]
     assert not [p for p in os.listdir(scratch) if p.startswith("tfmetric-worker-")]  # scratch deleted

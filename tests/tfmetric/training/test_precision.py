@@ -1,4 +1,5 @@
 """Mixed precision (float16 with loss scaling, bfloat16) and XLA-compiled training steps."""
+
 import keras
 import numpy as np
 import pytest
@@ -13,8 +14,10 @@ from tfmetric.training.steps import make_train_step
 
 def _batch(n=8, size=32, classes=4, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, size, size, 3)).astype("float32"),
-            np.repeat(np.arange(classes), n // classes).astype("int64"))
+    return (
+        rng.normal(size=(n, size, size, 3)).astype("float32"),
+        np.repeat(np.arange(classes), n // classes).astype("int64"),
+    )
 
 
 def _conv_layers(model):
@@ -50,7 +53,7 @@ def test_mixed_precision_backbone_with_float32_head_loss_and_variables(policy, c
     losses = [float(step(images, labels)) for _ in range(12)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     if policy == "mixed_float16":
-        assert float(optimizer.dynamic_scale.numpy()) < 2.0 ** 15
+        assert float(optimizer.dynamic_scale.numpy()) < 2.0**15
     after = model.trainable_variables
     assert all(v.dtype == "float32" for v in after)
     assert all(np.isfinite(v.numpy()).all() for v in after)
@@ -65,10 +68,17 @@ def test_unknown_strategy_names_the_allowed_values():  # precisions: validated w
 
 def test_xla_compiled_step_matches_the_plain_step():
     def build():
-        embedding = keras.Sequential([
-            keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2), keras.layers.ReLU(),
-            keras.layers.GlobalAveragePooling2D(), keras.layers.LayerNormalization(center=False, scale=False),
-            keras.layers.Dense(6, use_bias=False), keras.layers.UnitNormalization()])
+        embedding = keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                keras.layers.Conv2D(8, 3, strides=2),
+                keras.layers.ReLU(),
+                keras.layers.GlobalAveragePooling2D(),
+                keras.layers.LayerNormalization(center=False, scale=False),
+                keras.layers.Dense(6, use_bias=False),
+                keras.layers.UnitNormalization(),
+            ]
+        )
         model = build_training_model(embedding, num_classes=4)
         optimizer = RunState._optimizer(TrainConfig(optimizer="sgd"), 0.05, "optimizer")
         optimizer.build(model.trainable_variables)
@@ -93,7 +103,10 @@ def test_xla_compiled_step_matches_the_plain_step():
 def test_global_batch_is_the_configured_batch_split_evenly():
     assert global_batch_size(75, 1) == 75 and global_batch_size(75, 3) == 75 and global_batch_size(75, 5) == 75
     assert global_batch_size(75, 4, per_replica_batch=True) == 300
-    with pytest.raises(ValueError, match=r"data.batch_size \(75\) is the global batch and cannot be split "
-                                         r"evenly across 2 replicas.*train.per_replica_batch=true"):
+    with pytest.raises(
+        ValueError,
+        match=r"data.batch_size \(75\) is the global batch and cannot be split "
+        r"evenly across 2 replicas.*train.per_replica_batch=true",
+    ):
         global_batch_size(75, 2)
     assert sync_batch_norm(2) and not sync_batch_norm(1) and not sync_batch_norm(4, per_replica_batch=True)

@@ -1,12 +1,13 @@
 """The training step's loss is the library's normalized softmax loss, averaged over the global batch."""
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.tfmetric.losses.test_normalized_softmax import naive_loss
 from tfmetric.layers import CosineProxy
 from tfmetric.training.steps import make_train_step
-from tests.tfmetric.losses.test_normalized_softmax import naive_loss
 
 
 def test_step_returns_the_naive_loss_before_its_update_divided_by_the_global_batch():

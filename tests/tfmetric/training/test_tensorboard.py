@@ -1,4 +1,5 @@
 """TensorBoard outputs: the projector as TensorBoard's own plugin serves it, and the retrieval grid."""
+
 import io
 import json
 
@@ -19,14 +20,16 @@ def _projector_plugin(logdir):
     multiplexer = plugin_event_multiplexer.EventMultiplexer()
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
-    context = base_plugin.TBContext(logdir=logdir, multiplexer=multiplexer,
-                                    data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir))
+    context = base_plugin.TBContext(
+        logdir=logdir, multiplexer=multiplexer, data_provider=data_provider.MultiplexerDataProvider(multiplexer, logdir)
+    )
     apps = ProjectorPlugin(context).get_plugin_apps()
 
     def get(route, **query):
         response = Client(apps[route], Response).get(route, query_string=query)
         assert response.status_code == 200, response.get_data()
         return response.get_data()
+
     return get
 
 
@@ -106,6 +109,6 @@ def test_grid_frames_right_neighbours_green_and_wrong_ones_red(gallery):
     tile_w = 16 + 2 * 3 + 6
     y = 14 + 6 + 1  # header, gap, into the frame
     frames = [tuple(grid[y, tile_w + 6 + col * tile_w + 1]) for col in range(3)]
-    expected = ([retrieval_grid.RIGHT] * 3 if gallery else [retrieval_grid.RIGHT] * 2 + [retrieval_grid.WRONG])
+    expected = [retrieval_grid.RIGHT] * 3 if gallery else [retrieval_grid.RIGHT] * 2 + [retrieval_grid.WRONG]
     assert frames == expected
     assert tuple(grid[y, 1]) == retrieval_grid.QUERY

@@ -1,4 +1,5 @@
 """train_and_evaluate end to end on digits TFRecords: outputs, resume after SIGKILL, NaN stop."""
+
 import json
 import os
 import signal
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 import tfmetric.layers  # noqa: F401  (registers CosineProxy for load_model)
-from tfmetric.training import trainer
 from tests.fixtures import tiny_config
+from tfmetric.training import trainer
 
 pytestmark = pytest.mark.slow
 
@@ -36,15 +37,24 @@ def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_di
     metrics = json.load(open(os.path.join(workdir, "metrics.json")))
     assert metrics == json.loads(json.dumps(result))
     test = metrics["test"]
-    for key in ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision",
-                "binary/recall@1", "binary/map@r"):
+    for key in (
+        "recall@1",
+        "recall@2",
+        "recall@4",
+        "recall@8",
+        "map@r",
+        "r_precision",
+        "binary/recall@1",
+        "binary/map@r",
+    ):
         assert 0.0 <= test[key] <= 1.0
-    assert metrics["raw_pixels"]["recall@1"] > 0.9          # digits: raw pixels are already good
+    assert metrics["raw_pixels"]["recall@1"] > 0.9  # digits: raw pixels are already good
     history = metrics["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert [h["phase"] for h in history] == ["warmup", "main", "main"]
-    assert [h["lr"] for h in history] == pytest.approx([config.train.lr * config.train.lr_mult,
-                                                         config.train.lr, config.train.lr * 0.1])
+    assert [h["lr"] for h in history] == pytest.approx(
+        [config.train.lr * config.train.lr_mult, config.train.lr, config.train.lr * 0.1]
+    )
     assert "test" in history[1] and "test" in history[2] and "test" not in history[0]
 
     assert os.path.exists(os.path.join(workdir, "checkpoints", "checkpoint"))
@@ -63,6 +73,7 @@ def test_writes_config_checkpoints_metrics_models_and_tensorboard(digits_data_di
     model = keras.models.load_model(os.path.join(workdir, "embedding_model.keras"))
     from tfmetric.data.sources import open_source
     from tfmetric.metrics import evaluation
+
     source, module = open_source(config.data)
     data = source.eval_dataset(module.QUERY_SPLIT, config.data, "imagenet_mean_std")
     emb, labels = evaluation.embed(evaluation.compiled_embedder(model), data)
@@ -81,8 +92,10 @@ def test_warmup_trains_only_the_new_parameters(digits_data_dir, tmp_path):
     config = tiny_config(digits_data_dir, num_steps=1)
     config.train.epochs_per_step = 1
     workdir = str(tmp_path / "run")
-    from tfmetric.training.run_state import RunState
     import tensorflow as tf
+
+    from tfmetric.training.run_state import RunState
+
     keras.utils.set_random_seed(0)
     initial = RunState(config, 5, str(tmp_path / "init"), tf.distribute.get_strategy())
     before = {v.path: v.numpy() for v in initial.model.trainable_variables}
@@ -100,13 +113,47 @@ def test_warmup_trains_only_the_new_parameters(digits_data_dir, tmp_path):
 
 
 def _run_cli(workdir, data_dir, extra=()):
-    args = [sys.executable, "-m", "tfmetric.train", "--dataset", "digits", "--workdir", workdir, "--quiet",
-            "--data-dir", data_dir, "--set", "data.batch_size=20", "--set", "data.images_per_class=4",
-            "--set", "model.embedding_dim=16", "--set", "train.steps_per_epoch=6",
-            "--set", "train.epochs_per_step=1", "--set", "train.num_steps=2", "--set", "train.warmup_epochs=1", "--set", "eval.nmi=false",
-            "--set", "train.checkpoint_every_n_steps=1", "--set", "eval.projector=false", "--no-export", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    args = [
+        sys.executable,
+        "-m",
+        "tfmetric.train",
+        "--dataset",
+        "digits",
+        "--workdir",
+        workdir,
+        "--quiet",
+        "--data-dir",
+        data_dir,
+        "--set",
+        "data.batch_size=20",
+        "--set",
+        "data.images_per_class=4",
+        "--set",
+        "model.embedding_dim=16",
+        "--set",
+        "train.steps_per_epoch=6",
+        "--set",
+        "train.epochs_per_step=1",
+        "--set",
+        "train.num_steps=2",
+        "--set",
+        "train.warmup_epochs=1",
+        "--set",
+        "eval.nmi=false",
+        "--set",
+        "train.checkpoint_every_n_steps=1",
+        "--set",
+        "eval.projector=false",
+        "--no-export",
+        *extra,
+    ]
+    return subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
 
 
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(digits_data_dir, tmp_path):
@@ -121,8 +168,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(digits_data_dir
     # Kill once a checkpoint inside the second epoch exists: epoch 1 (warm-up) is done.
     while time.time() < deadline:
         history = os.path.join(workdir, "history.json")
-        if os.path.exists(history) and os.path.exists(ckpt_file) and len(json.load(open(history))) == 1 \
-                and "ckpt-9" in open(ckpt_file).read():
+        if (
+            os.path.exists(history)
+            and os.path.exists(ckpt_file)
+            and len(json.load(open(history))) == 1
+            and "ckpt-9" in open(ckpt_file).read()
+        ):
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -145,6 +196,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(digits_data_dir
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(digits_data_dir, tmp_path, monkeypatch):
     import tensorflow as tf
+
     real = trainer.make_train_step
 
     def poisoned(strategy, model, optimizer, variables, batch, jit=False):

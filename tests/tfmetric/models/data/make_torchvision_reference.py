@@ -23,6 +23,7 @@ Writes, next to this script:
   bfloat16, int64, a scalar, a transposed and an offset, strided view, and their values in the npz
   under ``legacy/<name>``.
 """
+
 import collections
 import json
 import os
@@ -69,8 +70,11 @@ def main():
     state_dict = model.state_dict()
     torch.save(state_dict, os.path.join(HERE, "tiny_resnet.pth"))
     x = torch.randn(*INPUT_SHAPE, generator=torch.Generator().manual_seed(SEED + 2))
-    out = {"input": x.numpy(), "torch_version": np.array(torch.__version__),
-           "torchvision_version": np.array(torchvision.__version__)}
+    out = {
+        "input": x.numpy(),
+        "torch_version": np.array(torch.__version__),
+        "torchvision_version": np.array(torchvision.__version__),
+    }
     model.eval()
     with torch.no_grad():
         out["pool5_eval"] = pool5(model, x).numpy()
@@ -84,14 +88,16 @@ def main():
         out[f"{name}.running_var_after"] = modules[name].running_var.numpy().copy()
 
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
-    legacy = collections.OrderedDict([
-        ("conv1.weight", state_dict["conv1.weight"][:4].clone()),
-        ("transposed", base.t()),
-        ("view", base[1:, 1::2]),
-        ("half", torch.linspace(-2, 2, 5).half()),
-        ("bfloat16", torch.linspace(-3, 3, 7).bfloat16()),
-        ("count", torch.tensor(7, dtype=torch.int64)),
-    ])
+    legacy = collections.OrderedDict(
+        [
+            ("conv1.weight", state_dict["conv1.weight"][:4].clone()),
+            ("transposed", base.t()),
+            ("view", base[1:, 1::2]),
+            ("half", torch.linspace(-2, 2, 5).half()),
+            ("bfloat16", torch.linspace(-3, 3, 7).bfloat16()),
+            ("count", torch.tensor(7, dtype=torch.int64)),
+        ]
+    )
     torch.save(legacy, os.path.join(HERE, "legacy_tensors.pth"), _use_new_zipfile_serialization=False)
     for name, tensor in legacy.items():
         out[f"legacy/{name}"] = tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
