@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import re
+import types
 import typing
 
 from tfmetric.precisions import PRECISIONS
@@ -279,7 +280,7 @@ def _field_type(config, dotted, value=_NO_VALUE):
 def _coerce(dotted, tp, value):
     """Converts a string (an override) or a JSON value to the field's declared type."""
     origin = typing.get_origin(tp)
-    if origin is typing.Union:  # Optional[X]
+    if origin in (typing.Union, types.UnionType):  # Optional[X], X | None
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
         tp = next(a for a in typing.get_args(tp) if a is not type(None))

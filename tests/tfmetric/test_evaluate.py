@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfmetric import config as config_lib
 from tfmetric import evaluate as evaluate_cli
 from tfmetric.data import preprocessing
-from tfmetric.export import export_from_workdir
+from tfmetric.export import export_from_workdir, model_card
 from tfmetric.export.evaluate_lib import encoded_eval_splits, evaluate_saved_model, signature_embedder
 from tfmetric.metrics import evaluation
 
@@ -80,7 +80,7 @@ def test_user_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and f"{tmp_path}: the SavedModel has no model_card.json" in err
     assert "not exported by tfmetric.export" in err
-    (tmp_path / "model_card.json").write_text(json.dumps({"config": config_lib.preset("digits").to_dict()}))
+    model_card.write_model_card(str(tmp_path), {"config": config_lib.preset("digits").to_dict()})
     with pytest.raises(SystemExit) as e:
         evaluate_cli.main(["--model", str(tmp_path), "--dataset", "nope"])
     assert e.value.code == 2 and "error: --dataset: Unknown dataset 'nope'" in capsys.readouterr().err

@@ -151,7 +151,12 @@ def test_registry():
     assert sorted(backbones.BACKBONES) == ["inception_v1", "resnet50", "resnet50_keras"]
     from tfmetric import config
 
-    assert config.BACKBONES is backbones.BACKBONES  # the config validates against the registry itself
+    # The config validates against the registry itself: a name the registry lacks is refused, and
+    # the error lists the registry's names.
+    cfg = config.preset("synthetic")
+    cfg.model.backbone = "vgg16"
+    with pytest.raises(config.ConfigError, match="Allowed values: " + ", ".join(backbones.BACKBONES)):
+        config.validate(cfg)
     with pytest.raises(ValueError, match=r"inception_v1.*resnet50.*resnet50_keras.*Received: name='vgg16'"):
         backbones.build_backbone("vgg16")
     with pytest.raises(ValueError, match="Allowed values"):

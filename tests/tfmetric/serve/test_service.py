@@ -155,7 +155,7 @@ def test_cli_errors_name_the_flag(catalog, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         serve_cli.main(["--index", str(tmp_path / "none"), "--model", catalog["model"]])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "python -m tfmetric.serve: error: --index " in err and "not a directory" in err
+    assert e.value.code == 2 and "python -m tfmetric.serve: error: --index: " in err and "not a directory" in err
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "4").mkdir()  # a version still being built
     with pytest.raises(SystemExit):
