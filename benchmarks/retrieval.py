@@ -83,7 +83,9 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=60502, help="number of embeddings (SOP test: 60502)")
     parser.add_argument("--dim", type=int, default=512, help="embedding dimension")
     parser.add_argument("--ks", default="1,10,100,1000", help="comma-separated K of Recall@K")
-    parser.add_argument("--block-size", type=int, default=1024, help="retrieval_metrics block_size")
+    parser.add_argument(
+        "--block-size", type=int, default=None, help="retrieval_metrics block_size (default: its own choice)"
+    )
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     ks = tuple(int(k) for k in args.ks.split(","))
@@ -108,15 +110,13 @@ def main(argv=None):
             str(args.dim),
             "--ks",
             args.ks,
-            "--block-size",
-            str(args.block_size),
-        ]
+        ] + ([] if args.block_size is None else ["--block-size", str(args.block_size)])
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows[mode, method] = json.loads(output.strip().splitlines()[-1])
 
     print(
         f"self-retrieval, n={args.n}, dim={args.dim}, ~5 images/class, ks={ks}, "
-        f"block_size={args.block_size}, faiss threads={rows['float', 'faiss']['threads']}"
+        f"block_size={args.block_size or 'default'}, faiss threads={rows['float', 'faiss']['threads']}"
     )
     names = {"tfmetric": "tfmetric.metrics.retrieval_metrics", "faiss": f"faiss {{}} search, k={max(ks) + 1}"}
     index_names = {"float": "IndexFlatIP", "binary": "IndexBinaryFlat"}

@@ -10,11 +10,18 @@ scoring exactly ``s`` with a lower gallery index (the ranking rule of ``tfmetric
 Nothing of size K is kept, and every figure is exact at any depth.
 """
 
+import concurrent.futures
+import os
+
 import faiss
 import numpy as np
 
 # Positions at or beyond this stand for "not retrieved at any depth that matters".
 NOT_RANKED = np.iinfo(np.int64).max
+# Counting runs on chunks of this many rows in a small thread pool: numpy's comparisons release the
+# GIL, and a chunk's scores stay in cache between its two passes.
+_CHUNK_ROWS = 64
+_POOL = concurrent.futures.ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="ranks")
 
 
 class ClassMembers:
@@ -145,6 +152,19 @@ def _relevant_by_counting(scores, query_class, members, r, depth):
 
 def _position(scores, value, index):
     """Number of items ranked before gallery item ``index`` at score ``value``, per row."""
+    if len(scores) <= _CHUNK_ROWS:
+        return _position_of_chunk(scores, value, index)
+    starts = range(0, len(scores), _CHUNK_ROWS)
+    chunks = _POOL.map(
+        lambda s: _position_of_chunk(
+            scores[s : s + _CHUNK_ROWS], value[s : s + _CHUNK_ROWS], index[s : s + _CHUNK_ROWS]
+        ),
+        starts,
+    )
+    return np.concatenate(list(chunks))
+
+
+def _position_of_chunk(scores, value, index):
     above = np.count_nonzero(scores > value[:, None], axis=1)
     equal = np.count_nonzero(scores == value[:, None], axis=1)
     # The item itself is one of the equal ones; only rows with other equal items need the index.

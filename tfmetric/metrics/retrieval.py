@@ -12,8 +12,8 @@ import numpy as np
 from tfmetric.metrics import knn, ranks
 
 # Float mode scores a block of queries against the whole gallery at once; by default blocks are
-# sized so that score matrix stays near this many bytes (64 MiB).
-_SCORE_BLOCK_BYTES = 1 << 26
+# sized so that score matrix stays near this many bytes (256 MiB).
+_SCORE_BLOCK_BYTES = 1 << 28
 
 
 def retrieval_metrics(
@@ -46,7 +46,7 @@ def retrieval_metrics(
       block_size: queries searched at once; None picks it from the gallery size. Float mode
         scores a block against the whole gallery with one matrix product and counts positions
         (``tfmetric.metrics.ranks``): about ``block_size * num_gallery * 5`` bytes on top of the
-        embeddings, 64 MiB by default. Binary mode keeps a top-k list per query: about
+        embeddings, 256 MiB by default. Binary mode keeps a top-k list per query: about
         ``block_size * max(max(ks), R of the block's queries) * 24`` bytes (1024 queries by
         default; queries are processed in order of ``R`` so one large class only widens its own
         blocks). The results do not depend on ``block_size``.
