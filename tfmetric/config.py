@@ -44,7 +44,9 @@ class DataConfig:
         without replacement while the class has enough images.
       class_balanced: class-balanced batches (the paper) or plain shuffled batches (ablation).
       eval_batch_size: batch size for embedding the evaluation splits.
-      cache: cache decoded evaluation images in memory (small datasets only).
+      cache: small datasets only: hold the training split's encoded images in memory (batches
+        gathered there, the same ones as read from the shards) and cache the decoded
+        evaluation images.
       service: tf.data service dispatcher ``grpc://HOST:PORT`` whose workers run the training
         input (tfmetric.data.service); empty means the input runs in the training process.
     """

@@ -18,6 +18,10 @@ Neither reads a split in order. Both only *choose* records and leave the reading
 class's records up to the last one chosen. Memory: ``cycle_length`` open classes x (a read buffer
 + ``CHUNK`` records + the records they place) + one batch + what the consumer prefetches; the
 class index holds O(classes) integers. Nothing grows with the split.
+
+With ``in_memory`` (``data.cache``, for small splits) a sampler instead holds the split's encoded
+images (``memory_records``, read once) and gathers each batch from there: the same batches,
+without the per-class set-up of a shard reader, at the cost of the split's size in memory.
 """
 
 import numpy as np
@@ -26,6 +30,7 @@ import tensorflow as tf
 from tfmetric.data.balanced_batches import check_balanced_args
 from tfmetric.data.class_index import ClassIndex, ShardLayoutError  # noqa: F401 (the sampler's index)
 from tfmetric.data.keyed_random import keyed_permutation, keyed_sample, keyed_uniform_int
+from tfmetric.data.memory_records import MemoryRecords
 from tfmetric.data.record_reader import bounded, class_reader, fetch_batches
 
 # Domain tags keep the keyed random streams of different decisions independent.
@@ -35,17 +40,32 @@ _CLASSES, _IMAGES, _SHUFFLE = range(11, 14)
 class _Sampler:
     """``batches(epoch, steps)`` from ``_requests(epoch, step)`` (what each batch reads)."""
 
-    def __init__(self, index, batch_size, seed, cycle_length, reader):
+    def __init__(self, index, batch_size, seed, cycle_length, reader, in_memory=False):
         self.index, self.batch_size, self.seed = index, int(batch_size), int(seed)
         self.cycle_length, self.reader = max(1, int(cycle_length)), reader
+        # Read here, eagerly, so that batches() can be built inside a tf.data function too.
+        self._records = MemoryRecords(index) if in_memory else None
         self._classes = tf.constant(index.classes)
         self._counts = tf.constant(index.runs[:, 2])
+        # Traced once for every epoch: the keyed draws are thousands of small ops, and tracing
+        # them again each time an epoch's dataset is built costs seconds.
+        scalar = tf.TensorSpec([], tf.int64)
+        self._traced_requests = tf.function(self._requests, input_signature=(scalar, scalar))
+
+    def _epoch_requests(self, epoch):
+        epoch = tf.cast(epoch, tf.int64)  # an int, or a tensor inside a tf.data function
+        return lambda step: self._traced_requests(epoch, step)
 
     def batches(self, epoch, steps):
         """Exactly ``steps`` batches ``(image_bytes [batch_size], labels [batch_size])``."""
 
+        if self._records is not None:
+            records, requests_of = self._records, self._epoch_requests(epoch)
+            return tf.data.Dataset.range(steps).map(lambda step: records.batch(*requests_of(step)))
+        requests_of = self._epoch_requests(epoch)
+
         def step_requests(step):
-            label, j, position = self._requests(epoch, step)  # padded: slicing ragged rows warns
+            label, j, position = requests_of(step)  # padded: slicing ragged rows warns
             return label, j.to_tensor(-1), position.to_tensor(-1), j.row_lengths()
 
         requests = tf.data.Dataset.range(steps).map(step_requests).unbatch()
@@ -54,8 +74,10 @@ class _Sampler:
     def batch_labels(self, epoch, steps):
         """int64 [steps, batch_size]: the labels ``batches`` yields, without reading a record."""
 
+        requests_of = self._epoch_requests(epoch)
+
         def labels(step):
-            label, j, position = self._requests(epoch, step)
+            label, j, position = requests_of(step)
             per_record = tf.repeat(label, j.row_lengths())
             return tf.gather(per_record, tf.argsort(position.flat_values))
 
@@ -77,11 +99,23 @@ class ClassBalancedSampler(_Sampler):
       seed: integer seed; the same seed, epoch and step give the same batch.
       cycle_length: classes read at the same time.
       reader: ``(path, byte offset) -> dataset of serialized records`` (default: class_reader).
+      in_memory: hold the split's encoded images in memory (``MemoryRecords``, read once) and
+        gather each batch from there instead of reading the shards; the same batches.
     """
 
-    def __init__(self, index, batch_size, images_per_class, replace=True, seed=0, cycle_length=8, reader=class_reader):
+    def __init__(
+        self,
+        index,
+        batch_size,
+        images_per_class,
+        replace=True,
+        seed=0,
+        cycle_length=8,
+        reader=class_reader,
+        in_memory=False,
+    ):
         self.classes_per_batch = check_balanced_args(index.num_classes, batch_size, images_per_class)
-        super().__init__(index, batch_size, seed, cycle_length, reader)
+        super().__init__(index, batch_size, seed, cycle_length, reader, in_memory)
         self.images_per_class, self.replace = int(images_per_class), bool(replace)
 
     def _requests(self, epoch, step):
@@ -112,14 +146,15 @@ class ShuffledSampler(_Sampler):
       seed: integer seed; the same seed, epoch and step give the same batch.
       cycle_length: classes read at the same time.
       reader: ``(path, byte offset) -> dataset of serialized records`` (default: class_reader).
+      in_memory: as for ClassBalancedSampler.
     """
 
-    def __init__(self, index, batch_size, seed=0, cycle_length=8, reader=class_reader):
+    def __init__(self, index, batch_size, seed=0, cycle_length=8, reader=class_reader, in_memory=False):
         if batch_size < 1 or batch_size > index.num_images:
             raise ValueError(
                 f"batch_size must be in [1, {index.num_images}] (the split's images). Received: batch_size={batch_size}"
             )
-        super().__init__(index, batch_size, seed, cycle_length, reader)
+        super().__init__(index, batch_size, seed, cycle_length, reader, in_memory)
         counts = index.runs[index.classes, 2]
         self._first = tf.constant(np.r_[0, np.cumsum(counts)[:-1]])  # record number of each class's first
 

@@ -153,7 +153,8 @@ class TFRecordSource:
 
     def sampler(self, split, data_config, seed, batch_size, shard_ids=None):
         """The (cached) sampler the config asks for: ClassBalancedSampler, or ShuffledSampler with
-        ``data.class_balanced=false``."""
+        ``data.class_balanced=false``; with ``data.cache`` it gathers batches from the split's
+        encoded images held in memory instead of reading the shards."""
         d = data_config
         key = (
             split,
@@ -161,6 +162,7 @@ class TFRecordSource:
             d.class_balanced,
             d.images_per_class,
             d.sample_with_replacement,
+            d.cache,
             seed,
             None if shard_ids is None else tuple(shard_ids),
         )
@@ -174,9 +176,10 @@ class TFRecordSource:
                     replace=d.sample_with_replacement,
                     seed=seed,
                     cycle_length=self._cycle_length,
+                    in_memory=d.cache,
                 )
                 if d.class_balanced
-                else ShuffledSampler(index, batch_size, seed=seed, cycle_length=self._cycle_length)
+                else ShuffledSampler(index, batch_size, seed=seed, cycle_length=self._cycle_length, in_memory=d.cache)
             )
         return self._samplers[key]
 
@@ -189,9 +192,21 @@ class TFRecordSource:
         return self.sampler(split, data_config, seed, data_config.batch_size).batches(epoch, steps)
 
     def train_dataset(self, split, data_config, normalization, epoch, steps, seed):
-        """One epoch of ``steps`` augmented class-balanced batches ``(images, labels)``."""
+        """One epoch of ``steps`` augmented class-balanced batches ``(images, labels)``; ``epoch`` is
+        an int or an int64 scalar tensor."""
         batches = self.train_batches(split, data_config, epoch, steps, seed)
         return augment(batches, data_config, normalization, data_config.batch_size, augmentation_key(seed, epoch))
+
+    def train_epochs(self, split, data_config, normalization, first_epoch, end_epoch, steps, seed):
+        """Epochs ``first_epoch..end_epoch-1`` of ``train_dataset``, one after the other, as one dataset.
+
+        The same batches as building each epoch's dataset on its own, but built, optimized and
+        started once: a new dataset per epoch costs over a second of tracing and graph rewriting
+        (the sampler's keyed draws are thousands of ops), and its first batches start cold.
+        """
+        self.sampler(split, data_config, seed, data_config.batch_size)  # built eagerly, outside the trace
+        epochs = tf.data.Dataset.range(first_epoch, end_epoch)
+        return epochs.flat_map(lambda epoch: self.train_dataset(split, data_config, normalization, epoch, steps, seed))
 
     def distribute_dataset_fn(self, split, data_config, normalization, epoch, steps, seed):
         """``fn(input_context)`` for ``strategy.distribute_datasets_from_function``.

@@ -8,6 +8,7 @@ train with a fresh optimizer for ``epochs_per_step * num_steps`` epochs, the lr 
 """
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -84,6 +85,23 @@ class _Data:
         _check_recall_ks(config.eval.recall_ks, self.source, self.module)
         self.eval = {s: self.source.eval_dataset(s, d, self.normalization) for s in self.eval_splits}
         self.config = config
+
+    def batches(self, first_epoch, skip_steps, end_epoch):
+        """One iterator over the batches of epochs ``first_epoch..end_epoch-1``, the first after its
+        first ``skip_steps`` steps: each epoch's ``epoch(...)`` batches, in order.
+
+        On one device the epochs are one dataset, built, optimized and started once for the run
+        (``train_epochs``), so no epoch pays for building its own. Under a strategy, or served by
+        tf.data service (whose workers interleave batches), each epoch's dataset is built when the
+        previous one is used up, so no batch crosses an epoch boundary.
+        """
+        d, seed = self.config.data, self.config.train.seed
+        if self.replicas > 1 or d.service:
+            return itertools.chain.from_iterable(
+                self.epoch(e, skip_steps if e == first_epoch else 0) for e in range(first_epoch, end_epoch)
+            )
+        batches = self.source.train_epochs(self.split, d, self.normalization, first_epoch, end_epoch, self.steps, seed)
+        return iter(batches.skip(skip_steps))
 
     def epoch(self, epoch, skip_steps):
         """Batches of ``epoch`` after the first ``skip_steps`` steps (deterministic per seed and epoch)."""
@@ -261,9 +279,10 @@ def _train(run, start_epoch, start_step):
             flush=True,
         )
     report = None  # the last evaluation: (scores, embeddings, grid), reused at the end
+    batches = data.batches(start_epoch, start_step, run.epochs)
     with InterruptGuard() as guard:
         for epoch in range(start_epoch, run.epochs):
-            record = _train_epoch(run, epoch, start_step if epoch == start_epoch else 0, guard)
+            record = _train_epoch(run, epoch, start_step if epoch == start_epoch else 0, guard, batches)
             main_epoch = epoch + 1 - t.warmup_epochs
             last = epoch + 1 == run.epochs
             if run.is_chief and (last or (main_epoch > 0 and main_epoch % t.test_every_n_epochs == 0)):
@@ -281,8 +300,9 @@ def _train(run, start_epoch, start_step):
     return history, report
 
 
-def _train_epoch(run, epoch, skip, guard):
-    """One epoch after its first ``skip`` steps; returns its history record."""
+def _train_epoch(run, epoch, skip, guard, batches):
+    """One epoch after its first ``skip`` steps, its ``steps - skip`` batches taken from the run's
+    iterator ``batches``; returns its history record."""
     t, data, state = run.config.train, run.data, run.state
     phase = "warmup" if epoch < t.warmup_epochs else "main"
     lr = learning_rate_at(epoch, t)
@@ -292,7 +312,7 @@ def _train_epoch(run, epoch, skip, guard):
         print(title, flush=True)
     bar = keras.utils.Progbar(data.steps, verbose=1 if run.verbose == 1 else 0, stateful_metrics=["loss"])
     started, losses = time.time(), []
-    for i, (images, labels) in enumerate(data.epoch(epoch, skip), start=skip + 1):
+    for i, (images, labels) in enumerate(itertools.islice(batches, data.steps - skip), start=skip + 1):
         loss = float(run.train_steps[phase](images, labels))
         if not np.isfinite(loss):
             kept = state.manager.latest_checkpoint

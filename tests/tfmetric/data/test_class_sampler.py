@@ -341,3 +341,51 @@ def test_plain_batches_hold_as_many_classes_as_a_true_shuffle(tmp_path):
     assert abs(np.mean(ours) - np.mean(reference)) < 1.0 and np.mean(reference) > 50
     streamed = [labels for _, labels in sampler.batches(0, 2).as_numpy_iterator()]
     np.testing.assert_array_equal(np.stack(streamed), sampler.batch_labels(0, 2))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda index, **kw: ClassBalancedSampler(index, 12, 4, seed=5, **kw),
+        lambda index, **kw: ClassBalancedSampler(index, 15, 5, replace=False, seed=2, **kw),
+        lambda index, **kw: ShuffledSampler(index, 10, seed=1, **kw),
+    ],
+    ids=["balanced", "balanced-distinct", "shuffled"],
+)
+def test_in_memory_batches_are_the_streamed_ones(ragged, make):
+    """data.cache: the same bytes and labels in the same order as read from the shards, every epoch."""
+    index, _ = ragged
+    streamed, held = make(index), make(index, in_memory=True)
+    for epoch in (0, 3):
+        a = list(streamed.batches(epoch, 7).as_numpy_iterator())
+        b = list(held.batches(epoch, 7).as_numpy_iterator())
+        assert len(a) == len(b) == 7
+        for (ia, la), (ib, lb) in zip(a, b):
+            np.testing.assert_array_equal(la, lb)
+            assert list(ia) == list(ib)
+
+
+def test_in_memory_records_of_a_shard_subset(ragged):
+    index, _ = ragged
+    part = index.subset([3, 0])
+    held = ClassBalancedSampler(part, 8, 2, seed=0, in_memory=True)
+    np.testing.assert_array_equal(
+        np.stack([labels for _, labels in held.batches(1, 5).as_numpy_iterator()]), held.batch_labels(1, 5)
+    )
+    for images, labels in held.batches(1, 5).as_numpy_iterator():
+        assert [int(x.split(b":")[0]) for x in images] == list(labels)  # image c:k belongs to class c
+
+
+def test_in_memory_records_refuse_shards_that_changed(tmp_path):
+    index = ClassIndex.scan(write_split(str(tmp_path / "a"), [3, 4, 5], num_shards=2))
+    write_split(str(tmp_path / "a"), [3, 4, 2], num_shards=2)  # rewritten after indexing
+    with pytest.raises(ValueError, match=r"train-00000-of-00002.tfrecord.*9 records.*describes 12"):
+        ClassBalancedSampler(index, 4, 2, in_memory=True).batches(0, 1)
+
+
+def test_epochs_do_not_trace_the_draws_again(ragged):
+    index, _ = ragged
+    sampler = ClassBalancedSampler(index, 12, 4, seed=0)
+    for epoch in range(3):
+        sampler.batches(epoch, 2)
+    assert sampler._traced_requests.experimental_get_tracing_count() == 1

@@ -208,3 +208,20 @@ def test_open_source_converts_digits_with_beam_then_streams(tmp_path):
         scanned = ClassIndex.scan(source._paths(split))
         np.testing.assert_array_equal(source.index(split).runs, scanned.runs)
         np.testing.assert_array_equal(source.index(split).order, scanned.order)
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["streamed", "in-memory"])
+def test_epochs_as_one_dataset_are_the_epochs_built_one_by_one(shards, cache):
+    """train_epochs (what one device trains on) = each epoch's train_dataset, in order, image for image."""
+    config = dataclasses.replace(CONFIG, cache=cache)
+    source = TFRecordSource(shards)
+    one_by_one = [
+        batch
+        for epoch in (2, 3, 4)
+        for batch in source.train_dataset("train", config, "imagenet_mean_std", epoch, steps=3, seed=7)
+    ]
+    together = list(source.train_epochs("train", config, "imagenet_mean_std", 2, 5, steps=3, seed=7))
+    assert len(together) == len(one_by_one) == 9
+    for (xa, ya), (xb, yb) in zip(one_by_one, together):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)

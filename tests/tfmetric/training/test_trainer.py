@@ -229,3 +229,17 @@ def test_mixed_float16_run_checkpoints_resumes_and_saves_a_float32_embedding(dig
     os.remove(os.path.join(workdir, "metrics.json"))
     again = trainer.train_and_evaluate(config, workdir, verbose=0)
     assert again["test"]["recall@1"] == pytest.approx(result["test"]["recall@1"], abs=1e-6)
+
+
+def test_the_run_iterator_yields_each_epochs_batches_resumed_mid_epoch(digits_data_dir):
+    """One device trains from one dataset over every epoch (``_Data.batches``): the batches of
+    building each epoch on its own, the first epoch after its skipped steps."""
+    from tfmetric.training.precision import make_strategy
+
+    data = trainer._Data(tiny_config(digits_data_dir), make_strategy("none"))
+    together = list(data.batches(1, 2, 3))
+    one_by_one = list(data.epoch(1, 2)) + list(data.epoch(2, 0))
+    assert len(together) == len(one_by_one) == (data.steps - 2) + data.steps
+    for (xa, ya), (xb, yb) in zip(one_by_one, together):
+        np.testing.assert_array_equal(ya, yb)
+        np.testing.assert_array_equal(xa, xb)
