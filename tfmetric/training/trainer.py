@@ -279,8 +279,8 @@ def _train(run, start_epoch, start_step):
             flush=True,
         )
     report = None  # the last evaluation: (scores, embeddings, grid), reused at the end
-    batches = data.batches(start_epoch, start_step, run.epochs)
-    with InterruptGuard() as guard:
+    with InterruptGuard() as guard:  # from here on SIGINT/SIGTERM checkpoint first (building the input included)
+        batches = data.batches(start_epoch, start_step, run.epochs)
         for epoch in range(start_epoch, run.epochs):
             record = _train_epoch(run, epoch, start_step if epoch == start_epoch else 0, guard, batches)
             main_epoch = epoch + 1 - t.warmup_epochs
