@@ -11,7 +11,7 @@ import os
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import ArgumentParser, apply_set_flags, run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, add_set_flag, apply_set_flags, run_main, setup_logging
 
 PROG = "python -m tfmetric.ablate"
 
@@ -21,14 +21,7 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="synthetic", help="preset to ablate (default: synthetic)")
     p.add_argument("--workdir", default=None, help="output directory (default: runs/ablation/<timestamp>)")
     p.add_argument("--data-dir", default=None, help="data root (default: $TFMETRIC_DATA_DIR or ~/tfmetric_data)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override a field of the base config for every run",
-    )
+    add_set_flag(p, "override a field of the base config for every run")
     p.add_argument("--only", default=None, help="comma-separated run slugs, e.g. baseline,no_layernorm,dim_64")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p.parse_args(argv)

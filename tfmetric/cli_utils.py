@@ -51,6 +51,14 @@ def name_flags(message, flags):
     return f"{', '.join(dict.fromkeys(named))}: {message}" if named else message
 
 
+def add_set_flag(parser, help):
+    """The repeatable ``--set SECTION.FIELD=VALUE`` flag (into ``args.overrides``) that
+    ``apply_set_flags`` applies."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE", help=help
+    )
+
+
 def apply_set_flags(config, overrides):
     """``config_lib.apply_overrides`` of the ``--set`` values, one at a time: a bad one is reported
     as ``--set VALUE: <the config's words>``."""

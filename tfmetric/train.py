@@ -14,7 +14,7 @@ import os
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import ArgumentParser, apply_set_flags, name_flags, run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, add_set_flag, apply_set_flags, name_flags, run_main, setup_logging
 from tfmetric.json_file import read_json
 from tfmetric.training.workdir import remove_run
 
@@ -30,14 +30,7 @@ def parse_args(argv=None):
         "--dataset", default=None, help=f"dataset preset: {', '.join(config_lib.PRESETS)} (default: synthetic)"
     )
     p.add_argument("--config", default=None, help="re-run from a saved config.json (presets ignored)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override any config field, e.g. --set train.lr=0.1 (repeatable)",
-    )
+    add_set_flag(p, "override any config field, e.g. --set train.lr=0.1 (repeatable)")
     p.add_argument("--workdir", default=None, help="output directory (default: runs/<dataset>/<timestamp>)")
     p.add_argument("--data-dir", default=None, help="data root (default: $TFMETRIC_DATA_DIR or ~/tfmetric_data)")
     p.add_argument("--raw-dir", default=None, help="raw dataset directory (default: <data-dir>/raw/<dataset>)")

@@ -17,7 +17,7 @@ import json
 import sys
 
 from tfmetric import config as config_lib
-from tfmetric.cli_utils import ArgumentParser, apply_set_flags, run_main, setup_logging
+from tfmetric.cli_utils import ArgumentParser, add_set_flag, apply_set_flags, run_main, setup_logging
 
 PROG = "python -m tfmetric.data.batches"
 
@@ -27,14 +27,7 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="synthetic", help=f"dataset preset: {', '.join(config_lib.PRESETS)}")
     p.add_argument("--data-dir", default=None, help="data root (default: $TFMETRIC_DATA_DIR or ~/tfmetric_data)")
     p.add_argument("--raw-dir", default=None, help="raw dataset directory (default: <data-dir>/raw/<dataset>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.FIELD=VALUE",
-        help="override any config field, as for python -m tfmetric.train (repeatable)",
-    )
+    add_set_flag(p, "override any config field, as for python -m tfmetric.train (repeatable)")
     p.add_argument("--epochs", type=int, default=1, help="epochs to show, from the first (default 1)")
     p.add_argument("--json", action="store_true", help="one JSON line per batch instead of the summary")
     return p.parse_args(argv)

@@ -116,26 +116,9 @@ def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path,
         str(tmp_path / "emb"), list(paths), np.stack([r.embedding for r in results]), model=model_identity(model_dir)
     )
     build_index(str(tmp_path / "emb"), str(tmp_path / "index"))
-    assert (
-        cli.main(
-            [
-                "calibrate",
-                "--index",
-                str(tmp_path / "index"),
-                "--model",
-                model_dir,
-                "--dataset",
-                "digits",
-                "--data-dir",
-                digits_data_dir,
-                "--split",
-                "test",
-                "--precision",
-                "0.05",
-            ]
-        )
-        == 0
-    )
+    calibrate = ["calibrate", "--index", str(tmp_path / "index"), "--model", model_dir]
+    calibrate += ["--dataset", "digits", "--data-dir", digits_data_dir]
+    assert cli.main([*calibrate, "--split", "test", "--precision", "0.05"]) == 0
     match = json.loads((tmp_path / "index" / "index.json").read_text())["match"]
     embeddings, labels, source = embed_split(model_dir, "test", "digits", digits_data_dir)
     expected = match_thresholds(embeddings, labels, 0.05)
@@ -144,21 +127,7 @@ def test_calibrate_cli_embeds_a_split_with_the_model(tmp_path_factory, tmp_path,
     assert match["cosine"] == expected["cosine"] and match["hamming"] == expected["hamming"]
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        cli.main(
-            [
-                "calibrate",
-                "--index",
-                str(tmp_path / "index"),
-                "--model",
-                model_dir,
-                "--dataset",
-                "digits",
-                "--data-dir",
-                digits_data_dir,
-                "--split",
-                "validation",
-            ]
-        )
+        cli.main([*calibrate, "--split", "validation"])
     assert (
         "error: --split: split must be one of train, test for dataset digits. Received: split='validation'"
         in capsys.readouterr().err
