@@ -43,8 +43,7 @@ class _Sampler:
     def __init__(self, index, batch_size, seed, cycle_length, reader, in_memory=False):
         self.index, self.batch_size, self.seed = index, int(batch_size), int(seed)
         self.cycle_length, self.reader = max(1, int(cycle_length)), reader
-        # Read here, eagerly, so that batches() can be built inside a tf.data function too.
-        self._records = MemoryRecords(index) if in_memory else None
+        self.in_memory, self._records = bool(in_memory), None
         self._classes = tf.constant(index.classes)
         self._counts = tf.constant(index.runs[:, 2])
         # Traced once for every epoch: the keyed draws are thousands of small ops, and tracing
@@ -56,13 +55,19 @@ class _Sampler:
         epoch = tf.cast(epoch, tf.int64)  # an int, or a tensor inside a tf.data function
         return lambda step: self._traced_requests(epoch, step)
 
+    def records(self):
+        """The ``in_memory`` sampler's MemoryRecords, read on the first call (batch_labels never
+        reads them). Call it eagerly before building ``batches`` inside a tf.data function."""
+        if self._records is None:
+            self._records = MemoryRecords(self.index)
+        return self._records
+
     def batches(self, epoch, steps):
         """Exactly ``steps`` batches ``(image_bytes [batch_size], labels [batch_size])``."""
-
-        if self._records is not None:
-            records, requests_of = self._records, self._epoch_requests(epoch)
-            return tf.data.Dataset.range(steps).map(lambda step: records.batch(*requests_of(step)))
         requests_of = self._epoch_requests(epoch)
+        if self.in_memory:
+            records = self.records()
+            return tf.data.Dataset.range(steps).map(lambda step: records.batch(*requests_of(step)))
 
         def step_requests(step):
             label, j, position = requests_of(step)  # padded: slicing ragged rows warns

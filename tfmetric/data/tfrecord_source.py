@@ -204,7 +204,9 @@ class TFRecordSource:
         started once: a new dataset per epoch costs over a second of tracing and graph rewriting
         (the sampler's keyed draws are thousands of ops), and its first batches start cold.
         """
-        self.sampler(split, data_config, seed, data_config.batch_size)  # built eagerly, outside the trace
+        sampler = self.sampler(split, data_config, seed, data_config.batch_size)  # built eagerly, outside the trace
+        if sampler.in_memory:
+            sampler.records()  # read eagerly: the trace below cannot iterate the shards
         epochs = tf.data.Dataset.range(first_epoch, end_epoch)
         return epochs.flat_map(lambda epoch: self.train_dataset(split, data_config, normalization, epoch, steps, seed))
 
