@@ -14,11 +14,13 @@ records sorted by label then image id) and ``manifest.json``, written last (tfme
 Unusable images (missing, empty, truncated, corrupt, unsupported, over ``--max-pixels``) are
 counted, logged and listed in the manifest with their reason; only a wrong layout fails the job.
 
-Steps: List classes (records without bytes) -> Read and check images (one class per element;
-header facts, no bytes, go on) -> Group classes by split -> Assign shards -> Group by shard ->
-Write shards (reads the images again) -> Summarize -> Write build summary. The same graph runs on
-every runner; ``--runner DaskRunner --dask_client_address tcp://HOST:8786`` runs it on a Dask
-cluster (README, "Speed and scale").
+Steps: List classes (records without bytes) -> Convert classes (one class per element: read and
+check its images once, write the kept ones into the class's fragment; its name and size go on)
+-> Group classes by label space -> Assign shards -> Group by shard -> Write shards (the fragments
+end to end, relabelled only where a class kept no image) -> Summarize -> Write build summary. The
+same graph runs on every runner; ``--runner DaskRunner --dask_client_address tcp://HOST:8786``
+runs it on a Dask cluster (README, "Speed and scale"). The fragments take as much room as the
+shards until the job ends; the launcher then deletes them.
 """
 
 import argparse
@@ -110,15 +112,15 @@ def build_pipeline(
     """Adds the conversion to pipeline ``p``; the shards and the summary go to ``staging``.
 
     Only records without bytes (paths, or ids the workers render for generated datasets) enter
-    the pipeline, one element per class; only header facts are shuffled. ``label_spaces`` maps a
+    the pipeline, one element per class; only fragment names and sizes are shuffled. ``label_spaces`` maps a
     split to the label space it shares with other splits (the dataset module's ``LABEL_SPACES``);
     labels are made contiguous per label space.
     """
     spaces = dict(label_spaces or {})
     checks = (
         p
-        | "List classes" >> beam.Create(transforms.class_units(records))
-        | "Read and check images" >> beam.ParDo(transforms.CheckClassFn(dataset, max_pixels))
+        | "List classes" >> beam.Create(transforms.class_units(records, spaces))
+        | "Convert classes" >> beam.ParDo(transforms.CheckClassFn(staging, dataset, max_pixels))
     )
     shards = (
         checks
@@ -126,7 +128,7 @@ def build_pipeline(
         | "Group classes by label space" >> beam.GroupByKey()
         | "Assign shards" >> beam.FlatMap(transforms.assign_shards, shards_per_split)
         | "Group by shard" >> beam.GroupByKey()
-        | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging, dataset, max_pixels))
+        | "Write shards" >> beam.ParDo(transforms.WriteShardFn(staging))
     )
     # One combine over everything the manifest needs, so the last step depends on every shard
     # (runners that execute only what the last step needs, like the DaskRunner, run it all).
@@ -178,6 +180,8 @@ def run(argv=None, test_pipeline=None):
     result = p.run()
     wait_until_finish(result)
     _log_metrics(result)
+    if tf.io.gfile.exists(transforms.fragments_dir(staging)):  # every shard is written
+        tf.io.gfile.rmtree(transforms.fragments_dir(staging))
 
     arguments = {
         "dataset": args.dataset,

@@ -13,6 +13,7 @@ succeeded, deletes it and writes the manifest, last (build_tfrecords: tfrecord_o
 embed_catalog: embed_output).
 """
 
+import contextlib
 import json
 import os
 import uuid
@@ -32,6 +33,21 @@ def _shard_of(element, key, num_shards):
     return zlib.crc32(str(key(element)).encode("utf-8")) % num_shards, (True, element)
 
 
+@contextlib.contextmanager
+def written_atomically(path: str):
+    """Yields a temporary path beside ``path`` (any filesystem TensorFlow writes) and renames it onto
+    ``path`` once the block succeeded; deletes it if the block fails. A retried write overwrites,
+    and an interrupted one leaves no file under the final name."""
+    directory, name = os.path.split(path)
+    temporary = os.path.join(directory, f"_incomplete-{uuid.uuid4().hex}-{name}")
+    try:
+        yield temporary
+    except BaseException:
+        remove_if_exists(temporary)
+        raise
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, prefix, suffix, num_shards, write):
         self._prefix, self._suffix, self._num_shards, self._write = prefix, suffix, num_shards, write
@@ -39,11 +55,9 @@ class _WriteShardFn(beam.DoFn):
     def process(self, element):
         index, values = element
         path = shard_path(self._prefix, index, self._num_shards, self._suffix)
-        directory, name = os.path.split(path)
-        temporary = os.path.join(directory, f"_incomplete-{uuid.uuid4().hex}-{name}")
-        self._write(temporary, [value for present, value in values if present])
-        tf.io.gfile.rename(temporary, path, overwrite=True)
-        yield name
+        with written_atomically(path) as temporary:
+            self._write(temporary, [value for present, value in values if present])
+        yield os.path.basename(path)
 
 
 class WriteShards(beam.PTransform):

@@ -1,39 +1,50 @@
-"""The steps of ``build_tfrecords``: check each class's images, assign shards, write shards.
+"""The steps of ``build_tfrecords``: convert each class, assign shards, write shards.
 
 The job moves group keys and small metadata, never image bytes: a worker reads (or, for generated
-datasets, renders) one class's images and checks them, and only their header facts travel on
-(``ClassCheck``); the worker that writes a shard reads the bytes again, verified by CRC-32 against
-the first read. Images that cannot be kept are listed in ``ClassCheck.skipped`` with path and
-reason, and every listed image (kept or not) contributes a fingerprint line, so the manifest says
-exactly which input it was built from.
+datasets, renders) one class's images once, checks each, and writes the kept ones as records into
+the class's fragment, a TFRecord file in the staging directory; only the fragment's name and size
+travel on (``ClassCheck``). The worker that writes a shard concatenates its classes' fragments.
+Images that cannot be kept are listed in ``ClassCheck.skipped`` with path and reason, and every
+listed image (kept or not) contributes a fingerprint line, so the manifest says exactly which
+input it was built from.
+
+Labels: ``class_units`` gives every class the label it gets in the shards if each class keeps an
+image, its rank among the labels listed in its label space; fragments carry that label. A class
+that keeps no image shifts the labels after it, and only the shards holding such classes are
+rewritten record by record with the new labels (``WriteShardFn``); the others are byte copies.
 
 Every step has one output (no tagged side outputs) and no side inputs, so the job runs the same
 on every Beam runner, the DaskRunner included (see the README, "Speed and scale").
 """
 
 import collections
+import dataclasses
 import hashlib
 import logging
 import os
-import zlib
 
 import apache_beam as beam
 import tensorflow as tf
 from apache_beam.metrics import Metrics
 
-from pipelines.job_output import shard_path
+from pipelines.job_output import shard_path, written_atomically
 from tfmetric import datasets
 from tfmetric.data import image_header, schema
 from tfmetric.data.class_index import RECORD_OVERHEAD
 
 NAMESPACE = "build_tfrecords"
 MISSING, UNREADABLE, BAD_NAME = "missing", "unreadable", "bad_file_name"
+# Where the fragments go inside the staging directory; the launcher deletes it before the output
+# is complete (fragments_dir).
+FRAGMENTS = "_fragments"
+_COPY_CHUNK = 4 << 20
 
-# One kept image: its header facts, and the CRC-32 the writer checks its second read against.
-CheckedImage = collections.namedtuple("CheckedImage", "image_id format height width crc32 reencoded")
-# One class: the listed records (no bytes unless in memory), its kept images, skipped entries and
-# fingerprint lines; ``label`` is the dataset's label until shards are assigned.
-ClassCheck = collections.namedtuple("ClassCheck", "split label class_name records images skipped fingerprints")
+# One class after conversion: ``label`` is the one its fragment's records carry; ``fragment`` is
+# the fragment's path relative to the staging directory, holding ``num_images`` records (perhaps
+# none) in ``num_bytes`` bytes; then its skipped entries and fingerprint lines.
+ClassCheck = collections.namedtuple(
+    "ClassCheck", "split label class_name fragment num_images num_bytes skipped fingerprints"
+)
 
 _LOG = logging.getLogger(__name__)
 _PROGRESS_EVERY = 1000
@@ -50,6 +61,20 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
     return shard_path(split, index, num_shards, ".tfrecord")
 
 
+def fragments_dir(staging: str) -> str:
+    return os.path.join(staging, FRAGMENTS)
+
+
+def fragment_name(split: str, label: int) -> str:
+    return f"{FRAGMENTS}/{split}/class-{label:06d}.tfrecord"
+
+
+def _open(path: str, mode: str):
+    """Local files through Python's own file object (TensorFlow's costs more per call), others
+    through ``tf.io.gfile``."""
+    return open(path, mode) if "://" not in path else tf.io.gfile.GFile(path, mode)
+
+
 class ClassRecords(tuple):
     """One class's listed records: a tuple that Beam's default coder pickles as one object (it
     encodes a plain tuple element by element, pickling every record on its own, at each shuffle)."""
@@ -57,12 +82,26 @@ class ClassRecords(tuple):
     __slots__ = ()
 
 
-def class_units(records: dict) -> list:
-    """dict split -> ImageRecords -> one ClassRecords per (split, label), in listing order."""
+def class_units(records: dict, label_spaces: dict | None = None) -> list:
+    """dict split -> ImageRecords -> one ClassRecords per (split, label), in listing order.
+
+    Each record's label becomes the rank of its label among those listed in its label space (a
+    split, or the splits ``label_spaces`` maps to one space): the label its class has in the
+    shards unless some class of the space keeps no image.
+    """
+    spaces = label_spaces or {}
+    listed = collections.defaultdict(set)
+    for split, split_records in records.items():
+        listed[spaces.get(split, split)].update(r.label for r in split_records)
+    ranks = {space: {label: rank for rank, label in enumerate(sorted(labels))} for space, labels in listed.items()}
     units = collections.defaultdict(list)
     for split in sorted(records):
+        rank = ranks[spaces.get(split, split)]
         for record in records[split]:
-            units[(split, record.label)].append(record)
+            label = rank[record.label]
+            units[(split, record.label)].append(
+                record if record.label == label else dataclasses.replace(record, label=label)
+            )
     return [ClassRecords(unit) for _, unit in sorted(units.items())]
 
 
@@ -77,9 +116,11 @@ class ClassReader:
     def __init__(self, dataset: str):
         self._dataset = dataset
 
-    def read(self, records, wanted=None):
-        """[(record, bytes or None, (reason, detail) or None)] for the records whose id is in
-        ``wanted`` (default all), in the order of ``records`` (one class's, in listing order)."""
+    def read(self, records):
+        """Yields (record, bytes or None, (reason, detail) or None) for ``records`` (one class's, in
+        listing order) sorted by image id, the order of the class's records in its shard; files
+        are read one at a time."""
+        order = sorted(range(len(records)), key=lambda i: records[i].image_id)
         if records and records[0].path is None and records[0].data is None:
             encoded = datasets.get_dataset(self._dataset).generate_class(records[0].class_name)
             if len(encoded) != len(records):
@@ -87,18 +128,20 @@ class ClassReader:
                     f"{self._dataset}.generate_class({records[0].class_name!r}) gave "
                     f"{len(encoded)} images for {len(records)} listed ones"
                 )
-            return [(r, data, None) for r, data in zip(records, encoded) if wanted is None or r.image_id in wanted]
-        return [self._read_one(r) for r in records if wanted is None or r.image_id in wanted]
+            for i in order:
+                yield records[i], encoded[i], None
+            return
+        for i in order:
+            yield self._read_one(records[i])
 
     @staticmethod
     def _read_one(record):
         if record.data is not None:
             return record, record.data, None
-        # Local files through Python's own file object: TensorFlow's costs more per file, and
-        # every image is read twice (check, then write).
-        local = "://" not in record.path
+        if printable_path(record.path) != record.path:  # TensorFlow's file API cannot open it
+            return record, None, (BAD_NAME, "the file name is not valid UTF-8; rename the file to keep it")
         try:
-            with open(record.path, "rb") if local else tf.io.gfile.GFile(record.path, "rb") as f:
+            with _open(record.path, "rb") as f:
                 return record, f.read(), None
         except (tf.errors.NotFoundError, FileNotFoundError):
             return record, None, (MISSING, "listed in the annotations but not on disk")
@@ -107,15 +150,16 @@ class ClassReader:
 
 
 class CheckClassFn(beam.DoFn):
-    """Records of one class -> its ``ClassCheck`` (header facts of the kept images, no bytes).
+    """Records of one class -> its ``ClassCheck``; the kept images go into the class's fragment.
 
     Args:
+      staging: the staging directory; the fragment goes to ``<staging>/<fragment_name>``.
       dataset: the dataset name (generated datasets render the class here).
       max_pixels: images whose header announces more pixels are skipped without decoding.
     """
 
-    def __init__(self, dataset: str, max_pixels: int):
-        self._dataset, self._max_pixels = dataset, max_pixels
+    def __init__(self, staging: str, dataset: str, max_pixels: int):
+        self._staging, self._dataset, self._max_pixels = staging, dataset, max_pixels
 
     def setup(self):
         self._reader = ClassReader(self._dataset)
@@ -123,6 +167,7 @@ class CheckClassFn(beam.DoFn):
         self._reencoded = Metrics.counter(NAMESPACE, "images_reencoded")
         self._skipped = {}
         self._seen = 0
+        self._directories = set()
 
     def _skip(self, record, reason, detail):
         if reason not in self._skipped:
@@ -139,45 +184,47 @@ class CheckClassFn(beam.DoFn):
         }
 
     def process(self, records):
-        kept, skipped, fingerprints = [], [], []
-        readable = []
-        for record in records:  # a name that is not UTF-8 cannot be opened by TensorFlow's file API
-            if record.path is not None and printable_path(record.path) != record.path:
-                self._read.inc()
-                fingerprints.append(f"{record.split}\t{record.class_name}\t{record.image_id}\t{BAD_NAME}")
-                skipped.append(
-                    self._skip(record, BAD_NAME, "the file name is not valid UTF-8; rename the file to keep it")
-                )
-            else:
-                readable.append(record)
-        for record, data, error in self._reader.read(readable):
-            self._read.inc()
-            self._seen += 1
-            if self._seen % _PROGRESS_EVERY == 0:
-                _LOG.info("This worker has read %d images", self._seen)
-            key = f"{record.split}\t{record.class_name}\t{record.image_id}"
-            if error is not None:
-                fingerprints.append(f"{key}\t{error[0]}")
-                skipped.append(self._skip(record, *error))
-                continue
-            fingerprints.append(f"{key}\t{hashlib.sha256(data).hexdigest()}")
-            try:
-                info = image_header.inspect_image(data, self._max_pixels)
-            except image_header.ImageError as e:
-                skipped.append(self._skip(record, e.reason, e.detail))
-                continue
-            if info.reencoded:
-                self._reencoded.inc()
-            kept.append(
-                CheckedImage(record.image_id, info.format, info.height, info.width, zlib.crc32(data), info.reencoded)
-            )
         first = records[0]
+        fragment = fragment_name(first.split, first.label)
+        path = os.path.join(self._staging, fragment)
+        if os.path.dirname(path) not in self._directories:
+            tf.io.gfile.makedirs(os.path.dirname(path))
+            self._directories.add(os.path.dirname(path))
+        skipped, fingerprints = [], []
+        num_images = num_bytes = reencoded = 0
+        with written_atomically(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
+            for record, data, error in self._reader.read(records):
+                self._seen += 1
+                if self._seen % _PROGRESS_EVERY == 0:
+                    _LOG.info("This worker has read %d images", self._seen)
+                key = f"{record.split}\t{record.class_name}\t{record.image_id}"
+                if error is not None:
+                    fingerprints.append(f"{key}\t{error[0]}")
+                    skipped.append(self._skip(record, *error))
+                    continue
+                fingerprints.append(f"{key}\t{hashlib.sha256(data).hexdigest()}")
+                try:
+                    info = image_header.inspect_image(data, self._max_pixels)
+                except image_header.ImageError as e:
+                    skipped.append(self._skip(record, e.reason, e.detail))
+                    continue
+                reencoded += info.reencoded
+                encoded = schema.serialize_example(
+                    info.encoded, info.format, info.height, info.width, record.label, record.class_name, record.image_id
+                )
+                writer.write(encoded)
+                num_images += 1
+                num_bytes += len(encoded) + RECORD_OVERHEAD
+        self._read.inc(len(records))
+        if reencoded:
+            self._reencoded.inc(reencoded)
         yield ClassCheck(
             first.split,
             first.label,
             first.class_name,
-            tuple(readable),
-            tuple(kept),
+            fragment,
+            num_images,
+            num_bytes,
             tuple(skipped),
             tuple(fingerprints),
         )
@@ -190,92 +237,107 @@ def by_label_space(check: ClassCheck, label_spaces: dict):
 
 
 def assign_shards(space_and_checks, shards_per_split: dict):
-    """(label space, its ClassChecks) -> ((split, shard index, num shards), ClassCheck relabelled).
+    """(label space, its ClassChecks) -> ((split, shard index, num shards), (label, ClassCheck)).
 
     A label space is a split, or several splits that share their labels (In-Shop query and
-    gallery): the classes that kept images in any of its splits are relabelled contiguously, in
+    gallery): the classes that kept images in any of its splits are labelled contiguously, in
     the dataset's label order, over their union, so one class keeps one label in all of them
-    whatever images were skipped. Within each split the classes go round-robin over
-    ``min(shards, classes)`` shards, so every shard holds whole classes and the classes are spread
-    evenly.
+    whatever images were skipped (the label of its fragment unless a class before it kept none).
+    Within each split the classes go round-robin over ``min(shards, classes)`` shards, so every
+    shard holds whole classes and the classes are spread evenly.
     """
     _, checks = space_and_checks
-    kept = [c for c in checks if c.images]
+    kept = [c for c in checks if c.num_images]
     mapping = {old: new for new, old in enumerate(sorted({c.label for c in kept}))}
     for split in sorted({c.split for c in kept}):
         classes = sorted((c for c in kept if c.split == split), key=lambda c: c.label)
         num_shards = max(1, min(shards_per_split[split], len(classes)))
         for rank, check in enumerate(classes):
-            yield (split, rank % num_shards, num_shards), check._replace(label=mapping[check.label])
+            yield (split, rank % num_shards, num_shards), (mapping[check.label], check)
+
+
+def _copy(source, destination) -> int:
+    """Copies file object ``source`` to ``destination`` in chunks; returns the bytes copied."""
+    copied = 0
+    while chunk := source.read(_COPY_CHUNK):
+        destination.write(chunk)
+        copied += len(chunk)
+    return copied
 
 
 class WriteShardFn(beam.DoFn):
-    """((split, index, num_shards), ClassChecks) -> one TFRecord file, records sorted by (label, id).
+    """((split, index, num_shards), [(label, ClassCheck)]) -> one TFRecord file of those classes in
+    label order, each class's records in image id order (as in its fragment).
 
-    Reads each kept image again (or renders its class again) and fails if the bytes differ from
-    the checked ones. Sorting makes a re-run over the same input byte-identical whatever order the
-    runner delivers.
+    Where every class keeps the label of its fragment, the shard is the fragments' bytes end to
+    end; otherwise it is rewritten record by record with the new labels (``schema.relabel``). The
+    sort makes a re-run over the same input byte-identical whatever order the runner delivers, and
+    the shard is written under a temporary name and renamed into place.
 
     Args:
-      output_dir: the staging directory; the shard goes to ``<output_dir>/<split>/``.
-      dataset: the dataset name (generated datasets render the class here).
-      max_pixels: the check's pixel limit, for images that are re-encoded.
+      staging: the staging directory: the fragments are there, the shard goes to
+        ``<staging>/<split>/``.
     """
 
-    def __init__(self, output_dir: str, dataset: str, max_pixels: int):
-        self._output_dir, self._dataset, self._max_pixels = output_dir, dataset, max_pixels
+    def __init__(self, staging: str):
+        self._staging = staging
 
     def setup(self):
-        self._reader = ClassReader(self._dataset)
         self._written = Metrics.counter(NAMESPACE, "images_written")
         self._shards = Metrics.counter(NAMESPACE, "shards_written")
+        self._relabelled = Metrics.counter(NAMESPACE, "shards_relabelled")
 
-    def _encoded(self, record, data, error, checked):
-        if error is not None or zlib.crc32(data) != checked.crc32:
-            raise RuntimeError(
-                f"{record.path or record.image_id} changed while the job ran "
-                f"({error[1] if error else 'different bytes'}); run the job again."
-            )
-        return image_header.inspect_image(data, self._max_pixels).encoded if checked.reencoded else data
+    def _concatenate(self, path, classes) -> list:
+        with _open(path, "wb") as out:
+            for _, check in classes:
+                fragment = os.path.join(self._staging, check.fragment)
+                with _open(fragment, "rb") as f:
+                    copied = _copy(f, out)
+                if copied != check.num_bytes:
+                    raise RuntimeError(
+                        f"{fragment} holds {copied} bytes, but {check.num_bytes} were written to it; run the job again."
+                    )
+        return [check.num_bytes for _, check in classes]
+
+    def _rewrite(self, path, classes) -> list:
+        sizes = []
+        with tf.io.TFRecordWriter(path) as writer:
+            for label, check in classes:
+                size = 0
+                records = tf.data.TFRecordDataset(os.path.join(self._staging, check.fragment))
+                for record in records.as_numpy_iterator():
+                    if label != check.label:
+                        record = schema.relabel(record, label)
+                    writer.write(record)
+                    size += len(record) + RECORD_OVERHEAD
+                sizes.append(size)
+        return sizes
 
     def process(self, element):
-        (split, index, num_shards), checks = element
+        (split, index, num_shards), classes = element
         rel_path = f"{split}/{shard_name(split, index, num_shards)}"
-        path = os.path.join(self._output_dir, rel_path)
+        path = os.path.join(self._staging, rel_path)
         tf.io.gfile.makedirs(os.path.dirname(path))
-        checks = sorted(checks, key=lambda c: c.label)
-        count, offset, runs, class_offsets = 0, 0, [], []
-        with tf.io.TFRecordWriter(path) as writer:
-            for check in checks:
-                kept = {im.image_id: im for im in check.images}
-                read = {
-                    r.image_id: (r, data, error) for r, data, error in self._reader.read(check.records, wanted=kept)
-                }
-                class_offsets.append(offset)  # where the class starts, so the sampler can seek to it
-                for image_id in sorted(kept):
-                    im = kept[image_id]
-                    record = schema.serialize_example(
-                        self._encoded(*read[image_id], im),
-                        im.format,
-                        im.height,
-                        im.width,
-                        check.label,
-                        check.class_name,
-                        image_id,
-                    )
-                    writer.write(record)
-                    offset += len(record) + RECORD_OVERHEAD
-                count += len(kept)
-                runs.append([check.label, len(kept)])  # one run per class, in file order
+        classes = sorted(classes, key=lambda c: c[0])
+        relabel = any(label != check.label for label, check in classes)
+        with written_atomically(path) as temporary:
+            sizes = (self._rewrite if relabel else self._concatenate)(temporary, classes)
+        class_offsets, offset = [], 0
+        for size in sizes:  # where each class starts, so the sampler can seek to it
+            class_offsets.append(offset)
+            offset += size
+        count = sum(check.num_images for _, check in classes)
         self._written.inc(count)
         self._shards.inc()
+        if relabel:
+            self._relabelled.inc()
         yield {
             "split": split,
             "index": index,
             "path": rel_path,
             "num_images": count,
-            "num_classes": len(runs),
-            "class_runs": runs,
+            "num_classes": len(classes),
+            "class_runs": [[label, check.num_images] for label, check in classes],  # one run per class, in file order
             "class_offsets": class_offsets,
         }
 

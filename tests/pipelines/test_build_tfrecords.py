@@ -167,12 +167,36 @@ def test_class_without_good_images_leaves_labels_contiguous(tmp_path):
     raw = fx.make_imagefolder(str(tmp_path / "raw"), {"a": 2, "b": 2, "c": 2, "x": 1, "y": 1})
     for k in range(2):
         fx.write_bytes(os.path.join(raw, "b", f"img_{k}.jpg"), b"")
-    manifest, _ = convert("imagefolder", raw, tmp_path / "data", "--num-shards", "5")
+    manifest, result = convert("imagefolder", raw, tmp_path / "data", "--num-shards", "5")
     train = manifest["splits"]["train"]
     assert train["empty_classes"] == ["b"]
     assert (train["num_classes"], train["num_images"], len(train["shards"])) == (2, 4, 2)
     rows = [r for shard in read_shards(tmp_path / "data", "imagefolder", "train").values() for r in shard]
     assert {(r[schema.CLASS_NAME], int(r[schema.LABEL])) for r in rows} == {(b"a", 0), (b"c", 1)}
+    # c's fragment carries label 2 (b was listed before it): its shard is rewritten, the other copied.
+    assert counter(result, "shards_relabelled") == 1 and counter(result, "shards_written") == 4
+    source = TFRecordSource.from_manifest(manifest, str(tmp_path / "data"))
+    scanned = ClassIndex.scan(source._paths("train"))
+    np.testing.assert_array_equal(source.index("train").offsets, scanned.offsets)
+
+
+def test_each_image_is_read_once_and_no_fragment_outlives_the_job(tmp_path, monkeypatch):
+    raw = fx.make_imagefolder(str(tmp_path / "raw"))
+    reads = collections.Counter()
+    real = build_tfrecords.transforms.ClassReader._read_one
+
+    def counted(record):
+        reads[record.image_id] += 1
+        return real(record)
+
+    monkeypatch.setattr(build_tfrecords.transforms.ClassReader, "_read_one", staticmethod(counted))
+    manifest, result = convert("imagefolder", raw, tmp_path / "data")
+    listed = sum(split["num_listed"] for split in manifest["splits"].values())
+    assert len(reads) == listed == 9 and set(reads.values()) == {1}
+    assert counter(result, "shards_relabelled") == 0
+    out = datasets.tfrecord_dir(str(tmp_path / "data"), "imagefolder")
+    assert sorted(os.listdir(out)) == ["manifest.json", "test", "train"]
+    assert not any(name.startswith("_") for _, _, files in os.walk(out) for name in files)
 
 
 def test_inshop_query_and_gallery_keep_one_label_map_whatever_is_skipped(tmp_path):
@@ -337,13 +361,39 @@ def test_imagefolder_class_lists(tmp_path):
 def test_check_class_fn_reports_unreadable_paths(tmp_path):
     from pipelines.tfrecord_transforms import CheckClassFn
 
-    fn = CheckClassFn("imagefolder", max_pixels=1000)
+    staging = tmp_path / "staging"
+    fn = CheckClassFn(str(staging), "imagefolder", max_pixels=1000)
     fn.setup()
     directory = ImageRecord("a/dir.jpg", 0, "a", "train", path=str(tmp_path))
     (check,) = fn.process((directory,))
-    assert check.images == () and [s["reason"] for s in check.skipped] == ["unreadable"]
+    assert (check.num_images, check.num_bytes) == (0, 0)
+    assert [s["reason"] for s in check.skipped] == ["unreadable"]
     assert check.skipped[0]["path"] == str(tmp_path)
     assert check.fingerprints == ("train\ta\ta/dir.jpg\tunreadable",)
+    assert os.path.getsize(staging / check.fragment) == 0  # written (empty) and renamed into place
+    assert os.listdir(os.path.dirname(staging / check.fragment)) == [os.path.basename(check.fragment)]
+
+
+def test_class_units_label_classes_by_their_rank_in_the_label_space():
+    from pipelines.tfrecord_transforms import class_units
+
+    records = {
+        "query": [ImageRecord("q/7", 7, "i7", "query"), ImageRecord("q/3", 3, "i3", "query")],
+        "gallery": [ImageRecord("g/5", 5, "i5", "gallery"), ImageRecord("g/3", 3, "i3", "gallery")],
+        "train": [ImageRecord("t/9", 9, "t9", "train"), ImageRecord("t/2", 2, "t2", "train")],
+    }
+    units = class_units(records, {"query": "test", "gallery": "test"})
+    got = sorted((r.split, r.class_name, r.label) for unit in units for r in unit)
+    # query and gallery share the ranks of {3, 5, 7}; train ranks {2, 9} on its own.
+    assert got == [
+        ("gallery", "i3", 0),
+        ("gallery", "i5", 1),
+        ("query", "i3", 0),
+        ("query", "i7", 2),
+        ("train", "t2", 0),
+        ("train", "t9", 1),
+    ]
+    assert [len(u) for u in units] == [1] * 6
 
 
 def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypatch):
@@ -352,7 +402,7 @@ def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypat
     listed = []
     real = build_tfrecords.transforms.class_units
     monkeypatch.setattr(
-        build_tfrecords.transforms, "class_units", lambda records: listed.extend(real(records)) or listed
+        build_tfrecords.transforms, "class_units", lambda *args: listed.extend(real(*args)) or listed
     )
     manifest, _ = convert("digits", None, tmp_path / "gen", "--num-shards", "2")
     assert listed and all(r.data is None and r.path is None for unit in listed for r in unit)

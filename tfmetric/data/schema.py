@@ -110,6 +110,30 @@ def serialize_example(
     )
 
 
+def relabel(serialized: bytes, label: int) -> bytes:
+    """The serialized record ``serialized`` with its label replaced by ``label``, every other feature
+    as it was (and serialized as ``serialize_example`` does).
+
+    Raises:
+      ValueError: ``label`` is negative.
+    """
+    feature = tf.train.Example.FromString(serialized).features.feature
+
+    def value(name):
+        kind = feature[name].WhichOneof("kind")
+        return getattr(feature[name], kind).value[0]
+
+    return serialize_example(
+        value(ENCODED),
+        value(FORMAT).decode("utf-8"),
+        value(HEIGHT),
+        value(WIDTH),
+        label,
+        value(CLASS_NAME),
+        value(IMAGE_ID),
+    )
+
+
 def parse_example(serialized):
     """Feature dict of one serialized Example (scalar string) or a batch of them (vector).
 

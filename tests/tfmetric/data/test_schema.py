@@ -78,3 +78,15 @@ def test_serialization_is_deterministic():
 def test_rejects_bad_arguments(overrides, message):
     with pytest.raises(ValueError, match=message):
         schema.make_example(**example_args(**overrides))
+
+
+@pytest.mark.parametrize("old, new", [(3, 3), (127, 128), (300, 2), (0, 2**40)])
+def test_relabel_changes_the_label_only(old, new):
+    """Across varint widths: the same bytes as serializing with the new label in the first place."""
+    before = schema.serialize_example(**example_args(label=old, class_name="ü/017", image_format="png"))
+    after = schema.relabel(before, new)
+    assert after == schema.serialize_example(**example_args(label=new, class_name="ü/017", image_format="png"))
+    parsed = schema.parse_example(after)
+    assert int(parsed[schema.LABEL]) == new and parsed[schema.CLASS_NAME].numpy() == "ü/017".encode()
+    with pytest.raises(ValueError, match="label"):
+        schema.relabel(before, -1)
