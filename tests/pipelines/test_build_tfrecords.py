@@ -401,9 +401,7 @@ def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypat
     what the in-memory records (``load``) give."""
     listed = []
     real = build_tfrecords.transforms.class_units
-    monkeypatch.setattr(
-        build_tfrecords.transforms, "class_units", lambda *args: listed.extend(real(*args)) or listed
-    )
+    monkeypatch.setattr(build_tfrecords.transforms, "class_units", lambda *args: listed.extend(real(*args)) or listed)
     manifest, _ = convert("digits", None, tmp_path / "gen", "--num-shards", "2")
     assert listed and all(r.data is None and r.path is None for unit in listed for r in unit)
     monkeypatch.undo()
