@@ -26,6 +26,7 @@ import argparse
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -122,12 +123,16 @@ def _convert(source, data, num_shards, beam_args):
     return tfrecord_dir(data, "imagefolder")
 
 
-def _timed(tmp, name, source, num_shards, beam_args, repeat):
-    """(seconds, output directory) of one run."""
-    data = os.path.join(tmp, f"{name}-{os.path.basename(source)}-{repeat}")
+def _timed(tmp, name, source, num_shards, beam_args, keep):
+    """(seconds, the output's shard bytes if ``keep`` else None) of one run. The output is deleted
+    at once: left on disk, its write-back to the disk would land in a later run's time."""
+    data = os.path.join(tmp, f"{name}-{os.path.basename(source)}")
     start = time.perf_counter()
     out = _convert(source, data, num_shards, beam_args)
-    return time.perf_counter() - start, out
+    seconds = time.perf_counter() - start
+    shards = shard_bytes(out) if keep else None
+    shutil.rmtree(data)
+    return seconds, shards
 
 
 def _after_startup(n, seconds, startup):
@@ -222,11 +227,11 @@ def main():
         try:
             for repeat in range(args.repeats):
                 for i, (name, _, beam_args) in enumerate(runs):
-                    startup, _ = _timed(tmp, f"m{i}", tiny, args.num_shards, beam_args, repeat)
-                    seconds, out = _timed(tmp, f"m{i}", raw, args.num_shards, beam_args, repeat)
+                    last = repeat == args.repeats - 1
+                    startup, _ = _timed(tmp, f"m{i}", tiny, args.num_shards, beam_args, False)
+                    seconds, shards = _timed(tmp, f"m{i}", raw, args.num_shards, beam_args, last)
                     best[i] = [min(best[i][0], seconds), min(best[i][1], startup)]
-                    if repeat == args.repeats - 1:
-                        outputs[i] = shard_bytes(out)
+                    outputs[i] = shards if last else outputs[i]
                     print(f"  {name}: {seconds:.1f} s (start-up run {startup:.1f} s)", flush=True)
         finally:
             if cluster is not None:

@@ -75,11 +75,63 @@ def _open(path: str, mode: str):
     return open(path, mode) if "://" not in path else tf.io.gfile.GFile(path, mode)
 
 
-class ClassRecords(tuple):
-    """One class's listed records: a tuple that Beam's default coder pickles as one object (it
-    encodes a plain tuple element by element, pickling every record on its own, at each shuffle)."""
+class ClassRecords:
+    """One class's listed records as one object; iterating and indexing give ImageRecords.
 
-    __slots__ = ()
+    Beam's default coder pickles it whole (a plain tuple it encodes element by element, pickling
+    every record on its own, at each shuffle), the fields all its records share are stored once,
+    and Dask's tokenizer hashes it as one pickle, not record by record (``dask.bag.from_sequence``
+    on the DaskRunner).
+
+    Raises:
+      ValueError: ``records`` is empty, or its records differ in split, label or class name.
+    """
+
+    __slots__ = ("split", "label", "class_name", "_ids", "_paths", "_data")
+
+    def __init__(self, records):
+        records = list(records)
+        if not records:
+            raise ValueError("records must not be empty. Received: records=[]")
+        first = records[0]
+        if any((r.split, r.label, r.class_name) != (first.split, first.label, first.class_name) for r in records):
+            raise ValueError(
+                "records of one class must share split, label and class name. "
+                f"Received: {sorted({(r.split, r.label, r.class_name) for r in records})}"
+            )
+        self.split, self.label, self.class_name = first.split, first.label, first.class_name
+        self._ids = tuple(r.image_id for r in records)
+        self._paths = tuple(r.path for r in records)
+        self._data = tuple(r.data for r in records)
+
+    def _record(self, i):
+        return datasets.ImageRecord(
+            self._ids[i], self.label, self.class_name, self.split, self._paths[i], self._data[i]
+        )
+
+    def __len__(self):
+        return len(self._ids)
+
+    def __getitem__(self, i):
+        return self._record(range(len(self))[i])
+
+    def __iter__(self):
+        return map(self._record, range(len(self)))
+
+    def _state(self):
+        return self.split, self.label, self.class_name, self._ids, self._paths, self._data
+
+    def __eq__(self, other):
+        return isinstance(other, ClassRecords) and self._state() == other._state()
+
+    def __hash__(self):
+        return hash(self._state())
+
+    def __repr__(self):
+        return (
+            f"ClassRecords(split={self.split!r}, label={self.label}, class_name={self.class_name!r}, "
+            f"{len(self)} records)"
+        )
 
 
 def class_units(records: dict, label_spaces: dict | None = None) -> list:

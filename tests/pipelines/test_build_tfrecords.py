@@ -440,3 +440,21 @@ def test_a_class_travels_as_one_pickled_element():
     assert isinstance(decoded, ClassRecords) and decoded == units[0]
     assert list(decoded) == records["train"][:50]
     assert pickles(coders.FastPrimitivesCoder().encode(tuple(units[0]))) == 50  # what a plain tuple costs
+    assert units[0][-1] == records["train"][49] and len(units[0]) == 50
+
+
+def test_class_records_refuse_mixed_classes_and_tokenize_by_content():
+    from dask.base import tokenize
+
+    from pipelines.tfrecord_transforms import ClassRecords
+
+    def unit(path):
+        return ClassRecords(
+            [ImageRecord("a/0.jpg", 0, "a", "train", path=path), ImageRecord("a/1.jpg", 0, "a", "train")]
+        )
+
+    assert tokenize(unit("/x")) == tokenize(unit("/x")) != tokenize(unit("/y"))  # Dask's graph keys
+    with pytest.raises(ValueError, match="share split, label and class name"):
+        ClassRecords([ImageRecord("a/0", 0, "a", "train"), ImageRecord("b/0", 0, "b", "train")])
+    with pytest.raises(ValueError, match="must not be empty"):
+        ClassRecords([])
