@@ -13,10 +13,12 @@ may be shared, and its speed may change during the benchmark), and include the
 runner's start-up: building the pipeline, and each worker process importing Beam and TensorFlow
 (which imports Keras 3, and with it scikit-learn, SciPy and matplotlib: about 7 s of CPU per
 process on this machine, most of the multi_processing start-up). The same run over 4 images
-measures that start-up; "after start-up" is (images - 4) / (seconds - start-up seconds), the
-converter's steady rate, printed only where the difference is at least a quarter of the run
-(otherwise it is noise, and "n/a" is printed). The default size (10,000 images) makes the steady
-rate, not a fixed start-up, the bulk of each run; the targets compare steady rates.
+measures that start-up, just before each timed run; "after start-up" is (images - 4) / (seconds -
+start-up seconds) of one such pair, the converter's steady rate, best over the repeats, counted
+only where the difference is at least a quarter of the run (otherwise it is noise, and "n/a" is
+printed). The table's seconds and start-up columns are the best of each. The default size
+(10,000 images) makes the steady rate, not a fixed start-up, the bulk of each run; the targets
+compare steady rates.
 
     python benchmarks/build_tfrecords.py [--num-images 10000] [--num-classes 100] [--image-size 256] \
         [--repeats 2] [--no-dask]
@@ -221,8 +223,9 @@ def main():
                 )
             )
         # Round-robin: every repeat runs each method once, so a change in the machine's speed
-        # (other tenants) reaches all methods alike; the best run of each counts.
-        best = [[float("inf"), float("inf")] for _ in runs]
+        # (other tenants) reaches all methods alike; the best run of each counts, and the steady
+        # rate pairs each run with the start-up run just before it.
+        timings = [[] for _ in runs]
         outputs = [None] * len(runs)
         try:
             for repeat in range(args.repeats):
@@ -230,20 +233,23 @@ def main():
                     last = repeat == args.repeats - 1
                     startup, _ = _timed(tmp, f"m{i}", tiny, args.num_shards, beam_args, False)
                     seconds, shards = _timed(tmp, f"m{i}", raw, args.num_shards, beam_args, last)
-                    best[i] = [min(best[i][0], seconds), min(best[i][1], startup)]
+                    timings[i].append((seconds, startup))
                     outputs[i] = shards if last else outputs[i]
                     print(f"  {name}: {seconds:.1f} s (start-up run {startup:.1f} s)", flush=True)
         finally:
             if cluster is not None:
                 cluster.close()
-        rows = [(name, workers, *best[i]) for i, (name, workers, _) in enumerate(runs)]
+        rows = [(name, workers, timings[i]) for i, (name, workers, _) in enumerate(runs)]
 
         n = args.num_images
         print(f"\n| {'method':<34} | workers | images | seconds | images/s | start-up s | images/s after start-up |")
         print(f"|{'-' * 36}|---------|--------|---------|----------|------------|-------------------------|")
         rates = []
-        for name, workers, seconds, startup in rows:
-            steady = _after_startup(n, seconds, startup)
+        for name, workers, runs_of_method in rows:
+            seconds = min(t for t, _ in runs_of_method)
+            startup = min(s for _, s in runs_of_method)
+            steadies = [r for r in (_after_startup(n, t, s) for t, s in runs_of_method) if r is not None]
+            steady = max(steadies) if steadies else None
             rates.append((n / seconds, steady))
             print(
                 f"| {name:<34} | {workers:>7} | {n:>6} | {seconds:>7.1f} | {n / seconds:>8.0f} | "
