@@ -32,6 +32,7 @@ import sys
 import apache_beam as beam
 import tensorflow as tf
 
+from pipelines import class_records
 from pipelines import tfrecord_output as output
 from pipelines import tfrecord_transforms as transforms
 from pipelines.beam_job import parse_job_args, pipeline_options, setup_job_logging, wait_until_finish
@@ -119,7 +120,7 @@ def build_pipeline(
     spaces = dict(label_spaces or {})
     checks = (
         p
-        | "List classes" >> beam.Create(transforms.class_units(records, spaces))
+        | "List classes" >> beam.Create(class_records.class_units(records, spaces))
         | "Convert classes" >> beam.ParDo(transforms.CheckClassFn(staging, dataset, max_pixels))
     )
     shards = (

@@ -183,13 +183,13 @@ def test_class_without_good_images_leaves_labels_contiguous(tmp_path):
 def test_each_image_is_read_once_and_no_fragment_outlives_the_job(tmp_path, monkeypatch):
     raw = fx.make_imagefolder(str(tmp_path / "raw"))
     reads = collections.Counter()
-    real = build_tfrecords.transforms.ClassReader._read_one
+    real = build_tfrecords.class_records.ClassReader._read_one
 
     def counted(record):
         reads[record.image_id] += 1
         return real(record)
 
-    monkeypatch.setattr(build_tfrecords.transforms.ClassReader, "_read_one", staticmethod(counted))
+    monkeypatch.setattr(build_tfrecords.class_records.ClassReader, "_read_one", staticmethod(counted))
     manifest, result = convert("imagefolder", raw, tmp_path / "data")
     listed = sum(split["num_listed"] for split in manifest["splits"].values())
     assert len(reads) == listed == 9 and set(reads.values()) == {1}
@@ -375,7 +375,7 @@ def test_check_class_fn_reports_unreadable_paths(tmp_path):
 
 
 def test_class_units_label_classes_by_their_rank_in_the_label_space():
-    from pipelines.tfrecord_transforms import class_units
+    from pipelines.class_records import class_units
 
     records = {
         "query": [ImageRecord("q/7", 7, "i7", "query"), ImageRecord("q/3", 3, "i3", "query")],
@@ -400,8 +400,10 @@ def test_generated_datasets_enter_the_pipeline_without_bytes(tmp_path, monkeypat
     """Workers render each class: the launcher lists records without bytes, the shards equal
     what the in-memory records (``load``) give."""
     listed = []
-    real = build_tfrecords.transforms.class_units
-    monkeypatch.setattr(build_tfrecords.transforms, "class_units", lambda *args: listed.extend(real(*args)) or listed)
+    real = build_tfrecords.class_records.class_units
+    monkeypatch.setattr(
+        build_tfrecords.class_records, "class_units", lambda *args: listed.extend(real(*args)) or listed
+    )
     manifest, _ = convert("digits", None, tmp_path / "gen", "--num-shards", "2")
     assert listed and all(r.data is None and r.path is None for unit in listed for r in unit)
     monkeypatch.undo()
@@ -421,7 +423,7 @@ def test_a_class_travels_as_one_pickled_element():
 
     from apache_beam.coders import coders
 
-    from pipelines.tfrecord_transforms import ClassRecords, class_units
+    from pipelines.class_records import ClassRecords, class_units
 
     records = {
         "train": [ImageRecord(f"a/{i}.jpg", 0, "a", "train", path=f"/raw/a/{i}.jpg") for i in range(50)]
@@ -446,7 +448,7 @@ def test_a_class_travels_as_one_pickled_element():
 def test_class_records_refuse_mixed_classes_and_tokenize_by_content():
     from dask.base import tokenize
 
-    from pipelines.tfrecord_transforms import ClassRecords
+    from pipelines.class_records import ClassRecords
 
     def unit(path):
         return ClassRecords(
