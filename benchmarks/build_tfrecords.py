@@ -234,18 +234,18 @@ def main():
                     startup, _ = _timed(tmp, f"m{i}", tiny, args.num_shards, beam_args, False)
                     seconds, shards = _timed(tmp, f"m{i}", raw, args.num_shards, beam_args, last)
                     timings[i].append((seconds, startup))
-                    outputs[i] = shards if last else outputs[i]
+                    if last:
+                        outputs[i] = shards
                     print(f"  {name}: {seconds:.1f} s (start-up run {startup:.1f} s)", flush=True)
         finally:
             if cluster is not None:
                 cluster.close()
-        rows = [(name, workers, timings[i]) for i, (name, workers, _) in enumerate(runs)]
 
         n = args.num_images
         print(f"\n| {'method':<34} | workers | images | seconds | images/s | start-up s | images/s after start-up |")
         print(f"|{'-' * 36}|---------|--------|---------|----------|------------|-------------------------|")
         rates = []
-        for name, workers, runs_of_method in rows:
+        for (name, workers, _), runs_of_method in zip(runs, timings):
             seconds = min(t for t, _ in runs_of_method)
             startup = min(s for _, s in runs_of_method)
             steadies = [r for r in (_after_startup(n, t, s) for t, s in runs_of_method) if r is not None]

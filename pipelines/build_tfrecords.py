@@ -113,9 +113,9 @@ def build_pipeline(
     """Adds the conversion to pipeline ``p``; the shards and the summary go to ``staging``.
 
     Only records without bytes (paths, or ids the workers render for generated datasets) enter
-    the pipeline, one element per class; only fragment names and sizes are shuffled. ``label_spaces`` maps a
-    split to the label space it shares with other splits (the dataset module's ``LABEL_SPACES``);
-    labels are made contiguous per label space.
+    the pipeline, one element per class; only fragment names and sizes are shuffled.
+    ``label_spaces`` maps a split to the label space it shares with other splits (the dataset
+    module's ``LABEL_SPACES``); labels are made contiguous per label space.
     """
     spaces = dict(label_spaces or {})
     checks = (

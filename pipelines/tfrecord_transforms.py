@@ -8,10 +8,11 @@ Images that cannot be kept are listed in ``ClassCheck.skipped`` with path and re
 listed image (kept or not) contributes a fingerprint line, so the manifest says exactly which
 input it was built from.
 
-Labels: ``class_records.class_units`` gives every class the label it gets in the shards if each class keeps an
-image, its rank among the labels listed in its label space; fragments carry that label. A class
-that keeps no image shifts the labels after it, and only the shards holding such classes are
-rewritten record by record with the new labels (``WriteShardFn``); the others are byte copies.
+Labels: ``class_records.class_units`` gives every class the label it gets in the shards if each
+class keeps an image, its rank among the labels listed in its label space; fragments carry that
+label. A class that keeps no image shifts the labels after it, and only the shards holding such
+classes are rewritten record by record with the new labels (``WriteShardFn``); the others are
+byte copies.
 
 Every step has one output (no tagged side outputs) and no side inputs, so the job runs the same
 on every Beam runner, the DaskRunner included (see the README, "Speed and scale").
@@ -26,8 +27,7 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.metrics import Metrics
 
-from pipelines.class_records import ClassReader, printable_path
-from pipelines.class_records import open_file as _open
+from pipelines.class_records import ClassReader, open_file, printable_path
 from pipelines.job_output import shard_path, written_atomically
 from tfmetric.data import image_header, schema
 from tfmetric.data.class_index import RECORD_OVERHEAD
@@ -200,10 +200,10 @@ class WriteShardFn(beam.DoFn):
         self._relabelled = Metrics.counter(NAMESPACE, "shards_relabelled")
 
     def _concatenate(self, path, classes) -> list:
-        with _open(path, "wb") as out:
+        with open_file(path, "wb") as out:
             for _, check in classes:
                 fragment = os.path.join(self._staging, check.fragment)
-                with _open(fragment, "rb") as f:
+                with open_file(fragment, "rb") as f:
                     copied = _copy(f, out)
                 if copied != check.num_bytes:
                     raise RuntimeError(
